@@ -1,0 +1,37 @@
+# Two entry points for a fresh machine: `make demo` and `make test` (see README.md).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.nanofind-installed
+DEMO_OUT ?= demo-output
+
+.PHONY: demo test lint install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+# torch and every other pin come from constraints.txt (a newer torch pulls GBs of CUDA)
+$(STAMP): pyproject.toml constraints.txt | $(BIN)/python
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	mkdir -p $(DEMO_OUT)
+	@for recipe in examples/recipes/*.yaml; do \
+		name=$$(basename $$recipe .yaml); \
+		$(BIN)/nanofind scene $$recipe -o $(DEMO_OUT)/$$name.extxyz --seed 0 --also prismatic || exit 1; \
+	done
+	@echo "Scenes written to $(DEMO_OUT)/"
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+test: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache

@@ -1,0 +1,127 @@
+"""The ``nanofind`` command line.
+
+Every failure caused by the input (a bad recipe field, an unreadable or unwritable file)
+prints one line naming the field or file and exits with status 2; nothing is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from nanofind._version import __version__
+from nanofind.errors import NanofindInputError
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2, as for every other input error
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="nanofind", description="Machine-learning analysis of HRTEM micrographs of nanoparticles.")
+    parser.add_argument("--version", action="version", version=f"nanofind {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
+    scene = sub.add_parser("scene", help="build an atomic scene from a YAML recipe",
+                           description="Build an atomic scene (particles on a substrate, with per-atom labels) "
+                                       "from a YAML recipe and write it as extended XYZ.")
+    scene.add_argument("recipe", help="YAML recipe (see examples/recipes)")
+    scene.add_argument("-o", "--output", required=True, help="output .extxyz file")
+    scene.add_argument("--seed", type=int, default=0, help="random seed (default 0); same recipe + seed = same atoms")
+    scene.add_argument("--also", action="append", choices=["prismatic", "cif"], default=[],
+                       help="also write OUTPUT with suffix .prismatic.xyz or .cif (repeatable)")
+    scene.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
+    scene.set_defaults(func=_cmd_scene)
+    return parser
+
+
+def _extra_path(output: Path, kind: str) -> Path:
+    stem = output.name.removesuffix(".extxyz").removesuffix(".xyz")
+    return output.with_name(stem + (".prismatic.xyz" if kind == "prismatic" else ".cif"))
+
+
+def _cmd_scene(args: argparse.Namespace) -> int:
+    from nanofind.scene.build import build_scene
+    from nanofind.scene.io import check_writable, write_cif, write_extxyz, write_prismatic
+    from nanofind.scene.recipe import load_recipe
+    from nanofind.scene.summary import summarize_scene
+
+    output = Path(args.output)
+    if output.suffix not in (".extxyz", ".xyz"):
+        raise NanofindInputError(f"{output}: output must end in .extxyz (or .xyz)")
+    if output.name.endswith(".prismatic.xyz"):
+        raise NanofindInputError(f"{output}: the main output is extended XYZ; use --also prismatic for Prismatic")
+    check_writable(output)
+    extras = {kind: check_writable(_extra_path(output, kind)) for kind in dict.fromkeys(args.also)}
+    recipe = load_recipe(args.recipe)
+    start = time.perf_counter()
+    atoms, spec = build_scene(recipe, args.seed)
+    elapsed = time.perf_counter() - start
+    atoms.info["nanofind_recipe"] = recipe.model_dump(mode="json", exclude_none=True)
+    atoms.info["nanofind_recipe_path"] = str(args.recipe)
+    atoms.info["nanofind_spec"] = spec
+    atoms.info["nanofind_version"] = __version__
+    write_extxyz(output, atoms)
+    for kind, path in extras.items():
+        if kind == "prismatic":
+            write_prismatic(path, atoms, comment=f"nanofind {__version__} {args.recipe} seed={args.seed}")
+        else:
+            write_cif(path, atoms)
+    summary = summarize_scene(atoms)
+    summary.update({"recipe": str(args.recipe), "seed": args.seed, "output": str(output),
+                    "build_seconds": round(elapsed, 3), "also": [str(p) for p in extras.values()]})
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        _print_summary(summary)
+    return 0
+
+
+def _print_summary(summary: dict) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console()
+    table = Table(title=f"{summary['recipe']} (seed {summary['seed']})")
+    for col in ("object", "atoms", "elements", "grains", "defect atoms"):
+        table.add_column(col, justify="left" if col in ("object", "elements") else "right")
+    for o in summary["objects"]:
+        elements = ", ".join(f"{k} {v}" for k, v in o["elements"].items())
+        table.add_row(o["name"], str(o["atoms"]), elements, str(o["grains"]), str(o["defect_atoms"]))
+    console.print(table)
+    dists = ", ".join(f"{k} {v:.3f}" for k, v in summary["min_distance_A"].items() if v != float("inf"))
+    console.print(f"minimum distances (Å): {dists}")
+    cell = " x ".join(f"{v:.1f}" for v in summary["cell_A"])
+    console.print(f"{summary['atoms']} atoms in a {cell} Å cell, built in {summary['build_seconds']:.3f} s "
+                  f"-> {summary['output']}" + "".join(f", {p}" for p in summary["also"]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``nanofind`` command; returns the exit status."""
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except NanofindInputError as exc:
+        print(f"nanofind: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("nanofind: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # no traceback for users; NANOFIND_DEBUG=1 shows it
+        if os.environ.get("NANOFIND_DEBUG"):
+            raise
+        print(f"nanofind: internal error: {type(exc).__name__}: {exc} (set NANOFIND_DEBUG=1 for details)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,261 @@
+"""Turn a concrete scene specification (see :mod:`nanofind.scene.recipe`) into atoms.
+
+Randomness: one master seed is split with ``numpy.random.SeedSequence`` into independent
+streams for drawing the specification, the substrate, the placement and each particle, so
+the same recipe and seed always give the same atoms.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+import numpy as np
+from ase import Atoms
+
+from nanofind.errors import NanofindInputError
+from nanofind.scene.amorphous import AmorphousGenerator
+from nanofind.scene.crystal import CrystalGenerator, GeneratedAtoms, PlanarDefect
+from nanofind.scene.lattice import equivalent_plane_normals, load_unit_cell, nearest_neighbour_distance
+from nanofind.scene.multiply_twinned import (
+    DecahedronGenerator,
+    IcosahedronGenerator,
+    fcc_metal_parameters,
+    icosahedron_vertices,
+)
+from nanofind.scene.orientation import (
+    random_rotation,
+    rotation_about_axis,
+    rotation_to_z,
+    tilt_rotation,
+    zone_axis_rotation,
+)
+from nanofind.scene.placement import PlacementError, lateral_radius_A, rest_on, rest_touching, scatter_xy
+from nanofind.scene.recipe import SceneRecipe, sample_scene_spec
+from nanofind.scene.scene import Scene, SceneObject
+from nanofind.scene.volumes import Sphere, equivalent_diameter_A, faceted_polyhedron, wulff_polyhedron
+
+#: A distribution recipe whose draw does not fit in the field is drawn again, up to this often.
+MAX_DRAWS = 20
+#: Height of the substrate's lower surface above z = 0, Å.
+SUBSTRATE_BASE_A = 1.0
+
+_FCC_ENERGIES = {(1, 1, 1): 1.0, (1, 0, 0): 1.15, (1, 1, 0): 1.25}
+_FLUORITE_ENERGIES = {(1, 1, 1): 1.0, (1, 1, 0): 1.25, (1, 0, 0): 1.45}
+_HEXAGONAL_ENERGIES = {(1, 0, -1, 0): 1.0, (1, 1, -2, 0): 1.05, (0, 0, 0, 1): 1.1}
+
+
+def parse_miller(text: str | tuple | list) -> tuple[int, ...]:
+    """Parse Miller indices written as ``"111"``, ``"1-10"``, ``"10-10"``, ``"1 -1 0"`` or a list."""
+    if isinstance(text, (tuple, list)):
+        return tuple(int(v) for v in text)
+    s = str(text).strip()
+    parts = re.split(r"[\s,]+", s) if re.search(r"[\s,]", s) else re.findall(r"-?\d", s)
+    if len(parts) not in (3, 4) or "".join(parts).replace("-", "") == "" or not all(re.fullmatch(r"-?\d+", p)
+                                                                                    for p in parts):
+        raise NanofindInputError(f"cannot read Miller indices {text!r}; write e.g. '111', '1-10' or '1 0 -1 0'",
+                                 "facets")
+    return tuple(int(p) for p in parts)
+
+
+def _is_hexagonal(cell: np.ndarray) -> bool:
+    a, b, c = (np.linalg.norm(v) for v in cell)
+    gamma = np.degrees(np.arccos(cell[0] @ cell[1] / (a * b)))
+    return abs(a - b) < 1e-6 and abs(gamma - 120) < 1e-3
+
+
+def default_surface_energies(unit_cell: Atoms) -> dict[tuple[int, ...], float]:
+    """Relative surface energies used for Wulff shapes when the recipe gives none."""
+    cell = np.asarray(unit_cell.cell)
+    if _is_hexagonal(cell):
+        return dict(_HEXAGONAL_ENERGIES)
+    if "O" in unit_cell.get_chemical_symbols():
+        return dict(_FLUORITE_ENERGIES)
+    return dict(_FCC_ENERGIES)
+
+
+def _defect_planes(unit_cell: Atoms, rotation: np.ndarray, choice, rng: np.random.Generator) -> tuple:
+    cell = np.asarray(unit_cell.cell)
+    if isinstance(choice, (list, tuple)):
+        return tuple(choice)
+    family = (0, 0, 0, 1) if _is_hexagonal(cell) else (1, 1, 1)
+    normals = equivalent_plane_normals(cell, family)
+    normals = normals[np.argsort(-(normals @ np.ones(3)), kind="stable")]
+    if choice == "edge_on":
+        edge = normals[np.abs((normals @ rotation.T)[:, 2]) < 1e-6]
+        normals = edge if len(edge) else normals
+    n = normals[int(rng.integers(len(normals)))] if choice == "random" else normals[0]
+    hkl = n @ cell.T
+    hkl = hkl / np.abs(hkl[np.abs(hkl) > 1e-6]).min()
+    return tuple(int(round(v)) for v in hkl)
+
+
+def _mtp_axis_rotation(shape: str, axis) -> np.ndarray:
+    if axis == "5fold":
+        return np.eye(3)
+    if shape == "decahedron" and axis == "2fold":  # five-fold axis lies in the image plane
+        return rotation_about_axis([1, 0, 0], 90.0)
+    if shape == "icosahedron" and axis in ("3fold", "2fold"):
+        v = icosahedron_vertices()
+        from nanofind.scene.multiply_twinned import IcosahedronGenerator as _Ih
+
+        face = _Ih("Au", 1.0).faces()[0]
+        target = v[face].sum(axis=0) if axis == "3fold" else v[face[0]] + v[face[1]]
+        return rotation_to_z(target)
+    raise NanofindInputError(f"zone axis {axis!r} is not available for a {shape}; use 5fold"
+                             + (", 3fold or 2fold" if shape == "icosahedron" else " or 2fold"), "zone_axis")
+
+
+def particle_object(p: Mapping, seed: int, priority: int = 0) -> SceneObject:
+    """Build the scene object of one concrete particle specification, centred on the origin."""
+    rng = np.random.default_rng(seed)
+    unit_cell = load_unit_cell(p["material"])
+    shape, diameter = p["shape"], float(p["diameter_A"])
+    if diameter <= 0:
+        raise NanofindInputError(f"must be > 0 Å, got {diameter}", "diameter_A")
+    tilt = tilt_rotation(p.get("tilt_deg", 0.0), p.get("tilt_azimuth_deg", 0.0))
+    in_plane = rotation_about_axis([0, 0, 1], p.get("in_plane_deg", 0.0))
+    axis = p.get("zone_axis", [1, 1, 0])
+    name = f"{p['material'] if isinstance(p['material'], str) else unit_cell.get_chemical_formula()} {shape}"
+    if shape in ("decahedron", "icosahedron"):
+        element, d_nn = fcc_metal_parameters(unit_cell)
+        base = random_rotation(rng) if axis == "random" else _mtp_axis_rotation(shape, axis)
+        rotation = tilt @ in_plane @ base
+        if shape == "decahedron":
+            unit = DecahedronGenerator(element, d_nn, p.get("gap", "strain")).bipyramid(1)
+            n = max(1, int(round(diameter / equivalent_diameter_A(unit.volume_A3()))))
+            gen = DecahedronGenerator(element, d_nn, p.get("gap", "strain"), (n % 2) * d_nn / 2, rotation)
+            volume = gen.bipyramid(n)
+        else:
+            unit = IcosahedronGenerator(element, d_nn).mackay(1)
+            n = max(1, int(round(diameter / equivalent_diameter_A(unit.volume_A3()))))
+            gen = IcosahedronGenerator(element, d_nn, rotation)
+            volume = gen.mackay(n)
+    else:
+        cell = np.asarray(unit_cell.cell)
+        if isinstance(axis, str) and axis != "random":
+            raise NanofindInputError(f"zone axis {axis!r} applies to decahedra and icosahedra only", "zone_axis")
+        base = random_rotation(rng) if axis == "random" else zone_axis_rotation(cell, axis)
+        rotation = tilt @ in_plane @ base
+        defects = ()
+        if p.get("planar_defect"):
+            kind = "twin" if p["planar_defect"] in ("twin", "lamellae") else p["planar_defect"]
+            plane = _defect_planes(unit_cell, rotation, p.get("defect_plane", "edge_on"), rng)
+            defects = tuple(PlanarDefect(kind, plane, x) for x in p.get("planar_positions_A", [0.0]))
+        gen = CrystalGenerator(unit_cell, rotation, defects)
+        if shape == "sphere":
+            volume = Sphere(np.zeros(3), diameter / 2)
+        elif shape == "wulff":
+            energies = ({parse_miller(k): v for k, v in p["surface_energies"].items()}
+                        if p.get("surface_energies") else default_surface_energies(unit_cell))
+            volume = wulff_polyhedron(cell, energies, diameter, rotation)
+        elif shape == "polyhedron":
+            facets = {parse_miller(k): v for k, v in (p.get("facets") or {}).items()}
+            if not facets:
+                raise NanofindInputError("shape 'polyhedron' needs facets", "facets")
+            volume = faceted_polyhedron(cell, facets, rotation)
+        else:
+            raise NanofindInputError(f"unknown shape {shape!r}", "shape")
+    obj = SceneObject(gen, volume, priority=priority, name=name, is_particle=True,
+                      vacancy_fraction=float(p.get("vacancy_fraction", 0.0)), substitution=p.get("substitution"),
+                      seed=int(rng.integers(2**63)))
+    if len(obj.local_atoms().numbers) == 0:
+        raise NanofindInputError(f"the particle holds no atoms (diameter {diameter} Å is too small)", "diameter_A")
+    return obj
+
+
+def build_scene_from_spec(spec: Mapping, seed: int) -> Atoms:
+    """Atoms with label arrays for one concrete specification (see :func:`sample_scene_spec`)."""
+    substrate_ss, placement_ss, particles_ss = np.random.SeedSequence(seed).spawn(3)
+    lx, ly = (float(v) for v in spec["field_A"])
+    scene = Scene((lx, ly, spec.get("height_A") or 1.0), clearance_A=spec.get("clearance_A", {}))
+    period = (lx, ly)
+    sub = spec.get("substrate")
+    if sub:
+        gen = AmorphousGenerator(sub["composition"], sub["density_g_cm3"], sub["min_distance_A"], period)
+        from nanofind.scene.volumes import ConvexPolyhedron
+
+        box = ConvexPolyhedron.box([0, 0, SUBSTRATE_BASE_A], [lx, ly, SUBSTRATE_BASE_A + sub["thickness_A"]])
+        substrate = SceneObject(gen, box, priority=1_000_000, name="substrate", is_particle=False,
+                                seed=int(substrate_ss.generate_state(1)[0]))
+        support = substrate.atoms()
+    else:
+        substrate, support = None, GeneratedAtoms.empty()
+    rng = np.random.default_rng(placement_ss)
+    specs = list(spec.get("particles", []))
+    seeds = [int(s.generate_state(1)[0]) for s in particles_ss.spawn(len(specs))]
+    objects = [particle_object(p, s, priority=k) for k, (p, s) in enumerate(zip(specs, seeds, strict=True))]
+    radii = [lateral_radius_A(o) for o in objects]
+    touching = [bool(p.get("touching")) and k > 0 for k, p in enumerate(specs)]
+    # a particle that touches the previous one reserves room beside it
+    reserve = list(radii)
+    for k in range(1, len(objects)):
+        if touching[k]:
+            reserve[k - 1] = radii[k - 1] + 2 * radii[k] + 3.0
+    fixed = [k for k, p in enumerate(specs) if p.get("position_A") is not None]
+    free = [k for k in range(len(objects)) if k not in fixed and not touching[k]]
+    occupied = [(specs[k]["position_A"], reserve[k]) for k in fixed]
+    centres = scatter_xy([reserve[k] for k in free], (lx, ly), rng, edge_cut=[specs[k]["edge_cut"] for k in free],
+                         occupied=occupied)
+    xy = {k: np.asarray(specs[k]["position_A"], float) for k in fixed}
+    xy.update({k: c for k, c in zip(free, centres, strict=True)})
+    placed: list[SceneObject] = []
+    for k, obj in enumerate(objects):
+        if touching[k]:
+            d_contact = max(nearest_neighbour_distance(load_unit_cell(specs[j]["material"])) for j in (k - 1, k))
+            obj = rest_touching(obj, placed[k - 1], support, float(rng.uniform(0, 360)),
+                                contact_A=d_contact, clearance_A=scene.clearance_A, lateral_period_A=period)
+        else:
+            obj = rest_on(obj, support, xy[k], clearance_A=scene.clearance_A,
+                          lateral_period_A=period)
+        obj.carves = False
+        placed.append(obj)
+        scene.add(obj)
+    if substrate is not None:
+        scene.add(substrate)
+    atoms = scene.build()
+    atoms.info["nanofind_seed"] = int(seed)
+    return atoms
+
+
+def build_scene(recipe: SceneRecipe, seed: int) -> tuple[Atoms, dict]:
+    """Draw a specification from ``recipe`` with ``seed`` and build it.
+
+    Returns
+    -------
+    atoms : ase.Atoms
+        With label arrays and ``info`` entries ``nanofind_seed`` and ``nanofind_spec``.
+    spec : dict
+        The concrete specification that was built.
+    """
+    streams = np.random.SeedSequence(seed).spawn(2 * MAX_DRAWS)
+    for attempt in range(MAX_DRAWS):
+        spec = sample_scene_spec(recipe, np.random.default_rng(streams[2 * attempt]))
+        try:
+            atoms = build_scene_from_spec(spec, int(streams[2 * attempt + 1].generate_state(1)[0]))
+        except PlacementError:
+            if attempt == MAX_DRAWS - 1 or _is_fixed(recipe):
+                raise
+            continue
+        spec["draw_attempt"] = attempt
+        atoms.info["nanofind_seed"] = int(seed)
+        return atoms, spec
+    raise AssertionError("unreachable")
+
+
+def _is_fixed(recipe: SceneRecipe) -> bool:
+    """Whether the recipe describes one scene (no distributions to redraw)."""
+    from nanofind.scene.recipe import _DISTS
+
+    def walk(v):
+        if isinstance(v, _DISTS):
+            return False
+        if isinstance(v, dict):
+            return all(walk(x) for x in v.values())
+        if isinstance(v, (list, tuple)):
+            return all(walk(x) for x in v)
+        if hasattr(v, "__dict__") and hasattr(v, "model_fields"):
+            return all(walk(getattr(v, k)) for k in type(v).model_fields)
+        return True
+
+    return walk(recipe)

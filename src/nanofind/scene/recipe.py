@@ -1,0 +1,429 @@
+"""YAML recipes: one scene, or a distribution of scenes.
+
+Any value may be given fixed or as a distribution, which is drawn anew for every scene:
+
+- ``{uniform: [low, high]}``
+- ``{normal: {mean: m, std: s}}`` and ``{lognormal: {median: m, sigma: s}}``, with optional
+  ``min`` / ``max`` clipping, e.g. ``{lognormal: {median: 45, sigma: 0.3}, min: 20, max: 90}``
+- ``{choice: [a, b, c], weights: [0.5, 0.3, 0.2]}`` (weights optional; entries may be any value,
+  including lists such as zone axes).
+
+:func:`load_recipe` validates a file (unknown keys are rejected, every error names its field);
+:func:`sample_scene_spec` draws one concrete scene specification, a plain JSON-able dict that
+:func:`nanofind.scene.build.build_scene_from_spec` turns into atoms and that is stored with
+the output.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from nanofind.errors import NanofindInputError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Uniform(_Strict):
+    """``{uniform: [low, high]}``."""
+
+    uniform: tuple[float, float]
+    min: float | None = None
+    max: float | None = None
+
+    @model_validator(mode="after")
+    def _order(self):
+        if self.uniform[1] < self.uniform[0]:
+            raise ValueError(f"uniform needs low <= high, got {list(self.uniform)}")
+        return self
+
+
+class _NormalParams(_Strict):
+    mean: float
+    std: float = Field(ge=0)
+
+
+class Normal(_Strict):
+    """``{normal: {mean, std}}``."""
+
+    normal: _NormalParams
+    min: float | None = None
+    max: float | None = None
+
+
+class _LogNormalParams(_Strict):
+    median: float = Field(gt=0)
+    sigma: float = Field(ge=0)
+
+
+class LogNormal(_Strict):
+    """``{lognormal: {median, sigma}}``: log of the value is normal."""
+
+    lognormal: _LogNormalParams
+    min: float | None = None
+    max: float | None = None
+
+
+class Choice(_Strict):
+    """``{choice: [...], weights: [...]}``."""
+
+    choice: list[Any] = Field(min_length=1)
+    weights: list[float] | None = None
+
+    @model_validator(mode="after")
+    def _weights(self):
+        if self.weights is not None:
+            if len(self.weights) != len(self.choice):
+                raise ValueError(f"weights has {len(self.weights)} entries for {len(self.choice)} choices")
+            if any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
+                raise ValueError("weights must be >= 0 with a positive sum")
+        return self
+
+
+Number = float | Uniform | Normal | LogNormal | Choice
+_DISTS = (Uniform, Normal, LogNormal, Choice)
+
+
+def _lower_bound(value: Any) -> float | None:
+    if isinstance(value, (int, float)):
+        return float(value)
+    if isinstance(value, Uniform):
+        return value.min if value.min is not None else value.uniform[0]
+    if isinstance(value, Choice):
+        vals = [v for v in value.choice if isinstance(v, (int, float))]
+        return min(vals) if vals else None
+    if isinstance(value, (Normal, LogNormal)):
+        return value.min if value.min is not None else (0.0 if isinstance(value, LogNormal) else None)
+    return None
+
+
+def _positive(value: Any, unit: str, allow_zero: bool = False) -> Any:
+    low = _lower_bound(value)
+    if isinstance(value, Normal) and value.min is None:
+        raise ValueError("a normal distribution for this field needs a 'min' so it stays positive")
+    if low is not None and (low < 0 or (low == 0 and not allow_zero)):
+        raise ValueError(f"must be {'>=' if allow_zero else '>'} 0{unit}, got {low}")
+    return value
+
+
+def _fraction(value: Any) -> Any:
+    low = _lower_bound(value)
+    if low is not None and low < 0:
+        raise ValueError(f"must be in [0, 1], got {low}")
+    if isinstance(value, (int, float)) and value > 1:
+        raise ValueError(f"must be in [0, 1], got {value}")
+    if isinstance(value, Uniform) and value.uniform[1] > 1:
+        raise ValueError(f"must be in [0, 1], got {value.uniform[1]}")
+    return value
+
+
+def _check_axis(axis: Any) -> None:
+    if axis == "random":
+        return
+    if isinstance(axis, str):
+        raise ValueError(f"zone axis must be [u, v, w], [U, V, T, W] or 'random', got {axis!r} "
+                         "(decahedra and icosahedra take 'mtp_axis')")
+    arr = np.asarray(axis, dtype=float)
+    if arr.shape not in ((3,), (4,)):
+        raise ValueError(f"zone axis needs 3 (or 4 hexagonal) components, got {axis}")
+    if not np.any(arr):
+        raise ValueError(f"zone axis cannot be zero, got {axis}")
+
+
+class FieldSpec(_Strict):
+    """Field of view."""
+
+    size_A: tuple[float, float] = (100.0, 100.0)
+    height_A: float | None = Field(default=None, gt=0, description="cell height; default fits the atoms")
+
+    @field_validator("size_A")
+    @classmethod
+    def _size(cls, v):
+        if min(v) <= 0:
+            raise ValueError(f"field size must be > 0 Å, got {list(v)}")
+        return v
+
+
+class SubstrateSpec(_Strict):
+    """Amorphous substrate slab spanning the field laterally."""
+
+    composition: dict[str, float] = Field(default_factory=lambda: {"C": 1.0})
+    thickness_A: Number = 30.0
+    density_g_cm3: Number = 2.0
+    min_distance_A: float | dict[str, float] = 1.3
+
+    @field_validator("thickness_A")
+    @classmethod
+    def _thick(cls, v):
+        return _positive(v, " Å")
+
+    @field_validator("density_g_cm3")
+    @classmethod
+    def _dens(cls, v):
+        return _positive(v, " g/cm³")
+
+    @field_validator("min_distance_A")
+    @classmethod
+    def _dmin(cls, v):
+        vals = v.values() if isinstance(v, dict) else [v]
+        if any(x <= 0 for x in vals):
+            raise ValueError(f"must be > 0 Å, got {v}")
+        return v
+
+
+class DefectSpec(_Strict):
+    """Defect probabilities (planar defects are exclusive: at most one kind per particle)."""
+
+    twin: Number = 0.0
+    lamellae: Number = 0.0
+    lamella_count: Number = Field(default_factory=lambda: Choice(choice=[2, 3]))
+    intrinsic_fault: Number = 0.0
+    extrinsic_fault: Number = 0.0
+    plane: list[float] | Literal["edge_on", "random"] = "edge_on"
+    vacancy_fraction: Number = 0.0
+    substitution: dict[str, Any] | None = None
+
+    @field_validator("twin", "lamellae", "intrinsic_fault", "extrinsic_fault", "vacancy_fraction")
+    @classmethod
+    def _prob(cls, v):
+        return _fraction(v)
+
+    @field_validator("substitution")
+    @classmethod
+    def _sub(cls, v):
+        if v is None:
+            return v
+        unknown = set(v) - {"element", "fraction", "host"}
+        if unknown or "element" not in v or "fraction" not in v:
+            raise ValueError("substitution needs 'element' and 'fraction' (and optional 'host')")
+        return v
+
+
+class ParticleSpec(_Strict):
+    """One particle, or a particle type when ``particles_per_field`` is set."""
+
+    material: Any = "Au"
+    shape: Any = "sphere"
+    diameter_A: Number = 50.0
+    zone_axis: Any = Field(default_factory=lambda: [1, 1, 0])
+    mtp_axis: Any = "5fold"
+    in_plane_deg: Number = 0.0
+    off_axis_fraction: Number = 0.0
+    off_axis_tilt_deg: Number = Field(default_factory=lambda: Uniform(uniform=(3.0, 20.0)))
+    facets: dict[str, float] | None = None
+    surface_energies: dict[str, float] | None = None
+    gap: Literal["strain", "closed"] = "strain"
+    defects: DefectSpec = Field(default_factory=DefectSpec)
+    position_A: tuple[float, float] | None = None
+    edge_fraction: Number = 0.0
+    touching_fraction: Number = 0.0
+    weight: float = Field(default=1.0, gt=0)
+
+    @field_validator("diameter_A")
+    @classmethod
+    def _diam(cls, v):
+        return _positive(v, " Å")
+
+    @field_validator("off_axis_fraction", "edge_fraction", "touching_fraction")
+    @classmethod
+    def _frac(cls, v):
+        return _fraction(v)
+
+    @field_validator("shape")
+    @classmethod
+    def _shape(cls, v):
+        options = {"sphere", "wulff", "polyhedron", "decahedron", "icosahedron"}
+        values = v.choice if isinstance(v, Choice) else v.get("choice") if isinstance(v, dict) else [v]
+        for s in values:
+            if s not in options:
+                raise ValueError(f"unknown shape {s!r}; use one of {sorted(options)}")
+        return Choice(**v) if isinstance(v, dict) else v
+
+    @field_validator("material")
+    @classmethod
+    def _material(cls, v):
+        if isinstance(v, dict) and "choice" in v:
+            return Choice(**v)
+        if not isinstance(v, (str, dict)):
+            raise ValueError(f"material must be a name, {{cif: path}}, {{bulk: {{...}}}} or a choice, got {v!r}")
+        return v
+
+    @field_validator("zone_axis")
+    @classmethod
+    def _axis(cls, v):
+        if isinstance(v, dict):
+            v = Choice(**v)
+        for axis in (v.choice if isinstance(v, Choice) else [v]):
+            _check_axis(axis)
+        return v
+
+    @field_validator("mtp_axis")
+    @classmethod
+    def _mtp_axis(cls, v):
+        if isinstance(v, dict):
+            v = Choice(**v)
+        for axis in (v.choice if isinstance(v, Choice) else [v]):
+            if axis not in ("5fold", "3fold", "2fold", "random"):
+                raise ValueError(f"mtp_axis must be 5fold, 3fold, 2fold or random, got {axis!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _facets(self):
+        if self.shape == "polyhedron" and not self.facets:
+            raise ValueError("shape 'polyhedron' needs 'facets' ({'111': distance_A, ...})")
+        return self
+
+
+class SceneRecipe(_Strict):
+    """A scene or a distribution of scenes."""
+
+    name: str | None = None
+    description: str | None = None
+    field: FieldSpec = Field(default_factory=FieldSpec)
+    substrate: SubstrateSpec | None = Field(default_factory=SubstrateSpec)
+    particles: list[ParticleSpec] = Field(default_factory=list)
+    particles_per_field: Number | None = None
+    clearance_A: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("particles_per_field")
+    @classmethod
+    def _count(cls, v):
+        return v if v is None else _positive(v, "", allow_zero=True)
+
+    @model_validator(mode="after")
+    def _needs_template(self):
+        if self.particles_per_field is not None and not self.particles:
+            raise ValueError("particles_per_field needs at least one particle type in 'particles'")
+        return self
+
+
+def _format_validation_error(err: ValidationError, source: str) -> str:
+    first = err.errors()[0]
+    type_tags = {"float", "int", "str", "list", "dict", "bool", "tuple", "none", "literal", "function-after",
+                 "function-before", "function-wrap", "list[float]", "dict[str,float]", "dict[str,any]"}
+    parts = []
+    for item in first["loc"]:
+        text = str(item)
+        if text.lower() in type_tags or text in {c.__name__ for c in _DISTS} or "[" in text:
+            continue
+        parts.append(f"[{item}]" if isinstance(item, int) else text)
+    loc = ".".join(parts).replace(".[", "[") or "recipe"
+    msg = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key"
+    return f"{source}: {loc}: {msg}"
+
+
+def parse_recipe(data: Any, source: str = "recipe") -> SceneRecipe:
+    """Validate a recipe given as a mapping (parsed YAML or JSON)."""
+    if not isinstance(data, dict):
+        raise NanofindInputError(f"{source}: a recipe must be a mapping of keys, got {type(data).__name__}")
+    try:
+        return SceneRecipe.model_validate(data)
+    except ValidationError as err:
+        raise NanofindInputError(_format_validation_error(err, source)) from None
+
+
+def load_recipe(path: str | Path) -> SceneRecipe:
+    """Read and validate a YAML recipe file (safe loader; unknown keys are rejected)."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise NanofindInputError(f"{path}: cannot read recipe: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark else ""
+        raise NanofindInputError(f"{path}: not valid YAML{where}") from None
+    return parse_recipe(data, str(path))
+
+
+# ---- sampling -------------------------------------------------------------------------------
+def draw(value: Any, rng: np.random.Generator) -> Any:
+    """Draw a concrete value from a fixed value or a distribution."""
+    if isinstance(value, Choice):
+        p = None if value.weights is None else np.asarray(value.weights) / np.sum(value.weights)
+        return draw(value.choice[int(rng.choice(len(value.choice), p=p))], rng)
+    if isinstance(value, Uniform):
+        x = float(rng.uniform(*value.uniform))
+    elif isinstance(value, Normal):
+        x = float(rng.normal(value.normal.mean, value.normal.std))
+    elif isinstance(value, LogNormal):
+        x = float(value.lognormal.median * np.exp(rng.normal(0.0, value.lognormal.sigma)))
+    else:
+        return value
+    return float(np.clip(x, value.min if value.min is not None else -np.inf,
+                         value.max if value.max is not None else np.inf))
+
+
+def _draw_particle(p: ParticleSpec, rng: np.random.Generator) -> dict:
+    defects = p.defects
+    kinds = [("twin", draw(defects.twin, rng)), ("lamellae", draw(defects.lamellae, rng)),
+             ("intrinsic", draw(defects.intrinsic_fault, rng)), ("extrinsic", draw(defects.extrinsic_fault, rng))]
+    u = rng.uniform()
+    planar, acc = None, 0.0
+    for kind, prob in kinds:
+        acc += prob
+        if planar is None and u < acc:
+            planar = kind
+    count = {"twin": 1, "lamellae": int(draw(defects.lamella_count, rng)), "intrinsic": 1, "extrinsic": 1}
+    diameter = float(draw(p.diameter_A, rng))
+    positions = []
+    if planar is not None:
+        # planes at least 6 Å apart, the set centred within ±10% of the diameter
+        gaps = rng.uniform(6.0, max(8.0, 0.25 * diameter), size=count[planar] - 1)
+        start = -gaps.sum() / 2 + rng.uniform(-0.1, 0.1) * diameter
+        positions = [float(x) for x in start + np.concatenate([[0.0], np.cumsum(gaps)])]
+    off_axis = rng.uniform() < draw(p.off_axis_fraction, rng)
+    shape = draw(p.shape, rng)
+    zone = draw(p.mtp_axis if shape in ("decahedron", "icosahedron") else p.zone_axis, rng)
+    return {
+        "material": draw(p.material, rng),
+        "shape": shape,
+        "diameter_A": diameter,
+        "zone_axis": zone if isinstance(zone, str) else [float(x) for x in zone],
+        "in_plane_deg": float(draw(p.in_plane_deg, rng)),
+        "tilt_deg": float(draw(p.off_axis_tilt_deg, rng)) if off_axis else 0.0,
+        "tilt_azimuth_deg": float(rng.uniform(0, 360)) if off_axis else 0.0,
+        "facets": p.facets,
+        "surface_energies": p.surface_energies,
+        "gap": p.gap,
+        "planar_defect": planar,
+        "planar_positions_A": positions,
+        "defect_plane": defects.plane,
+        "vacancy_fraction": float(draw(defects.vacancy_fraction, rng)),
+        "substitution": defects.substitution,
+        "position_A": None if p.position_A is None else [float(x) for x in p.position_A],
+        "edge_cut": bool(rng.uniform() < draw(p.edge_fraction, rng)),
+        "touching": bool(rng.uniform() < draw(p.touching_fraction, rng)),
+    }
+
+
+def sample_scene_spec(recipe: SceneRecipe, rng: np.random.Generator | int | None) -> dict:
+    """Draw one concrete scene specification (JSON-serialisable) from a recipe."""
+    rng = np.random.default_rng(rng)
+    substrate = None
+    if recipe.substrate is not None:
+        s = recipe.substrate
+        substrate = {"composition": dict(s.composition), "thickness_A": float(draw(s.thickness_A, rng)),
+                     "density_g_cm3": float(draw(s.density_g_cm3, rng)), "min_distance_A": s.min_distance_A}
+    if recipe.particles_per_field is None:
+        templates = list(recipe.particles)
+    else:
+        n = int(round(draw(recipe.particles_per_field, rng)))
+        w = np.array([p.weight for p in recipe.particles])
+        templates = [recipe.particles[int(k)] for k in rng.choice(len(w), size=n, p=w / w.sum())]
+    particles = [_draw_particle(p, rng) for p in templates]
+    spec = {"field_A": [float(x) for x in recipe.field.size_A], "height_A": recipe.field.height_A,
+            "substrate": substrate, "particles": particles, "clearance_A": dict(recipe.clearance_A)}
+    json.dumps(spec)  # guarantees the spec can be stored with the output
+    return spec

@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+
+from nanofind.errors import NanofindInputError
+from nanofind.scene.build import build_scene, parse_miller
+from nanofind.scene.recipe import load_recipe, parse_recipe, sample_scene_spec
+
+
+def test_examples_validate(recipes_dir):
+    names = {p.stem for p in recipes_dir.glob("*.yaml")}
+    assert {"au5nm_110_on_carbon", "twinned_au", "decahedron_au", "icosahedron_au", "carbon_12x12x5"} <= names
+    for path in recipes_dir.glob("*.yaml"):
+        load_recipe(path)
+
+
+@pytest.mark.parametrize("data,message", [
+    ({"particles": [{"diameter_A": -5}]}, r"particles\[0\]\.diameter_A: must be > 0 Å, got -5"),
+    ({"particles": [{"zone_axis": [0, 0, 0]}]}, r"particles\[0\]\.zone_axis: zone axis cannot be zero"),
+    ({"particles": [{"colour": "red"}]}, r"particles\[0\]\.colour: unknown key"),
+    ({"substrat": {}}, r"substrat: unknown key"),
+    ({"substrate": {"thickness_A": {"uniform": [-2, 5]}}}, r"substrate\.thickness_A: must be > 0 Å, got -2"),
+    ({"field": {"size_A": [0, 10]}}, r"field\.size_A: field size must be > 0"),
+    ({"particles": [{"shape": "cube"}]}, r"particles\[0\]\.shape: unknown shape 'cube'"),
+    ({"particles": [{"defects": {"twin": 1.5}}]}, r"particles\[0\]\.defects\.twin: must be in \[0, 1\]"),
+    ({"particles_per_field": 2}, r"particles_per_field needs at least one particle type"),
+])
+def test_bad_recipes_name_the_field(data, message):
+    with pytest.raises(NanofindInputError, match=message):
+        parse_recipe(data, "r.yaml")
+
+
+def test_distribution_draws_stay_in_range_and_follow_weights():
+    recipe = parse_recipe({
+        "particles_per_field": {"choice": [0, 1, 2, 3]},
+        "particles": [{"material": {"choice": ["Au", "Pt"], "weights": [3, 1]},
+                       "diameter_A": {"uniform": [20, 90]},
+                       "shape": {"choice": ["sphere", "decahedron"]},
+                       "zone_axis": {"choice": [[1, 1, 0], [1, 0, 0]]},
+                       "off_axis_fraction": 0.5}],
+    })
+    rng = np.random.default_rng(0)
+    specs = [sample_scene_spec(recipe, rng) for _ in range(300)]
+    counts = [len(s["particles"]) for s in specs]
+    assert set(counts) == {0, 1, 2, 3}
+    parts = [p for s in specs for p in s["particles"]]
+    assert all(20 <= p["diameter_A"] <= 90 for p in parts)
+    au = np.mean([p["material"] == "Au" for p in parts])
+    assert 0.65 < au < 0.85
+    tilted = np.mean([p["tilt_deg"] > 0 for p in parts])
+    assert 0.4 < tilted < 0.6
+    assert all(p["zone_axis"] == "5fold" for p in parts if p["shape"] == "decahedron")
+
+
+def test_same_seed_same_scene(recipes_dir):
+    recipe = load_recipe(recipes_dir / "twinned_au.yaml")
+    a, spec_a = build_scene(recipe, 11)
+    b, spec_b = build_scene(recipe, 11)
+    c, _ = build_scene(recipe, 12)
+    assert spec_a == spec_b
+    assert np.array_equal(a.positions, b.positions) and np.array_equal(a.numbers, b.numbers)
+    for key in ("grain_id", "object_id", "is_particle", "defect"):
+        assert np.array_equal(a.arrays[key], b.arrays[key])
+    assert not np.array_equal(a.positions[a.numbers == 6], c.positions[c.numbers == 6])
+
+
+def test_unpackable_density_is_a_field_error():
+    recipe = parse_recipe({"substrate": {"density_g_cm3": 6.0, "min_distance_A": 1.5}, "field": {"size_A": [20, 20]}})
+    with pytest.raises(NanofindInputError, match="density_g_cm3: density 6.0 g/cm³ cannot be packed"):
+        build_scene(recipe, 0)
+
+
+def test_miller_parsing():
+    assert parse_miller("111") == (1, 1, 1)
+    assert parse_miller("1-10") == (1, -1, 0)
+    assert parse_miller("10-10") == (1, 0, -1, 0)
+    assert parse_miller("1 0 -1 0") == (1, 0, -1, 0)
+    with pytest.raises(NanofindInputError, match="Miller"):
+        parse_miller("abc")
+
+
+def test_envelope_recipe_covers_materials_and_shapes(recipes_dir):
+    recipe = load_recipe(recipes_dir / "mixed_envelope.yaml")
+    rng = np.random.default_rng(1)
+    parts = [p for _ in range(200) for p in sample_scene_spec(recipe, rng)["particles"]]
+    assert {p["material"] for p in parts} == {"Au", "Ag", "Pt", "Pd", "CeO2", "CdSe"}
+    assert {p["shape"] for p in parts} == {"sphere", "wulff", "decahedron", "icosahedron"}
+    assert any(p["edge_cut"] for p in parts) and any(p["tilt_deg"] > 0 for p in parts)
