@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from ase.data import atomic_masses, atomic_numbers
+from scipy.spatial import cKDTree
 
 from nanofind.errors import NanofindInputError
-from nanofind.scene.neighbours import pairs_within
 
 AVOGADRO = 6.02214076e23
 #: Hard-sphere packing fraction above which RSA is refused (RSA jams at ~0.38).
@@ -171,11 +171,14 @@ class AmorphousGenerator:
     def _rsa(self, lo, hi, counts, rng):
         dmat = self.distance_matrix()
         dmax = float(dmat.max())
-        period = None
+        one_distance = bool(np.allclose(dmat, dmax))
+        size = hi - lo
+        box = None
         if self.lateral_period_A is not None:
-            period = tuple(float(v) for v in self.lateral_period_A)
-            if not np.allclose(hi[:2] - lo[:2], period):
+            if not np.allclose(size[:2], self.lateral_period_A):
                 raise ValueError("a laterally periodic amorphous box must span one period in x and y")
+            # periodic in x and y; z padded beyond the cut-off so nothing wraps along the beam
+            box = np.array([size[0], size[1], size[2] + 2 * dmax + 1.0])
         remaining = counts.copy()
         pos = np.zeros((0, 3))
         spec = np.zeros(0, dtype=int)
@@ -186,27 +189,34 @@ class AmorphousGenerator:
                 break
             batch = max(need, 256)
             pool = np.repeat(np.arange(n_species), remaining)
-            cand_spec = np.concatenate([rng.permutation(pool),
-                                        rng.choice(pool, size=batch - need, replace=True)])
-            cand = rng.uniform(lo, hi, size=(batch, 3))
+            cand_spec = np.concatenate([rng.permutation(pool), rng.choice(pool, size=batch - need, replace=True)])
+            cand = rng.uniform(0.0, size, size=(batch, 3))
+            cand[cand >= size] = 0.0  # uniform() may round up to the upper bound
             ok = np.ones(batch, dtype=bool)
             if len(pos):
-                i, j, d = pairs_within(pos, dmax, others=cand, lateral_period_A=period)
-                bad = d < dmat[spec[i], cand_spec[j]]
-                ok[j[bad]] = False
-            i, j, d = pairs_within(cand, dmax, lateral_period_A=period)
-            clash = (d < dmat[cand_spec[i], cand_spec[j]]) & ok[i] & ok[j]
-            # keep the lower index of each clashing pair; repeat until no clash survives
-            while np.any(clash):
-                ok[np.maximum(i[clash], j[clash])] = False
-                clash = clash & ok[i] & ok[j]
+                tree = cKDTree(pos, boxsize=box)
+                if one_distance:
+                    ok = tree.query(cand, distance_upper_bound=dmax)[0] >= dmax
+                else:
+                    res = tree.sparse_distance_matrix(cKDTree(cand, boxsize=box), dmax, output_type="ndarray")
+                    bad = res["v"] < dmat[spec[res["i"]], cand_spec[res["j"]]]
+                    ok[res["j"][bad]] = False
+            alive = np.flatnonzero(ok)
+            pairs = cKDTree(cand[alive], boxsize=box).query_pairs(dmax, output_type="ndarray")
+            if len(pairs) and not one_distance:
+                delta = cand[alive[pairs[:, 0]]] - cand[alive[pairs[:, 1]]]
+                if box is not None:
+                    delta[:, :2] -= box[:2] * np.round(delta[:, :2] / box[:2])
+                d = np.linalg.norm(delta, axis=1)
+                pairs = pairs[d < dmat[cand_spec[alive[pairs[:, 0]]], cand_spec[alive[pairs[:, 1]]]]]
+            # of each clashing pair keep the lower index (query_pairs gives i < j)
+            ok[alive[pairs[:, 1]]] = False
             take = np.flatnonzero(ok)
-            # respect exact per-species counts
             taken = np.zeros(n_species, dtype=int)
             keep = []
-            for s in range(n_species):
-                idx = take[cand_spec[take] == s][: remaining[s]]
-                taken[s] = len(idx)
+            for s_ in range(n_species):  # never exceed the exact per-element counts
+                idx = take[cand_spec[take] == s_][: remaining[s_]]
+                taken[s_] = len(idx)
                 keep.append(idx)
             keep = np.sort(np.concatenate(keep))
             pos = np.vstack([pos, cand[keep]])
@@ -219,4 +229,4 @@ class AmorphousGenerator:
                 "density_g_cm3",
             )
         numbers = np.array([atomic_numbers[e] for e in self.elements])[spec]
-        return pos, numbers
+        return pos + lo, numbers

@@ -79,21 +79,25 @@ def pairs_within(points: np.ndarray, cutoff: float, others: np.ndarray | None = 
     return i, j, np.linalg.norm(delta, axis=1)
 
 
-def min_distances_by_pair(positions: np.ndarray, symbols: Sequence[str], cutoff: float = 6.0,
+def min_distances_by_pair(positions: np.ndarray, symbols: Sequence[str], cutoff: float = 8.0,
                           lateral_period_A: Sequence[float] | None = None) -> dict[str, float]:
     """Shortest distance in Å for every element pair present, e.g. ``{"Au-C": 2.03}``.
 
-    Pairs with no two atoms closer than ``cutoff`` are reported as ``inf``.
+    Uses nearest-neighbour queries per element, so memory stays proportional to the atom
+    count. Pairs with no two atoms closer than ``cutoff`` are reported as ``inf``.
     """
+    positions = np.asarray(positions, dtype=float).reshape(-1, 3)
     symbols = np.asarray(symbols)
     elements = sorted(set(symbols.tolist()))
-    result = {f"{a}-{b}": float("inf") for k, a in enumerate(elements) for b in elements[k:]}
-    i, j, d = pairs_within(positions, cutoff, lateral_period_A=lateral_period_A)
-    if len(d):
-        si, sj = symbols[i], symbols[j]
-        first = np.where(si <= sj, si, sj)
-        second = np.where(si <= sj, sj, si)
-        for a, b in {(x, y) for x, y in zip(first.tolist(), second.tolist(), strict=True)}:
-            sel = (first == a) & (second == b)
-            result[f"{a}-{b}"] = float(d[sel].min())
+    p, _, box = _tree_frame(positions, None, cutoff, lateral_period_A)
+    trees = {e: cKDTree(p[symbols == e], boxsize=box) for e in elements}
+    result = {}
+    for k, a in enumerate(elements):
+        pa = p[symbols == a]
+        for b in elements[k:]:
+            if a == b:
+                d = trees[a].query(pa, k=2, distance_upper_bound=cutoff)[0][:, 1] if len(pa) > 1 else np.array([np.inf])
+            else:
+                d = trees[b].query(pa, distance_upper_bound=cutoff)[0]
+            result[f"{a}-{b}"] = float(d.min())
     return result
