@@ -85,3 +85,40 @@ def test_envelope_recipe_covers_materials_and_shapes(recipes_dir):
     assert {p["material"] for p in parts} == {"Au", "Ag", "Pt", "Pd", "CeO2", "CdSe"}
     assert {p["shape"] for p in parts} == {"sphere", "wulff", "decahedron", "icosahedron"}
     assert any(p["edge_cut"] for p in parts) and any(p["tilt_deg"] > 0 for p in parts)
+
+
+def test_oxide_and_wurtzite_particles_build_with_clearance():
+    from nanofind.scene.neighbours import min_distances_by_pair
+
+    recipe = parse_recipe({
+        "field": {"size_A": [90, 90]},
+        "substrate": {"thickness_A": 15},
+        "particles": [
+            {"material": "CeO2", "shape": "wulff", "diameter_A": 30, "zone_axis": [1, 1, 0], "position_A": [25, 45]},
+            {"material": "CdSe", "shape": "wulff", "diameter_A": 30, "zone_axis": [2, -1, -1, 0],
+             "position_A": [65, 45], "defects": {"intrinsic_fault": 1.0},
+             "surface_energies": {"10-10": 1.0, "0001": 1.2}},
+        ],
+    })
+    atoms, spec = build_scene(recipe, 4)
+    d = min_distances_by_pair(atoms.positions, atoms.get_chemical_symbols(), lateral_period_A=(90, 90))
+    for pair in ("C-Ce", "C-O", "C-Cd", "C-Se"):
+        assert d[pair] >= 2.0
+    assert d["Cd-Se"] == pytest.approx(2.63, abs=0.02)
+    assert spec["particles"][1]["planar_defect"] == "intrinsic"
+    flags = atoms.arrays["defect"][atoms.numbers == 48]
+    assert np.any(flags & 2)  # stacking-fault layers are flagged
+
+
+def test_vacancies_and_alloying_from_a_recipe():
+    recipe = parse_recipe({"substrate": None, "field": {"size_A": [60, 60]},
+                           "particles": [{"diameter_A": 30, "position_A": [30, 30],
+                                          "defects": {"vacancy_fraction": 0.1,
+                                                      "substitution": {"element": "Ag", "fraction": 0.2}}}]})
+    atoms, _ = build_scene(recipe, 0)
+    n = len(atoms)
+    perfect, _ = build_scene(parse_recipe({"substrate": None, "field": {"size_A": [60, 60]},
+                                           "particles": [{"diameter_A": 30, "position_A": [30, 30]}]}), 0)
+    assert n == len(perfect) - round(0.1 * len(perfect))  # exactly 10% vacancies
+    assert np.sum(atoms.numbers == 47) / n == pytest.approx(0.2, abs=0.04)  # 20% Ag, kept by random removal
+    assert atoms.positions[:, 2].min() == pytest.approx(1.0)  # no substrate: rests on z = 1 Å
