@@ -31,7 +31,8 @@ def au5nm(tmp_path_factory):
 
     recipe = Path(__file__).resolve().parents[1] / "examples" / "recipes" / "au5nm_110_on_carbon.yaml"
     out = tmp_path_factory.mktemp("au5nm") / "au.extxyz"
-    assert main(["scene", str(recipe), "-o", str(out), "--seed", "7", "--also", "prismatic", "--also", "cif"]) == 0
+    assert main(["scene", str(recipe), "-o", str(out), "--seed", "7", "--also", "prismatic", "--also", "cif",
+                 "--preview", str(out.with_suffix(".png"))]) == 0
     return out
 
 
@@ -66,6 +67,11 @@ def test_extra_formats_written(au5nm):
     z, x, y, zz, occ, sigma = lines[2].split()
     assert int(z) in (6, 79) and float(occ) == 1.0 and float(sigma) > 0
     assert au5nm.with_name("au.cif").exists()
+    png = au5nm.with_suffix(".png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    width, height = int.from_bytes(png[16:20], "big"), int.from_bytes(png[20:24], "big")
+    assert width > 2 * height > 400  # three panels side by side
+    assert oct(au5nm.stat().st_mode & 0o777) != oct(0o600)
 
 
 def test_same_recipe_and_seed_give_identical_files(tmp_path, recipes_dir):

@@ -34,6 +34,7 @@ def _build_parser() -> argparse.ArgumentParser:
     scene.add_argument("--seed", type=int, default=0, help="random seed (default 0); same recipe + seed = same atoms")
     scene.add_argument("--also", action="append", choices=["prismatic", "cif"], default=[],
                        help="also write OUTPUT with suffix .prismatic.xyz or .cif (repeatable)")
+    scene.add_argument("--preview", metavar="PNG", help="also draw the scene and its ground truth to a PNG")
     scene.add_argument("--json", action="store_true", help="print the summary as JSON instead of a table")
     scene.set_defaults(func=_cmd_scene)
     return parser
@@ -57,6 +58,10 @@ def _cmd_scene(args: argparse.Namespace) -> int:
         raise NanofindInputError(f"{output}: the main output is extended XYZ; use --also prismatic for Prismatic")
     check_writable(output)
     extras = {kind: check_writable(_extra_path(output, kind)) for kind in dict.fromkeys(args.also)}
+    if args.preview:
+        if not args.preview.lower().endswith(".png"):
+            raise NanofindInputError(f"{args.preview}: --preview must name a .png file")
+        extras["preview"] = check_writable(args.preview)
     recipe = load_recipe(args.recipe)
     start = time.perf_counter()
     atoms, spec = build_scene(recipe, args.seed)
@@ -69,8 +74,12 @@ def _cmd_scene(args: argparse.Namespace) -> int:
     for kind, path in extras.items():
         if kind == "prismatic":
             write_prismatic(path, atoms, comment=f"nanofind {__version__} {args.recipe} seed={args.seed}")
-        else:
+        elif kind == "cif":
             write_cif(path, atoms)
+        else:
+            from nanofind.scene.preview import render_preview
+
+            render_preview(atoms, path, title=f"{Path(args.recipe).name}, seed {args.seed}")
     summary = summarize_scene(atoms)
     summary.update({"recipe": str(args.recipe), "seed": args.seed, "output": str(output),
                     "build_seconds": round(elapsed, 3), "also": [str(p) for p in extras.values()]})
