@@ -64,7 +64,10 @@ def _cmd_scene(args: argparse.Namespace) -> int:
         extras["preview"] = check_writable(args.preview)
     recipe = load_recipe(args.recipe)
     start = time.perf_counter()
-    atoms, spec = build_scene(recipe, args.seed)
+    try:
+        atoms, spec = build_scene(recipe, args.seed)
+    except NanofindInputError as err:  # say which recipe the field belongs to
+        raise NanofindInputError(f"{args.recipe}: {err}") from None
     elapsed = time.perf_counter() - start
     atoms.info["nanofind_recipe"] = recipe.model_dump(mode="json", exclude_none=True)
     atoms.info["nanofind_recipe_path"] = str(args.recipe)

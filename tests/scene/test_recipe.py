@@ -23,6 +23,12 @@ def test_examples_validate(recipes_dir):
     ({"particles": [{"shape": "cube"}]}, r"particles\[0\]\.shape: unknown shape 'cube'"),
     ({"particles": [{"defects": {"twin": 1.5}}]}, r"particles\[0\]\.defects\.twin: must be in \[0, 1\]"),
     ({"particles_per_field": 2}, r"particles_per_field needs at least one particle type"),
+    ({"particles": [{"shape": {"foo": 1}}]}, r"particles\[0\]\.shape: unknown shape"),
+    ({"particles": [{"material": {"choice": ["Au", "Zz"]}}]}, r"particles\[0\]\.material: unknown material 'Zz'"),
+    ({"particles": [{"zone_axis": [1, 1, 0, 1]}]}, r"zone_axis: four-index axis \[1, 1, 0, 1\] needs its third"),
+    ({"particles": [{"defects": {"plane": [0, 0, 0]}}]}, r"defects\.plane: plane needs 3"),
+    ({"particles": [{"defects": {"substitution": {"element": "Qq", "fraction": 0.1}}}]}, r"unknown element 'Qq'"),
+    ({"substrate": {"composition": {"C": -1}}}, r"substrate\.composition: amount of C must be > 0"),
 ])
 def test_bad_recipes_name_the_field(data, message):
     with pytest.raises(NanofindInputError, match=message):

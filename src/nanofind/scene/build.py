@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from contextlib import contextmanager
 
 import numpy as np
 from ase import Atoms
@@ -164,6 +165,18 @@ def particle_object(p: Mapping, seed: int, priority: int = 0) -> SceneObject:
     return obj
 
 
+@contextmanager
+def _field_context(prefix: str):
+    """Prefix the field of input errors raised inside, e.g. ``material`` -> ``particles[1].material``."""
+    try:
+        yield
+    except PlacementError:
+        raise
+    except NanofindInputError as err:
+        field = f"{prefix}.{err.field}" if err.field else prefix
+        raise NanofindInputError(err.message, field) from None
+
+
 def build_scene_from_spec(spec: Mapping, seed: int) -> Atoms:
     """Atoms with label arrays for one concrete specification (see :func:`sample_scene_spec`)."""
     substrate_ss, placement_ss, particles_ss = np.random.SeedSequence(seed).spawn(3)
@@ -172,19 +185,24 @@ def build_scene_from_spec(spec: Mapping, seed: int) -> Atoms:
     period = (lx, ly)
     sub = spec.get("substrate")
     if sub:
-        gen = AmorphousGenerator(sub["composition"], sub["density_g_cm3"], sub["min_distance_A"], period)
+        with _field_context("substrate"):
+            gen = AmorphousGenerator(sub["composition"], sub["density_g_cm3"], sub["min_distance_A"], period)
         from nanofind.scene.volumes import ConvexPolyhedron
 
         box = ConvexPolyhedron.box([0, 0, SUBSTRATE_BASE_A], [lx, ly, SUBSTRATE_BASE_A + sub["thickness_A"]])
         substrate = SceneObject(gen, box, priority=1_000_000, name="substrate", is_particle=False,
                                 seed=int(substrate_ss.generate_state(1)[0]))
-        support = substrate.atoms()
+        with _field_context("substrate"):
+            support = substrate.atoms()
     else:
         substrate, support = None, GeneratedAtoms.empty()
     rng = np.random.default_rng(placement_ss)
     specs = list(spec.get("particles", []))
     seeds = [int(s.generate_state(1)[0]) for s in particles_ss.spawn(len(specs))]
-    objects = [particle_object(p, s, priority=k) for k, (p, s) in enumerate(zip(specs, seeds, strict=True))]
+    objects = []
+    for k, (p, s) in enumerate(zip(specs, seeds, strict=True)):
+        with _field_context(f"particles[{k}]"):
+            objects.append(particle_object(p, s, priority=k))
     radii = [lateral_radius_A(o) for o in objects]
     touching = [bool(p.get("touching")) and k > 0 for k, p in enumerate(specs)]
     # a particle that touches the previous one reserves room beside it

@@ -120,7 +120,8 @@ def miller_bravais_to_miller(index: Sequence[int], kind: str) -> np.ndarray:
     """
     h, k, i, l = (float(x) for x in index)  # noqa: E741 (crystallographic name)
     if abs(i + h + k) > 1e-9:
-        raise NanofindInputError(f"four-index {list(index)} needs its third index = -(first + second)")
+        shown = [int(x) if float(x).is_integer() else float(x) for x in index]
+        raise NanofindInputError(f"four-index {shown} needs its third index = -(first + second)")
     if kind == "plane":
         return np.array([h, k, l])
     if kind == "direction":

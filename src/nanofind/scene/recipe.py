@@ -124,6 +124,20 @@ def _fraction(value: Any) -> Any:
     return value
 
 
+def _as_choice(value: Any) -> Any:
+    """Turn ``{choice: [...], weights: [...]}`` into a Choice; other values pass through."""
+    if not isinstance(value, dict) or "choice" not in value:
+        return value
+    try:
+        return Choice.model_validate(value)
+    except ValidationError as err:
+        raise ValueError(err.errors()[0]["msg"].removeprefix("Value error, ")) from None
+
+
+def _options(value: Any) -> list:
+    return value.choice if isinstance(value, Choice) else [value]
+
+
 def _check_axis(axis: Any) -> None:
     if axis == "random":
         return
@@ -135,6 +149,8 @@ def _check_axis(axis: Any) -> None:
         raise ValueError(f"zone axis needs 3 (or 4 hexagonal) components, got {axis}")
     if not np.any(arr):
         raise ValueError(f"zone axis cannot be zero, got {axis}")
+    if arr.shape == (4,) and abs(arr[2] + arr[0] + arr[1]) > 1e-9:
+        raise ValueError(f"four-index axis {axis} needs its third index = -(first + second)")
 
 
 class FieldSpec(_Strict):
@@ -158,6 +174,20 @@ class SubstrateSpec(_Strict):
     thickness_A: Number = 30.0
     density_g_cm3: Number = 2.0
     min_distance_A: float | dict[str, float] = 1.3
+
+    @field_validator("composition")
+    @classmethod
+    def _composition(cls, v):
+        from ase.data import atomic_numbers
+
+        if not v:
+            raise ValueError("composition must name at least one element")
+        for element, amount in v.items():
+            if element not in atomic_numbers:
+                raise ValueError(f"unknown element {element!r}")
+            if amount <= 0:
+                raise ValueError(f"amount of {element} must be > 0, got {amount}")
+        return v
 
     @field_validator("thickness_A")
     @classmethod
@@ -195,6 +225,16 @@ class DefectSpec(_Strict):
     def _prob(cls, v):
         return _fraction(v)
 
+    @field_validator("plane")
+    @classmethod
+    def _plane(cls, v):
+        if isinstance(v, list):
+            if len(v) not in (3, 4) or not any(v):
+                raise ValueError(f"plane needs 3 (or 4 hexagonal) indices, not all zero, got {v}")
+            if len(v) == 4 and abs(v[2] + v[0] + v[1]) > 1e-9:
+                raise ValueError(f"four-index plane {v} needs its third index = -(first + second)")
+        return v
+
     @field_validator("substitution")
     @classmethod
     def _sub(cls, v):
@@ -203,6 +243,13 @@ class DefectSpec(_Strict):
         unknown = set(v) - {"element", "fraction", "host"}
         if unknown or "element" not in v or "fraction" not in v:
             raise ValueError("substitution needs 'element' and 'fraction' (and optional 'host')")
+        from ase.data import atomic_numbers
+
+        for key in ("element", "host"):
+            if v.get(key) is not None and v[key] not in atomic_numbers:
+                raise ValueError(f"unknown element {v[key]!r} for {key}")
+        if not isinstance(v["fraction"], (int, float)) or not 0 <= v["fraction"] < 1:
+            raise ValueError(f"substitution fraction must be in [0, 1), got {v['fraction']!r}")
         return v
 
 
@@ -240,36 +287,40 @@ class ParticleSpec(_Strict):
     @classmethod
     def _shape(cls, v):
         options = {"sphere", "wulff", "polyhedron", "decahedron", "icosahedron"}
-        values = v.choice if isinstance(v, Choice) else v.get("choice") if isinstance(v, dict) else [v]
-        for s in values:
-            if s not in options:
-                raise ValueError(f"unknown shape {s!r}; use one of {sorted(options)}")
-        return Choice(**v) if isinstance(v, dict) else v
+        v = _as_choice(v)
+        for shape in _options(v):
+            if not isinstance(shape, str) or shape not in options:
+                raise ValueError(f"unknown shape {shape!r}; use one of {sorted(options)}")
+        return v
 
     @field_validator("material")
     @classmethod
     def _material(cls, v):
-        if isinstance(v, dict) and "choice" in v:
-            return Choice(**v)
-        if not isinstance(v, (str, dict)):
-            raise ValueError(f"material must be a name, {{cif: path}}, {{bulk: {{...}}}} or a choice, got {v!r}")
+        from nanofind.scene.lattice import MATERIALS
+
+        v = _as_choice(v)
+        for material in _options(v):
+            if isinstance(material, dict) and set(material) in ({"cif"}, {"bulk"}):
+                continue
+            if isinstance(material, str) and (material in MATERIALS or material.lower().endswith(".cif")):
+                continue
+            raise ValueError(f"unknown material {material!r}; use one of {', '.join(MATERIALS)}, "
+                             "{cif: path} or {bulk: {...}}")
         return v
 
     @field_validator("zone_axis")
     @classmethod
     def _axis(cls, v):
-        if isinstance(v, dict):
-            v = Choice(**v)
-        for axis in (v.choice if isinstance(v, Choice) else [v]):
+        v = _as_choice(v)
+        for axis in _options(v):
             _check_axis(axis)
         return v
 
     @field_validator("mtp_axis")
     @classmethod
     def _mtp_axis(cls, v):
-        if isinstance(v, dict):
-            v = Choice(**v)
-        for axis in (v.choice if isinstance(v, Choice) else [v]):
+        v = _as_choice(v)
+        for axis in _options(v):
             if axis not in ("5fold", "3fold", "2fold", "random"):
                 raise ValueError(f"mtp_axis must be 5fold, 3fold, 2fold or random, got {axis!r}")
         return v
