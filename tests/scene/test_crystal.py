@@ -149,3 +149,11 @@ def test_non_parallel_defects_are_refused():
         CrystalGenerator(AU, defects=(PlanarDefect("twin", (1, 1, 1), 0), PlanarDefect("twin", (1, -1, 1), 5)))
     with pytest.raises(NanofindInputError, match="closer than one layer"):
         CrystalGenerator(AU, defects=(PlanarDefect("twin", (1, 1, 1), 0), PlanarDefect("twin", (1, 1, 1), 0.2)))
+
+
+def test_twin_through_a_chosen_point():
+    point = np.array([4.078, 0.0, 0.0])  # a lattice site: the plane (111) through it lies at a/sqrt(3)
+    defect = PlanarDefect.through("twin", (1, 1, 1), point, AU)
+    assert defect.position_A == pytest.approx(4.078 / np.sqrt(3))
+    gen = CrystalGenerator(AU, defects=(defect,))
+    assert gen.defect_plane_heights_A()[0] == pytest.approx(defect.position_A)

@@ -128,3 +128,36 @@ def test_vacancies_and_alloying_from_a_recipe():
     assert n == len(perfect) - round(0.1 * len(perfect))  # exactly 10% vacancies
     assert np.sum(atoms.numbers == 47) / n == pytest.approx(0.2, abs=0.04)  # 20% Ag, kept by random removal
     assert atoms.positions[:, 2].min() == pytest.approx(1.0)  # no substrate: rests on z = 1 Å
+
+
+def test_several_particles_never_overlap(recipes_dir):
+    from nanofind.scene.labels import project_labels
+    from nanofind.scene.neighbours import pairs_within
+
+    recipe = load_recipe(recipes_dir / "mixed_envelope.yaml")
+    checked = 0
+    for seed in range(40):
+        spec = sample_scene_spec(recipe, np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[0]))
+        if len(spec["particles"]) < 2 or any(p["touching"] for p in spec["particles"]):
+            continue
+        atoms, spec = build_scene(recipe, seed)
+        obj = atoms.arrays["object_id"]
+        part = atoms.arrays["is_particle"]
+        ids = sorted(set(obj[part].tolist()))
+        if len(ids) < 2:
+            continue
+        for a in ids:
+            for b in ids:
+                if a < b:
+                    d = pairs_within(atoms.positions[obj == a], 3.0, others=atoms.positions[obj == b])[2]
+                    assert len(d) == 0  # no two atoms of different particles within 3 Å
+        lx, ly = atoms.cell.lengths()[:2]
+        masks = []
+        for a in ids:
+            sub = atoms[obj == a]
+            masks.append(project_labels(sub, (int(ly), int(lx)), 1.0).mask)
+        assert np.sum(np.sum(masks, axis=0) > 1) == 0  # footprints do not overlap in projection
+        checked += 1
+        if checked == 2:
+            break
+    assert checked == 2

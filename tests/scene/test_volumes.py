@@ -84,3 +84,21 @@ def test_unbounded_facets_are_refused():
         faceted_polyhedron(cell, {(1, 0, -1, 0): 10.0})  # an infinite prism
     with pytest.raises(NanofindInputError, match="must be > 0"):
         Sphere([0, 0, 0], -1)
+
+
+@pytest.mark.parametrize("volume", [
+    Sphere([1.0, 2.0, 3.0], 7.0),
+    Cylinder([0, 0, 0], [1, 1, 0], 4.0, 12.0),
+    ConvexPolyhedron.box([-3, -4, -5], [6, 5, 4]),
+    Sphere([0, 0, 0], 6.0) - Cylinder([0, 0, 0], [0, 0, 1], 2.0, 20.0),
+    Sphere([0, 0, 0], 6.0) | ConvexPolyhedron.box([0, 0, 0], [8, 8, 8]),
+])
+def test_moving_a_volume_moves_its_points(volume):
+    rot = rotation_about_axis([1, 2, 3], 50.0)
+    shift = np.array([10.0, -5.0, 2.0])
+    moved = volume.transformed(rot, shift)
+    pts = np.random.default_rng(0).uniform(-12, 12, size=(5000, 3))
+    assert np.array_equal(volume.contains(pts), moved.contains(pts @ rot.T + shift))
+    lo, hi = moved.bounding_box()
+    inside = pts[volume.contains(pts)] @ rot.T + shift
+    assert np.all(inside >= lo - 1e-9) and np.all(inside <= hi + 1e-9)

@@ -95,6 +95,13 @@ class PlanarDefect:
     plane: tuple[float, ...] = (1, 1, 1)
     position_A: float = 0.0
 
+    @classmethod
+    def through(cls, kind: Literal["twin", "intrinsic", "extrinsic"], plane: Sequence[float],
+                point_A: Sequence[float], unit_cell: Atoms) -> PlanarDefect:
+        """Defect on the plane ``plane`` that passes through ``point_A`` (crystal frame, Å)."""
+        n = plane_normal(np.asarray(unit_cell.cell), plane)
+        return cls(kind, tuple(plane), float(n @ np.asarray(point_A, dtype=float)))
+
 
 class _Isometry(NamedTuple):
     rotation: np.ndarray
