@@ -20,6 +20,7 @@ from ase.data import atomic_masses, atomic_numbers
 from scipy.spatial import cKDTree
 
 from nanofind.errors import NanofindInputError
+from nanofind.scene.crystal import GeneratedAtoms
 
 AVOGADRO = 6.02214076e23
 #: Hard-sphere packing fraction above which RSA is refused (RSA jams at ~0.38).
@@ -160,8 +161,6 @@ class AmorphousGenerator:
         GeneratedAtoms
             With grain -1 and no defect flags.
         """
-        from nanofind.scene.crystal import GeneratedAtoms
-
         lo, hi = volume.bounding_box()
         pos, numbers = self.generate_box(lo, hi, rng)
         keep = volume.contains(pos)

@@ -34,7 +34,13 @@ from nanofind.scene.orientation import (
 from nanofind.scene.placement import PlacementError, lateral_radius_A, rest_on, rest_touching, scatter_xy
 from nanofind.scene.recipe import SceneRecipe, sample_scene_spec
 from nanofind.scene.scene import Scene, SceneObject
-from nanofind.scene.volumes import Sphere, equivalent_diameter_A, faceted_polyhedron, wulff_polyhedron
+from nanofind.scene.volumes import (
+    ConvexPolyhedron,
+    Sphere,
+    equivalent_diameter_A,
+    faceted_polyhedron,
+    wulff_polyhedron,
+)
 
 #: A distribution recipe whose draw does not fit in the field is drawn again, up to this often.
 MAX_DRAWS = 20
@@ -98,9 +104,7 @@ def _mtp_axis_rotation(shape: str, axis) -> np.ndarray:
         return rotation_about_axis([1, 0, 0], 90.0)
     if shape == "icosahedron" and axis in ("3fold", "2fold"):
         v = icosahedron_vertices()
-        from nanofind.scene.multiply_twinned import IcosahedronGenerator as _Ih
-
-        face = _Ih("Au", 1.0).faces()[0]
+        face = IcosahedronGenerator("Au", 1.0).faces()[0]
         target = v[face].sum(axis=0) if axis == "3fold" else v[face[0]] + v[face[1]]
         return rotation_to_z(target)
     raise NanofindInputError(f"zone axis {axis!r} is not available for a {shape}; use 5fold"
@@ -187,8 +191,6 @@ def build_scene_from_spec(spec: Mapping, seed: int) -> Atoms:
     if sub:
         with _field_context("substrate"):
             gen = AmorphousGenerator(sub["composition"], sub["density_g_cm3"], sub["min_distance_A"], period)
-        from nanofind.scene.volumes import ConvexPolyhedron
-
         box = ConvexPolyhedron.box([0, 0, SUBSTRATE_BASE_A], [lx, ly, SUBSTRATE_BASE_A + sub["thickness_A"]])
         substrate = SceneObject(gen, box, priority=1_000_000, name="substrate", is_particle=False,
                                 seed=int(substrate_ss.generate_state(1)[0]))

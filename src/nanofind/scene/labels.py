@@ -25,6 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 from ase import Atoms
+from scipy.ndimage import binary_fill_holes, distance_transform_edt
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
@@ -115,13 +116,9 @@ def project_labels(atoms: Atoms, shape: Sequence[int], pixel_size_A: float,
     sub_mask = hit.reshape(r1 - r0, c1 - c0)
     sub_grain = np.where(hit, grains[np.minimum(idx, len(grains) - 1)], -1).reshape(sub_mask.shape)
     counts = tree.query_ball_point(centers, column_radius_A, return_length=True).reshape(sub_mask.shape)
-    from scipy.ndimage import binary_fill_holes
-
     filled = binary_fill_holes(sub_mask)
     if np.any(filled & ~sub_mask):
         # enclosed holes take the grain of the nearest labelled pixel
-        from scipy.ndimage import distance_transform_edt
-
         _, (rr, cc) = distance_transform_edt(~sub_mask, return_indices=True)
         sub_grain = np.where(filled & ~sub_mask, sub_grain[rr, cc], sub_grain)
     mask[r0:r1, c0:c1] = filled

@@ -39,6 +39,7 @@ from nanofind.errors import NanofindInputError
 from nanofind.scene.crystal import GeneratedAtoms, concatenate
 from nanofind.scene.labels import DefectFlag
 from nanofind.scene.lattice import atomic_volume, nearest_neighbour_distance
+from nanofind.scene.orientation import rotation_to_z
 from nanofind.scene.volumes import ConvexPolyhedron, Volume
 
 TWIN_ANGLE_DEG = float(np.degrees(np.arccos(1 / 3)))  # 70.53°, dihedral angle of the tetrahedron
@@ -192,8 +193,6 @@ def icosahedron_vertices() -> np.ndarray:
             v += [[0, a, b], [a, b, 0], [b, 0, a]]
     v = np.array(v, dtype=float)
     v /= np.linalg.norm(v, axis=1)[:, None]
-    from nanofind.scene.orientation import rotation_to_z
-
     return v @ rotation_to_z(v[np.argmax(v[:, 2])]).T
 
 

@@ -40,7 +40,7 @@ def default_clearance_A(z_a: int, z_b: int) -> float:
 
 
 def clearance_matrix(numbers: Sequence[int], overrides: Mapping[str, float] | None = None) -> np.ndarray:
-    """Clearance table in Å indexed by atomic number (118 x 118 is avoided: only the given ones)."""
+    """Clearance table in Å indexed by atomic number, filled for the elements in ``numbers``."""
     zs = sorted(set(int(z) for z in numbers))
     size = max(zs) + 1 if zs else 1
     mat = np.zeros((size, size))
