@@ -136,6 +136,8 @@ def test_unwritable_output_and_missing_recipe(tmp_path, recipes_dir):
     assert result.returncode == 2 and "x.pdb" in result.stderr
 
 
-def test_usage_errors_exit_2():
-    result = _run("scene")
+@pytest.mark.parametrize("args", [("scene",), ("scene", "x.yaml", "-o", "x.extxyz", "--seed", "-1"),
+                                  ("scene", "x.yaml", "-o", "x.extxyz", "--seed", "abc")])
+def test_usage_errors_exit_2(args):
+    result = _run(*args)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1

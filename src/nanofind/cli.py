@@ -17,6 +17,16 @@ from nanofind._version import __version__
 from nanofind.errors import NanofindInputError
 
 
+def _seed(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"seed must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"seed must be >= 0, got {value}")
+    return value
+
+
 class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit 2, as for every other input error
         self.exit(2, f"{self.prog}: error: {message}\n")
@@ -31,7 +41,7 @@ def _build_parser() -> argparse.ArgumentParser:
                                        "from a YAML recipe and write it as extended XYZ.")
     scene.add_argument("recipe", help="YAML recipe (see examples/recipes)")
     scene.add_argument("-o", "--output", required=True, help="output .extxyz file")
-    scene.add_argument("--seed", type=int, default=0, help="random seed (default 0); same recipe + seed = same atoms")
+    scene.add_argument("--seed", type=_seed, default=0, help="random seed (default 0); same recipe + seed = same atoms")
     scene.add_argument("--also", action="append", choices=["prismatic", "cif"], default=[],
                        help="also write OUTPUT with suffix .prismatic.xyz or .cif (repeatable)")
     scene.add_argument("--preview", metavar="PNG", help="also draw the scene and its ground truth to a PNG")

@@ -128,6 +128,9 @@ def test_polar_semiconductor_faults_keep_tetrahedral_bonding(material, plane, ki
     assert np.all(_coordination(atoms, 1.1 * bond) == 5)  # the atom itself plus 4 neighbours
     dist = cKDTree(atoms.positions).query(atoms.positions, k=2)[0][:, 1]
     assert dist.min() == pytest.approx(bond, rel=1e-6)
+    # the defect really changes the crystal: part of it leaves the perfect lattice
+    sites, _ = lattice_sites_in_box(cell, atoms.positions.min(axis=0) - 1, atoms.positions.max(axis=0) + 1)
+    assert (cKDTree(sites).query(atoms.positions)[0] > 0.5).sum() > len(atoms.numbers) / 5
     if kind == "twin":
         assert gen.domain_count == 2
 
@@ -157,3 +160,22 @@ def test_twin_through_a_chosen_point():
     assert defect.position_A == pytest.approx(4.078 / np.sqrt(3))
     gen = CrystalGenerator(AU, defects=(defect,))
     assert gen.defect_plane_heights_A()[0] == pytest.approx(defect.position_A)
+
+
+def test_diamond_fault_shifts_between_bilayers():
+    si = load_unit_cell("Si")
+    bond = nearest_neighbour_distance(si)
+    gen = CrystalGenerator(si, defects=(PlanarDefect("intrinsic", (1, 1, 1), 0.0),))
+    atoms = gen.generate(Sphere([0, 0, 0], 14.0))
+    assert np.all(_coordination(atoms, 1.1 * bond) == 5)
+    sites, _ = lattice_sites_in_box(si, atoms.positions.min(axis=0) - 1, atoms.positions.max(axis=0) + 1)
+    assert (cKDTree(sites).query(atoms.positions)[0] > 0.5).sum() > len(atoms.numbers) / 5
+
+
+@pytest.mark.parametrize("material,plane,kind", [("Au", (1, 1, 0), "twin"), ("Au", (1, 0, 0), "intrinsic"),
+                                                 ("CeO2", (1, 1, 1), "twin")])
+def test_defects_that_are_symmetries_or_break_bonds_are_refused(material, plane, kind):
+    # a 180° turn about <110> or <100> is a symmetry of fcc (no defect at all); rigid {111} twins of
+    # fluorite leave cations under-coordinated
+    with pytest.raises(NanofindInputError, match="keeping every atom's coordination"):
+        CrystalGenerator(load_unit_cell(material), defects=(PlanarDefect(kind, plane, 0.0),))

@@ -96,3 +96,14 @@ def test_mtp_needs_an_fcc_metal():
     with pytest.raises(NanofindInputError, match="fcc metal"):
         fcc_metal_parameters(load_unit_cell("CeO2"))
     assert fcc_metal_parameters(load_unit_cell("Pt"))[0] == "Pt"
+
+
+def test_decahedron_two_fold_view_is_two_fold():
+    from nanofind.scene.build import particle_object
+
+    obj = particle_object({"material": "Au", "shape": "decahedron", "diameter_A": 40.0, "zone_axis": "2fold"}, 0)
+    pos = obj.local_atoms().positions
+    turned = pos * [-1, -1, 1]  # 180° about the beam
+    assert cKDTree(pos).query(turned)[0].max() < 1e-6
+    # the five-fold axis lies in the image plane
+    assert np.ptp(pos[:, 2]) > 0.8 * np.ptp(pos[:, 0])

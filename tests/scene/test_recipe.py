@@ -29,6 +29,14 @@ def test_examples_validate(recipes_dir):
     ({"particles": [{"defects": {"plane": [0, 0, 0]}}]}, r"defects\.plane: plane needs 3"),
     ({"particles": [{"defects": {"substitution": {"element": "Qq", "fraction": 0.1}}}]}, r"unknown element 'Qq'"),
     ({"substrate": {"composition": {"C": -1}}}, r"substrate\.composition: amount of C must be > 0"),
+    ({"clearance_A": {"AuC": 2}}, r"clearance_A: pair 'AuC' must be two element symbols"),
+    ({"substrate": {"min_distance_A": {"C": 1.3}}}, r"substrate\.min_distance_A: pair 'C'"),
+    ({"particles": [{"defects": {"lamellae": 1, "lamella_count": 0}}]}, r"lamella_count: must be a whole number"),
+    ({"particles": [{"diameter_A": {"choice": ["abc", 10]}}]}, r"diameter_A: choices for a number must be finite"),
+    ({"particles": [{"material": {"bulk": 5}}]}, r"bulk takes keyword arguments"),
+    ({"substrate": {"thickness_A": float("nan")}}, r"substrate\.thickness_A: Input should be a finite number"),
+    ({"particles": [{"position_A": [float("inf"), 3]}]}, r"position_A\[0\]: Input should be a finite number"),
+    ({"particles": [{"material": "CeO2", "defects": {"twin": 0.5}}]}, r"CeO2 has no twin on \(1, 1, 1\) planes"),
 ])
 def test_bad_recipes_name_the_field(data, message):
     with pytest.raises(NanofindInputError, match=message):
@@ -161,3 +169,30 @@ def test_several_particles_never_overlap(recipes_dir):
         if checked == 2:
             break
     assert checked == 2
+
+
+@pytest.mark.parametrize("particles,message", [
+    ([{"position_A": [500, 30]}], r"particles\[0\]\.position_A: \(500\.0, 30\.0\) Å lies outside"),
+    ([{"material": "Au", "diameter_A": 30, "position_A": [30, 30]},
+      {"material": "Pt", "diameter_A": 30, "position_A": [35, 30]}], r"particles\[1\]\.position_A: particle overlaps"),
+])
+def test_fixed_positions_are_checked(particles, message):
+    with pytest.raises(NanofindInputError, match=message):
+        build_scene(parse_recipe({"field": {"size_A": [100, 100]}, "substrate": {"thickness_A": 10},
+                                  "particles": particles}), 0)
+
+
+def test_particle_cut_by_the_edge_still_rests_on_the_substrate():
+    from nanofind.scene.neighbours import min_distances_by_pair
+
+    atoms, _ = build_scene(parse_recipe({"field": {"size_A": [60, 60]}, "substrate": {"thickness_A": 10},
+                                         "particles": [{"diameter_A": 30, "position_A": [1, 30]}]}), 0)
+    assert 0 < np.sum(atoms.numbers == 79) < 900
+    d = min_distances_by_pair(atoms.positions, atoms.get_chemical_symbols(), lateral_period_A=(60, 60))
+    assert d["Au-C"] == pytest.approx(2.0, abs=1e-4)
+
+
+def test_multiply_twinned_particles_draw_no_extra_planar_defects():
+    recipe = parse_recipe({"particles": [{"shape": "icosahedron", "defects": {"twin": 1.0}}]})
+    spec = sample_scene_spec(recipe, 0)
+    assert spec["particles"][0]["planar_defect"] is None

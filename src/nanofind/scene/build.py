@@ -17,7 +17,13 @@ from ase import Atoms
 from nanofind.errors import NanofindInputError
 from nanofind.scene.amorphous import AmorphousGenerator
 from nanofind.scene.crystal import CrystalGenerator, GeneratedAtoms, PlanarDefect
-from nanofind.scene.lattice import equivalent_plane_normals, load_unit_cell, nearest_neighbour_distance
+from nanofind.scene.lattice import (
+    close_packed_plane,
+    equivalent_plane_normals,
+    is_hexagonal,
+    load_unit_cell,
+    nearest_neighbour_distance,
+)
 from nanofind.scene.multiply_twinned import (
     DecahedronGenerator,
     IcosahedronGenerator,
@@ -65,16 +71,10 @@ def parse_miller(text: str | tuple | list) -> tuple[int, ...]:
     return tuple(int(p) for p in parts)
 
 
-def _is_hexagonal(cell: np.ndarray) -> bool:
-    a, b, c = (np.linalg.norm(v) for v in cell)
-    gamma = np.degrees(np.arccos(cell[0] @ cell[1] / (a * b)))
-    return abs(a - b) < 1e-6 and abs(gamma - 120) < 1e-3
-
-
 def default_surface_energies(unit_cell: Atoms) -> dict[tuple[int, ...], float]:
     """Relative surface energies used for Wulff shapes when the recipe gives none."""
     cell = np.asarray(unit_cell.cell)
-    if _is_hexagonal(cell):
+    if is_hexagonal(cell):
         return dict(_HEXAGONAL_ENERGIES)
     if "O" in unit_cell.get_chemical_symbols():
         return dict(_FLUORITE_ENERGIES)
@@ -85,8 +85,7 @@ def _defect_planes(unit_cell: Atoms, rotation: np.ndarray, choice, rng: np.rando
     cell = np.asarray(unit_cell.cell)
     if isinstance(choice, (list, tuple)):
         return tuple(choice)
-    family = (0, 0, 0, 1) if _is_hexagonal(cell) else (1, 1, 1)
-    normals = equivalent_plane_normals(cell, family)
+    normals = equivalent_plane_normals(cell, close_packed_plane(cell))
     normals = normals[np.argsort(-(normals @ np.ones(3)), kind="stable")]
     if choice == "edge_on":
         edge = normals[np.abs((normals @ rotation.T)[:, 2]) < 1e-6]
@@ -100,8 +99,9 @@ def _defect_planes(unit_cell: Atoms, rotation: np.ndarray, choice, rng: np.rando
 def _mtp_axis_rotation(shape: str, axis) -> np.ndarray:
     if axis == "5fold":
         return np.eye(3)
-    if shape == "decahedron" and axis == "2fold":  # five-fold axis lies in the image plane
-        return rotation_about_axis([1, 0, 0], 90.0)
+    if shape == "decahedron" and axis == "2fold":
+        # view along local x: through an equatorial vertex, one of the five two-fold axes
+        return rotation_about_axis([0, 1, 0], 90.0)
     if shape == "icosahedron" and axis in ("3fold", "2fold"):
         v = icosahedron_vertices()
         face = IcosahedronGenerator("Au", 1.0).faces()[0]
@@ -140,6 +140,8 @@ def particle_object(p: Mapping, seed: int, priority: int = 0) -> SceneObject:
         cell = np.asarray(unit_cell.cell)
         if isinstance(axis, str) and axis != "random":
             raise NanofindInputError(f"zone axis {axis!r} applies to decahedra and icosahedra only", "zone_axis")
+        if not isinstance(axis, str) and len(axis) == 4 and not is_hexagonal(cell):
+            raise NanofindInputError(f"four-index zone axis {list(axis)} needs a hexagonal cell", "zone_axis")
         base = random_rotation(rng) if axis == "random" else zone_axis_rotation(cell, axis)
         rotation = tilt @ in_plane @ base
         defects = ()
@@ -167,6 +169,21 @@ def particle_object(p: Mapping, seed: int, priority: int = 0) -> SceneObject:
     if len(obj.local_atoms().numbers) == 0:
         raise NanofindInputError(f"the particle holds no atoms (diameter {diameter} Å is too small)", "diameter_A")
     return obj
+
+
+def _check_fixed_positions(specs, fixed, radii, field) -> None:
+    """Fixed positions must lie in the field and their projected footprints must not overlap."""
+    for k in fixed:
+        x, y = specs[k]["position_A"]
+        if not (0 <= x <= field[0] and 0 <= y <= field[1]):
+            raise NanofindInputError(f"({x}, {y}) Å lies outside the {field[0]:g} x {field[1]:g} Å field",
+                                     f"particles[{k}].position_A")
+        for j in fixed:
+            if j < k and not specs[k].get("touching"):
+                gap = np.hypot(x - specs[j]["position_A"][0], y - specs[j]["position_A"][1]) - radii[j] - radii[k]
+                if gap < 0:
+                    raise NanofindInputError(f"particle overlaps particle {j} in projection by {-gap:.1f} Å; "
+                                             "move them apart", f"particles[{k}].position_A")
 
 
 @contextmanager
@@ -213,6 +230,7 @@ def build_scene_from_spec(spec: Mapping, seed: int) -> Atoms:
         if touching[k]:
             reserve[k - 1] = radii[k - 1] + 2 * radii[k] + 3.0
     fixed = [k for k, p in enumerate(specs) if p.get("position_A") is not None]
+    _check_fixed_positions(specs, fixed, radii, (lx, ly))
     free = [k for k in range(len(objects)) if k not in fixed and not touching[k]]
     occupied = [(specs[k]["position_A"], reserve[k]) for k in fixed]
     centres = scatter_xy([reserve[k] for k in free], (lx, ly), rng, edge_cut=[specs[k]["edge_cut"] for k in free],

@@ -197,16 +197,25 @@ class CrystalGenerator:
         return domains
 
     def _layer_offset(self, n: np.ndarray, d_nn: float) -> np.ndarray:
-        """In-plane offset between adjacent close-packed layers (a/6<112> in fcc)."""
+        """In-plane offset between adjacent close-packed layers (a/6<112> in fcc).
+
+        Taken from an atom to the nearest same-element atom in the lowest layer above it that
+        sits on a different lateral site (in diamond and zinc blende the layer of bonded partners
+        directly above shares the site and is skipped).
+        """
         pos, nums = lattice_sites_in_box(self.unit_cell, -np.full(3, 3 * d_nn), np.full(3, 3 * d_nn))
         ref = np.argmin(np.linalg.norm(pos, axis=1))
         rel = pos - pos[ref]
         h = rel @ n
-        same = (nums == nums[ref]) & (h > 1e-6)
-        up = h[same].min()
-        cand = rel[same & (np.abs(h - up) < 1e-6)]
-        inplane = cand - np.outer(cand @ n, n)
-        return inplane[np.argmin(np.linalg.norm(inplane, axis=1))]
+        inplane = rel - np.outer(h, n)
+        length = np.linalg.norm(inplane, axis=1)
+        above = (nums == nums[ref]) & (h > 1e-6)
+        for height in np.unique(np.round(h[above], 6)):
+            layer = np.flatnonzero(above & (np.abs(h - height) < 1e-5))
+            best = layer[np.argmin(length[layer])]
+            if length[best] > 1e-6:
+                return inplane[best]
+        raise NanofindInputError("the structure has no shifted layers along this plane normal", "defects")
 
     def _choose_plane(self, current, n, requested, lower, kind, candidates, spacing, shift, d_nn):
         """Nearest plane to ``requested`` whose operation keeps the coordination of every atom."""
@@ -223,7 +232,10 @@ class CrystalGenerator:
                 if self._keeps_coordination(current, op, n, base, patch_r, d_nn):
                     options.append((abs(base - (lower if requested is None else requested)), base, op))
         if not options:
-            raise NanofindInputError(f"no {kind} plane keeps the crystal's coordination for this structure", "defects")
+            formula = self.unit_cell.get_chemical_formula()
+            what = "twin" if kind == "twin" else "stacking fault"
+            raise NanofindInputError(f"no {what} on {tuple(self.defects[0].plane)} planes of {formula} changes the "
+                                     "crystal while keeping every atom's coordination", "defects")
         options.sort(key=lambda o: o[0])
         return options[0][1], options[0][2]
 
@@ -242,6 +254,7 @@ class CrystalGenerator:
         return _Isometry(rot, p - rot @ p)
 
     def _keeps_coordination(self, current, op, n, height, radius, d_nn) -> bool:
+        """Whether ``op`` above the plane changes the crystal yet keeps every atom's coordination."""
         center = height * n
         pos, nums = self._sites_of(current, center, radius)
         after = current.then(op)
@@ -250,6 +263,8 @@ class CrystalGenerator:
         above2 = pos2 @ n > height + 1e-6
         faulted = np.vstack([pos[below], pos2[above2]])
         faulted_nums = np.concatenate([nums[below], nums2[above2]])
+        if cKDTree(pos).query(faulted)[0].max() < 1e-3:
+            return False  # the operation is a symmetry of the crystal: no defect at all
         if cKDTree(faulted).query(faulted, k=2)[0][:, 1].min() < 0.95 * d_nn:
             return False
         inner = np.linalg.norm(pos - center, axis=1) < radius - 1.5 * d_nn
@@ -310,3 +325,12 @@ class CrystalGenerator:
                 kinds.append(DefectFlag.STACKING_FAULT)
         nearest = np.argmin(np.abs(heights[:, None] - planes[None, :]), axis=1)
         return np.array(kinds, dtype=int)[nearest]
+
+
+def supports_planar_defect(unit_cell: Atoms, kind: str, plane: Sequence[float]) -> bool:
+    """Whether a ``kind`` defect on ``plane`` can be built in this structure (see :class:`CrystalGenerator`)."""
+    try:
+        CrystalGenerator(unit_cell, defects=(PlanarDefect(kind, tuple(plane), 0.0),))
+    except NanofindInputError:
+        return False
+    return True

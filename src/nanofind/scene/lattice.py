@@ -65,6 +65,9 @@ def load_unit_cell(material: str | Atoms | Mapping) -> Atoms:
     elif isinstance(material, Mapping) and set(material) == {"cif"}:
         cell = _read_cif(str(material["cif"]))
     elif isinstance(material, Mapping) and set(material) == {"bulk"}:
+        if not isinstance(material["bulk"], Mapping):
+            raise NanofindInputError(f"bulk takes keyword arguments of ase.build.bulk, got {material['bulk']!r}",
+                                     "material")
         try:
             cell = bulk(**dict(material["bulk"]))
         except Exception as exc:  # ASE raises several types for bad structure names
@@ -98,8 +101,8 @@ def material_label(material: str | Atoms | Mapping) -> str:
     if isinstance(material, str):
         return Path(material).stem if material.lower().endswith(".cif") else material
     if isinstance(material, Atoms):
-        return material.get_chemical_formula(empty="")
-    return load_unit_cell(material).get_chemical_formula(empty="")
+        return material.get_chemical_formula()
+    return load_unit_cell(material).get_chemical_formula()
 
 
 def miller_bravais_to_miller(index: Sequence[int], kind: str) -> np.ndarray:
@@ -196,6 +199,19 @@ def equivalent_plane_normals(cell: np.ndarray, hkl: Sequence[float]) -> np.ndarr
 def _unique_rows(vectors: np.ndarray, decimals: int = 6) -> np.ndarray:
     _, idx = np.unique(np.round(vectors, decimals) + 0.0, axis=0, return_index=True)
     return vectors[np.sort(idx)]
+
+
+def is_hexagonal(cell: np.ndarray) -> bool:
+    """Whether ``cell`` is in the hexagonal setting (a = b, gamma = 120°)."""
+    cell = np.asarray(cell, dtype=float)
+    a, b = np.linalg.norm(cell[0]), np.linalg.norm(cell[1])
+    gamma = np.degrees(np.arccos(cell[0] @ cell[1] / (a * b)))
+    return bool(abs(a - b) < 1e-6 and abs(gamma - 120) < 1e-3)
+
+
+def close_packed_plane(cell: np.ndarray) -> tuple[int, ...]:
+    """The plane family where twins and stacking faults form by default: (0001) or {111}."""
+    return (0, 0, 0, 1) if is_hexagonal(cell) else (1, 1, 1)
 
 
 def nearest_neighbour_distance(unit_cell: Atoms) -> float:

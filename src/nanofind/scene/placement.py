@@ -54,9 +54,20 @@ def rest_shift_A(moving: GeneratedAtoms, support: GeneratedAtoms, *, clearance_A
 def rest_on(obj: SceneObject, support: GeneratedAtoms, xy_A: Sequence[float], *,
             clearance_A: Mapping[str, float] | None = None,
             lateral_period_A: Sequence[float] | None = None) -> SceneObject:
-    """Move ``obj`` laterally so its local origin is at ``xy_A`` and set it down on ``support``."""
+    """Move ``obj`` laterally so its local origin is at ``xy_A`` and set it down on ``support``.
+
+    With ``lateral_period_A`` (the field of view) only the atoms inside the field, which the
+    scene keeps, take part, so a particle cut by the field edge rests on what remains of it.
+    """
     moved = obj.translated(np.array([xy_A[0], xy_A[1], 0.0]) - obj.offset_A * [1, 1, 0])
-    dz = rest_shift_A(moved.atoms(), support, clearance_A=clearance_A, lateral_period_A=lateral_period_A)
+    atoms = moved.atoms()
+    if lateral_period_A is not None:
+        p = atoms.positions
+        inside = (p[:, 0] >= 0) & (p[:, 0] < lateral_period_A[0]) & (p[:, 1] >= 0) & (p[:, 1] < lateral_period_A[1])
+        if not inside.any():
+            raise PlacementError(f"a particle at {list(xy_A)} Å lies entirely outside the field", "position_A")
+        atoms = atoms.select(inside)
+    dz = rest_shift_A(atoms, support, clearance_A=clearance_A, lateral_period_A=lateral_period_A)
     return moved.translated([0.0, 0.0, dz])
 
 

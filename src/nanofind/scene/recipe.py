@@ -28,7 +28,7 @@ from nanofind.errors import NanofindInputError
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class Uniform(_Strict):
@@ -89,6 +89,39 @@ class Choice(_Strict):
 
 Number = float | Uniform | Normal | LogNormal | Choice
 _DISTS = (Uniform, Normal, LogNormal, Choice)
+
+
+def _numeric(value: Any) -> Any:
+    """Reject choices among non-numbers (or non-finite numbers) for a numeric field."""
+    if isinstance(value, Choice):
+        for item in value.choice:
+            if isinstance(item, bool) or not isinstance(item, (int, float)) or not np.isfinite(item):
+                raise ValueError(f"choices for a number must be finite numbers, got {item!r}")
+    return value
+
+
+def _may_be_positive(value: Any) -> bool:
+    """Whether a probability field can draw a value above zero."""
+    if isinstance(value, (int, float)):
+        return value > 0
+    if isinstance(value, Uniform):
+        return value.uniform[1] > 0
+    if isinstance(value, Choice):
+        return any(v > 0 for v in value.choice)
+    return True
+
+
+def _pair_table(table: dict[str, float]) -> dict[str, float]:
+    """Check ``{"Au-C": 2.0}``-style keys (two known elements) and positive distances."""
+    from ase.data import atomic_numbers
+
+    for key, value in table.items():
+        parts = key.split("-")
+        if len(parts) != 2 or not all(p in atomic_numbers for p in parts):
+            raise ValueError(f"pair {key!r} must be two element symbols joined by '-', like 'Au-C'")
+        if not value > 0:
+            raise ValueError(f"distance for {key} must be > 0 Å, got {value}")
+    return table
 
 
 def _lower_bound(value: Any) -> float | None:
@@ -192,18 +225,19 @@ class SubstrateSpec(_Strict):
     @field_validator("thickness_A")
     @classmethod
     def _thick(cls, v):
-        return _positive(v, " Å")
+        return _positive(_numeric(v), " Å")
 
     @field_validator("density_g_cm3")
     @classmethod
     def _dens(cls, v):
-        return _positive(v, " g/cm³")
+        return _positive(_numeric(v), " g/cm³")
 
     @field_validator("min_distance_A")
     @classmethod
     def _dmin(cls, v):
-        vals = v.values() if isinstance(v, dict) else [v]
-        if any(x <= 0 for x in vals):
+        if isinstance(v, dict):
+            return _pair_table(v)
+        if v <= 0:
             raise ValueError(f"must be > 0 Å, got {v}")
         return v
 
@@ -223,7 +257,15 @@ class DefectSpec(_Strict):
     @field_validator("twin", "lamellae", "intrinsic_fault", "extrinsic_fault", "vacancy_fraction")
     @classmethod
     def _prob(cls, v):
-        return _fraction(v)
+        return _fraction(_numeric(v))
+
+    @field_validator("lamella_count")
+    @classmethod
+    def _lamellae(cls, v):
+        low = _lower_bound(_numeric(v))
+        if low is None or low < 1:
+            raise ValueError(f"must be a whole number >= 1, got {low}")
+        return v
 
     @field_validator("plane")
     @classmethod
@@ -276,12 +318,17 @@ class ParticleSpec(_Strict):
     @field_validator("diameter_A")
     @classmethod
     def _diam(cls, v):
-        return _positive(v, " Å")
+        return _positive(_numeric(v), " Å")
 
     @field_validator("off_axis_fraction", "edge_fraction", "touching_fraction")
     @classmethod
     def _frac(cls, v):
-        return _fraction(v)
+        return _fraction(_numeric(v))
+
+    @field_validator("in_plane_deg", "off_axis_tilt_deg")
+    @classmethod
+    def _angle(cls, v):
+        return _numeric(v)
 
     @field_validator("shape")
     @classmethod
@@ -296,11 +343,12 @@ class ParticleSpec(_Strict):
     @field_validator("material")
     @classmethod
     def _material(cls, v):
-        from nanofind.scene.lattice import MATERIALS
+        from nanofind.scene.lattice import MATERIALS, load_unit_cell
 
         v = _as_choice(v)
         for material in _options(v):
             if isinstance(material, dict) and set(material) in ({"cif"}, {"bulk"}):
+                load_unit_cell(material)  # a bad structure or a missing file is a field error now
                 continue
             if isinstance(material, str) and (material in MATERIALS or material.lower().endswith(".cif")):
                 continue
@@ -331,6 +379,27 @@ class ParticleSpec(_Strict):
             raise ValueError("shape 'polyhedron' needs 'facets' ({'111': distance_A, ...})")
         return self
 
+    @model_validator(mode="after")
+    def _defects_possible(self):
+        """Planar defects asked for must exist in every single-crystal material that may be drawn."""
+        from nanofind.scene.crystal import supports_planar_defect
+        from nanofind.scene.lattice import close_packed_plane, load_unit_cell
+
+        d = self.defects
+        kinds = [k for k, p in (("twin", d.twin), ("twin", d.lamellae), ("intrinsic", d.intrinsic_fault),
+                                ("extrinsic", d.extrinsic_fault)) if _may_be_positive(p)]
+        if not kinds or all(s in ("decahedron", "icosahedron") for s in _options(self.shape)):
+            return self
+        for material in _options(self.material):
+            cell = load_unit_cell(material)
+            plane = tuple(d.plane) if isinstance(d.plane, list) else close_packed_plane(cell.cell)
+            for kind in dict.fromkeys(kinds):
+                if not supports_planar_defect(cell, kind, plane):
+                    what = "twin" if kind == "twin" else f"{kind} stacking fault"
+                    raise ValueError(f"{material} has no {what} on {plane} planes that keeps every atom's "
+                                     "coordination; give it its own particle type without that defect")
+        return self
+
 
 class SceneRecipe(_Strict):
     """A scene or a distribution of scenes."""
@@ -346,7 +415,12 @@ class SceneRecipe(_Strict):
     @field_validator("particles_per_field")
     @classmethod
     def _count(cls, v):
-        return v if v is None else _positive(v, "", allow_zero=True)
+        return v if v is None else _positive(_numeric(v), "", allow_zero=True)
+
+    @field_validator("clearance_A")
+    @classmethod
+    def _clearance(cls, v):
+        return _pair_table(v)
 
     @model_validator(mode="after")
     def _needs_template(self):
@@ -426,7 +500,11 @@ def _draw_particle(p: ParticleSpec, rng: np.random.Generator) -> dict:
         acc += prob
         if planar is None and u < acc:
             planar = kind
-    count = {"twin": 1, "lamellae": int(draw(defects.lamella_count, rng)), "intrinsic": 1, "extrinsic": 1}
+    shape = draw(p.shape, rng)
+    if shape in ("decahedron", "icosahedron"):
+        planar = None  # already multiply twinned; vacancies and alloying still apply
+    count = {"twin": 1, "lamellae": max(1, int(round(draw(defects.lamella_count, rng)))), "intrinsic": 1,
+             "extrinsic": 1}
     diameter = float(draw(p.diameter_A, rng))
     positions = []
     if planar is not None:
@@ -435,7 +513,6 @@ def _draw_particle(p: ParticleSpec, rng: np.random.Generator) -> dict:
         start = -gaps.sum() / 2 + rng.uniform(-0.1, 0.1) * diameter
         positions = [float(x) for x in start + np.concatenate([[0.0], np.cumsum(gaps)])]
     off_axis = rng.uniform() < draw(p.off_axis_fraction, rng)
-    shape = draw(p.shape, rng)
     zone = draw(p.mtp_axis if shape in ("decahedron", "icosahedron") else p.zone_axis, rng)
     return {
         "material": draw(p.material, rng),
