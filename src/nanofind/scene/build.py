@@ -208,10 +208,9 @@ def build_scene_from_spec(spec: Mapping, seed: int) -> Atoms:
     if sub:
         with _field_context("substrate"):
             gen = AmorphousGenerator(sub["composition"], sub["density_g_cm3"], sub["min_distance_A"], period)
-        box = ConvexPolyhedron.box([0, 0, SUBSTRATE_BASE_A], [lx, ly, SUBSTRATE_BASE_A + sub["thickness_A"]])
-        substrate = SceneObject(gen, box, priority=1_000_000, name="substrate", is_particle=False,
-                                seed=int(substrate_ss.generate_state(1)[0]))
-        with _field_context("substrate"):
+            box = ConvexPolyhedron.box([0, 0, SUBSTRATE_BASE_A], [lx, ly, SUBSTRATE_BASE_A + sub["thickness_A"]])
+            substrate = SceneObject(gen, box, priority=1_000_000, name="substrate", is_particle=False,
+                                    seed=int(substrate_ss.generate_state(1)[0]))
             support = substrate.atoms()
     else:
         substrate, support = None, GeneratedAtoms.empty()

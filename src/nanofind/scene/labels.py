@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 import numpy as np
 from ase import Atoms
-from scipy.ndimage import binary_fill_holes, distance_transform_edt
+from scipy.ndimage import binary_fill_holes, distance_transform_edt, gaussian_filter
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
@@ -111,7 +111,7 @@ def project_labels(atoms: Atoms, shape: Sequence[int], pixel_size_A: float,
     sub_origin = (origin_A[0] + c0 * pixel_size_A, origin_A[1] + r0 * pixel_size_A)
     centers = pixel_centers((r1 - r0, c1 - c0), pixel_size_A, sub_origin)
     tree = cKDTree(xy)
-    dist, idx = tree.query(centers, distance_upper_bound=atom_radius_A + 1e-9)
+    dist = tree.query(centers, distance_upper_bound=atom_radius_A + 1e-9)[0]
     hit = np.isfinite(dist)
     sub_mask = hit.reshape(r1 - r0, c1 - c0)
     sub_grain = _majority_grain(xy, grains, sub_origin, sub_mask.shape, pixel_size_A, atom_radius_A)
@@ -135,8 +135,6 @@ def _majority_grain(xy: np.ndarray, grains: np.ndarray, origin_A, shape, pixel_s
     Weights fall off with sigma = radius / 2 around each pixel, so where grains overlap in
     projection the one that fills more of the column wins and boundaries come out smooth.
     """
-    from scipy.ndimage import gaussian_filter
-
     ids = np.unique(grains)
     rows = np.clip(np.floor((xy[:, 1] - origin_A[1]) / pixel_size_A).astype(int), 0, shape[0] - 1)
     cols = np.clip(np.floor((xy[:, 0] - origin_A[0]) / pixel_size_A).astype(int), 0, shape[1] - 1)

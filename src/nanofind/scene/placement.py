@@ -13,7 +13,7 @@ import numpy as np
 from nanofind.errors import NanofindInputError
 from nanofind.scene.crystal import GeneratedAtoms
 from nanofind.scene.neighbours import pairs_within
-from nanofind.scene.scene import SceneObject, clearance_matrix
+from nanofind.scene.scene import SceneObject, clearance_matrix, inside_field
 
 #: Extra height above exact contact, Å.
 CONTACT_MARGIN_A = 1e-6
@@ -62,8 +62,7 @@ def rest_on(obj: SceneObject, support: GeneratedAtoms, xy_A: Sequence[float], *,
     moved = obj.translated(np.array([xy_A[0], xy_A[1], 0.0]) - obj.offset_A * [1, 1, 0])
     atoms = moved.atoms()
     if lateral_period_A is not None:
-        p = atoms.positions
-        inside = (p[:, 0] >= 0) & (p[:, 0] < lateral_period_A[0]) & (p[:, 1] >= 0) & (p[:, 1] < lateral_period_A[1])
+        inside = inside_field(atoms.positions, lateral_period_A)
         if not inside.any():
             raise PlacementError(f"a particle at {list(xy_A)} Å lies entirely outside the field", "position_A")
         atoms = atoms.select(inside)

@@ -52,6 +52,12 @@ def clearance_matrix(numbers: Sequence[int], overrides: Mapping[str, float] | No
     return mat
 
 
+def inside_field(positions: np.ndarray, field_A: Sequence[float]) -> np.ndarray:
+    """Whether each position (N, 3), Å, lies inside the field of view ``[0, x) × [0, y)``."""
+    p = np.asarray(positions)
+    return (p[:, 0] >= 0) & (p[:, 0] < field_A[0]) & (p[:, 1] >= 0) & (p[:, 1] < field_A[1])
+
+
 @dataclass
 class SceneObject:
     """A generator inside a volume, with a priority (lower wins overlaps).
@@ -162,7 +168,7 @@ class Scene:
             obj = self.objects[k]
             atoms = obj.atoms()
             p = atoms.positions
-            ok = (p[:, 0] >= 0) & (p[:, 0] < lx) & (p[:, 1] >= 0) & (p[:, 1] < ly)
+            ok = inside_field(p, (lx, ly))
             for k_prev, _ in kept:
                 if self.objects[k_prev].carves:
                     ok &= ~self.objects[k_prev].contains(p)
