@@ -8,6 +8,7 @@ the same recipe and seed always give the same atoms.
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from collections.abc import Mapping
 from contextlib import contextmanager
 
@@ -52,6 +53,10 @@ from nanofind.scene.volumes import (
 MAX_DRAWS = 20
 #: Height of the substrate's lower surface above z = 0, Å.
 SUBSTRATE_BASE_A = 1.0
+#: Substrates kept in memory per process: a spec that names its substrate ``seed`` (a substrate
+#: pool in a simulation recipe) reuses the packed atoms instead of packing them again.
+SUBSTRATE_CACHE_SIZE = 4
+_SUBSTRATE_ATOMS: OrderedDict = OrderedDict()
 
 _FCC_ENERGIES = {(1, 1, 1): 1.0, (1, 0, 0): 1.15, (1, 1, 0): 1.25}
 _FLUORITE_ENERGIES = {(1, 1, 1): 1.0, (1, 1, 0): 1.25, (1, 0, 0): 1.45}
@@ -209,9 +214,18 @@ def build_scene_from_spec(spec: Mapping, seed: int) -> Atoms:
         with _field_context("substrate"):
             gen = AmorphousGenerator(sub["composition"], sub["density_g_cm3"], sub["min_distance_A"], period)
             box = ConvexPolyhedron.box([0, 0, SUBSTRATE_BASE_A], [lx, ly, SUBSTRATE_BASE_A + sub["thickness_A"]])
+            sub_seed = int(sub["seed"]) if sub.get("seed") is not None else int(substrate_ss.generate_state(1)[0])
             substrate = SceneObject(gen, box, priority=1_000_000, name="substrate", is_particle=False,
-                                    seed=int(substrate_ss.generate_state(1)[0]))
+                                    seed=sub_seed)
+            key = (tuple(sorted(sub["composition"].items())), sub["density_g_cm3"], repr(sub["min_distance_A"]),
+                   lx, ly, sub["thickness_A"], sub_seed)
+            if key in _SUBSTRATE_ATOMS:
+                substrate._local = _SUBSTRATE_ATOMS[key]
+                _SUBSTRATE_ATOMS.move_to_end(key)
             support = substrate.atoms()
+            _SUBSTRATE_ATOMS[key] = substrate._local
+            while len(_SUBSTRATE_ATOMS) > SUBSTRATE_CACHE_SIZE:
+                _SUBSTRATE_ATOMS.popitem(last=False)
     else:
         substrate, support = None, GeneratedAtoms.empty()
     rng = np.random.default_rng(placement_ss)
@@ -255,8 +269,11 @@ def build_scene_from_spec(spec: Mapping, seed: int) -> Atoms:
     return atoms
 
 
-def build_scene(recipe: SceneRecipe, seed: int) -> tuple[Atoms, dict]:
+def build_scene(recipe: SceneRecipe, seed: int, substrate: Mapping | None = None) -> tuple[Atoms, dict]:
     """Draw a specification from ``recipe`` with ``seed`` and build it.
+
+    ``substrate``, when given, replaces the drawn substrate specification (keys as in the spec's
+    ``substrate`` entry, optionally with its own ``seed``).
 
     Returns
     -------
@@ -268,6 +285,8 @@ def build_scene(recipe: SceneRecipe, seed: int) -> tuple[Atoms, dict]:
     streams = np.random.SeedSequence(seed).spawn(2 * MAX_DRAWS)
     for attempt in range(MAX_DRAWS):
         spec = sample_scene_spec(recipe, np.random.default_rng(streams[2 * attempt]))
+        if substrate is not None:
+            spec["substrate"] = dict(substrate)
         try:
             atoms = build_scene_from_spec(spec, int(streams[2 * attempt + 1].generate_state(1)[0]))
         except PlacementError:

@@ -1,0 +1,195 @@
+"""Generate a dataset on local worker processes or a Dask cluster, with progress and resume.
+
+Work is cut into scene groups (one scene's exit waves serve ``images_per_scene`` images). Each
+worker is a single-threaded process, one per core by default: the multislice is FFT-bound and
+parallelises best across images, not within one. The main process alone writes files.
+"""
+
+from __future__ import annotations
+
+import math
+import multiprocessing
+import os
+import time
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from dataclasses import dataclass
+from pathlib import Path
+
+from nanofind.datasets.store import consolidate, existing_indices, parts_dir, run_header, write_part
+from nanofind.errors import NanofindInputError
+from nanofind.simulate.multislice import SubstratePotentialCache
+from nanofind.simulate.pipeline import Sample, simulate_group
+from nanofind.simulate.recipe import parse_simulation_recipe
+
+_SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
+                      "NUMBA_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1"}
+_WORKER_STATE: dict = {}
+
+
+def _run_group(recipe_record: dict, seed: int, group: int, positions: list[int]) -> tuple[int, list[Sample]]:
+    """Worker entry point: simulate one group (recipe parsed and caches kept once per process)."""
+    key = repr(sorted(recipe_record.items(), key=str))
+    if _WORKER_STATE.get("key") != key:
+        _WORKER_STATE.update(key=key, recipe=parse_simulation_recipe(recipe_record),
+                             cache=SubstratePotentialCache())
+    samples = simulate_group(_WORKER_STATE["recipe"], seed, group, positions, _WORKER_STATE["cache"],
+                             recipe_record)
+    return group, samples
+
+
+@dataclass
+class RunReport:
+    """What a generation run did."""
+
+    path: Path
+    n_samples: int
+    made: int
+    reused: int
+    seconds: float
+
+
+def plan(n: int, images_per_scene: int, done: set[int]) -> list[tuple[int, list[int]]]:
+    """Scene groups with the positions still to make, for samples 0…n−1."""
+    work = []
+    for g in range(math.ceil(n / images_per_scene)):
+        pos = [j for j in range(images_per_scene) if g * images_per_scene + j < n
+               and g * images_per_scene + j not in done]
+        if pos:
+            work.append((g, pos))
+    return work
+
+
+class _Progress:
+    def __init__(self, total: int, done: int, enabled: bool):
+        self.bar = None
+        if enabled and total:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
+
+            self.bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
+                                TimeElapsedColumn(), "eta", TimeRemainingColumn(), transient=False)
+            self.bar.start()
+            self.task = self.bar.add_task("simulating", total=total, completed=done)
+
+    def advance(self, k: int) -> None:
+        if self.bar:
+            self.bar.advance(self.task, k)
+
+    def close(self) -> None:
+        if self.bar:
+            self.bar.stop()
+
+
+def generate_dataset(recipe_record: dict, recipe_source: str, n: int, out: str | Path, seed: int,
+                     workers: int | None = None, resume: bool = False, scheduler: str | None = None,
+                     progress: bool = True) -> RunReport:
+    """Make samples 0…n−1 of a recipe into ``out`` (HDF5), resuming or refusing to overwrite.
+
+    Parameters
+    ----------
+    recipe_record : dict
+        The recipe mapping as read from YAML (validated here; stored with every sample).
+    recipe_source : str
+        Where it came from (for messages and the file header).
+    n : int
+        Number of samples.
+    out : path
+        Output ``.h5`` file.
+    seed : int
+        Dataset seed; sample ``i`` depends only on (seed, i).
+    workers : int, optional
+        Local single-threaded worker processes (default: one per core).
+    resume : bool
+        Continue a run that was interrupted (or extend a finished one to ``n``).
+    scheduler : str, optional
+        ``tcp://host:port`` of a Dask scheduler; the workers there do the simulation.
+    progress : bool
+        Show a progress bar with an ETA on stderr.
+    """
+    recipe = parse_simulation_recipe(recipe_record, recipe_source)
+    out = Path(out)
+    if n < 1:
+        raise NanofindInputError(f"-n must be >= 1, got {n}")
+    if seed < 0:
+        raise NanofindInputError(f"--seed must be >= 0, got {seed}")
+    if not out.parent.exists() or not os.access(out.parent, os.W_OK):
+        raise NanofindInputError(f"{out}: cannot write there (directory missing or read-only)")
+    header = run_header(recipe_record, recipe_source, seed, recipe.images_per_scene)
+    if (out.exists() or parts_dir(out).exists()) and not resume:
+        raise NanofindInputError(f"{out}: already exists (use --resume to continue it, or remove it)")
+    done = existing_indices(out, header) if resume else set()
+    if resume and out.is_file() and any(i >= n for i in done) and not parts_dir(out).exists():
+        raise NanofindInputError(f"{out}: already holds more than {n} samples")
+    work = plan(n, recipe.images_per_scene, done)
+    start = time.perf_counter()
+    bar = _Progress(n, len([i for i in done if i < n]), progress)
+    made = 0
+    try:
+        for group, samples in _execute(work, recipe_record, seed, workers, scheduler):
+            try:
+                write_part(out, group, samples, header)
+            except OSError as exc:
+                raise NanofindInputError(f"{out}: cannot write ({exc.strerror or exc}); "
+                                         "samples written so far are kept, rerun with --resume") from None
+            made += len(samples)
+            bar.advance(len(samples))
+    finally:
+        bar.close()
+    try:
+        consolidate(out, n, header)
+    except OSError as exc:
+        raise NanofindInputError(f"{out}: cannot write ({exc.strerror or exc}); "
+                                 "samples written so far are kept, rerun with --resume") from None
+    return RunReport(out, n, made, len([i for i in done if i < n]), time.perf_counter() - start)
+
+
+def _execute(work, recipe_record, seed, workers, scheduler):
+    """Yield (group, samples) as groups finish, in any order."""
+    if not work:
+        return
+    if scheduler:
+        yield from _execute_dask(work, recipe_record, seed, scheduler)
+        return
+    workers = min(workers or os.cpu_count() or 1, len(work))
+    if workers < 1:
+        raise NanofindInputError(f"--workers must be >= 1, got {workers}")
+    if workers == 1:
+        for group, positions in work:
+            yield _run_group(recipe_record, seed, group, positions)
+        return
+    saved = {k: os.environ.get(k) for k in _SINGLE_THREAD_ENV}
+    os.environ.update(_SINGLE_THREAD_ENV)  # inherited by the spawned workers before numpy loads
+    try:
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    with pool:
+        pending = set()
+        queue = list(work)
+        # keep a couple of groups queued per worker so none idles, without holding every result in memory
+        while queue or pending:
+            while queue and len(pending) < 2 * workers:
+                g, pos = queue.pop(0)
+                pending.add(pool.submit(_run_group, recipe_record, seed, g, pos))
+            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
+            for f in finished:
+                yield f.result()
+
+
+def _execute_dask(work, recipe_record, seed, address):
+    try:
+        from distributed import Client, as_completed
+    except ImportError:  # pragma: no cover - distributed is a dependency
+        raise NanofindInputError("--scheduler needs dask.distributed installed") from None
+    try:
+        client = Client(address, timeout="10s")
+    except (OSError, TimeoutError) as exc:
+        raise NanofindInputError(f"--scheduler {address}: cannot connect ({exc})") from None
+    with client:
+        futures = [client.submit(_run_group, recipe_record, seed, g, pos, pure=False) for g, pos in work]
+        for future in as_completed(futures):
+            yield future.result()
+            future.release()
