@@ -60,7 +60,8 @@ def describe_dataset(path: str | Path) -> dict:
                 materials[part["material"]] = materials.get(part["material"], 0) + 1
         first = reader.sample(0)
         expected = int(reader.attrs.get("n_samples", len(reader)))
-        return {"path": str(path), "samples": len(reader), "complete": Path(path).is_file() and len(reader) == expected,
+        complete = Path(path).is_file() and len(reader) == expected
+        return {"path": str(path), "samples": len(reader), "complete": complete,
                 "seed": reader.attrs.get("seed"), "images_per_scene": reader.attrs.get("images_per_scene"),
                 "recipe_source": reader.attrs.get("recipe_source"), "image_shape": list(first.image.shape),
                 "pixel_size_A": _range(pixel), "dose_e_per_A2": _range(dose), "defocus_A": _range(defocus),

@@ -1,5 +1,4 @@
-"""Exit waves of a scene: abTEM multislice, frozen phonons, tilts, a cached substrate potential,
-and a fast phase-object mode.
+"""Exit waves of a scene: abTEM multislice, frozen phonons, tilts, cached support, fast mode.
 
 Geometry: abTEM sends the beam along +z, so atoms with small z are met first; nanofind scenes put
 the substrate at the bottom (z from 1 Å), so the beam crosses the substrate, then the particles.

@@ -9,9 +9,10 @@ Conventions (the same as abTEM's):
 - Lengths (defocus, Cs, C5, astigmatism, coma, focal spread) are in Å; angles in mrad or degrees
   as named. 1 mm = 1e7 Å and 1 µm = 1e4 Å.
 
-Partial coherence: temporal incoherence (focal spread) is summed incoherently over a Gauss–Hermite
-set of defoci, which holds beyond the linear-imaging approximation (thick, strongly scattering
-particles). Spatial incoherence (angular spread) uses abTEM's quasi-coherent envelope on the wave.
+Partial coherence: temporal incoherence (focal spread) uses abTEM's quasi-coherent envelope, or,
+with ``focal_points > 1``, an incoherent sum over Gauss–Hermite defoci, which also holds beyond the
+linear-imaging approximation. Spatial incoherence (angular spread) uses abTEM's quasi-coherent
+envelope on the wave.
 """
 
 from __future__ import annotations
@@ -97,11 +98,12 @@ class Optics:
     aperture_mrad : float or None
         Objective aperture semi-angle, mrad; None for no aperture.
     focal_spread_A : float
-        1/e half-width... the standard deviation Δ of the Gaussian defocus spread, Å.
+        Standard deviation Δ of the Gaussian defocus spread (chromatic), Å.
     angular_spread_mrad : float
         Standard deviation of the illumination semi-angle spread (beam convergence), mrad.
     focal_points : int
-        Gauss–Hermite nodes for the incoherent focal-spread sum (1 disables it).
+        1: abTEM's quasi-coherent temporal envelope (cheap, linear-imaging approximation);
+        more: incoherent sum over that many Gauss–Hermite defoci (exact for temporal incoherence).
     """
 
     energy_eV: float = 300e3
@@ -139,7 +141,7 @@ class Optics:
         return asdict(self)
 
     def aberration_coefficients(self, defocus_A: float | None = None) -> dict[str, float]:
-        """abTEM polar coefficients (Å and rad) for these optics, optionally with another defocus."""
+        """The abTEM polar coefficients (Å and rad) for these optics, optionally with another defocus."""
         rad = math.radians
         return {"C10": -(self.defocus_A if defocus_A is None else defocus_A), "C30": self.Cs_A,
                 "C50": self.C5_A, "C12": self.astigmatism_A, "phi12": rad(self.astigmatism_angle_deg),
@@ -148,18 +150,19 @@ class Optics:
 
     def focal_series(self) -> list[tuple[float, float]]:
         """(defocus Å, weight) pairs whose weighted sum of intensities models the focal spread."""
-        if self.focal_spread_A == 0 or self.focal_points == 1:
+        if self.focal_spread_A == 0 or self.focal_points == 1:  # the envelope handles it
             return [(self.defocus_A, 1.0)]
         x, w = np.polynomial.hermite_e.hermegauss(self.focal_points)
         w = w / w.sum()
         return [(self.defocus_A + self.focal_spread_A * float(xi), float(wi)) for xi, wi in zip(x, w, strict=True)]
 
-    def ctf(self, defocus_A: float | None = None):
-        """abTEM ``CTF`` with these aberrations, aperture and angular spread (focal spread excluded)."""
+    def ctf(self, defocus_A: float | None = None, with_focal_envelope: bool = False):
+        """The abTEM ``CTF`` with these aberrations, aperture and angular spread (focal spread excluded)."""
         import abtem
 
         return abtem.CTF(semiangle_cutoff=np.inf if self.aperture_mrad is None else self.aperture_mrad,
                          soft=True, angular_spread=self.angular_spread_mrad, energy=self.energy_eV,
+                         focal_spread=self.focal_spread_A if with_focal_envelope else 0.0,
                          aberration_coefficients=self.aberration_coefficients(defocus_A))
 
 
@@ -183,8 +186,9 @@ def image_intensity(exit_waves, optics: Optics) -> np.ndarray:
                          f"{exit_waves.energy_eV} eV")
     waves = exit_waves.as_abtem()
     total = None
+    envelope = optics.focal_points == 1
     for defocus, weight in optics.focal_series():
-        intensity = waves.apply_ctf(optics.ctf(defocus)).intensity().array
+        intensity = waves.apply_ctf(optics.ctf(defocus, with_focal_envelope=envelope)).intensity().array
         intensity = np.asarray(intensity, np.float64).reshape((-1,) + intensity.shape[-2:]).mean(axis=0)
         total = weight * intensity if total is None else total + weight * intensity
     # abTEM arrays are indexed [x, y]; nanofind images are [row = y, column = x]

@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.ndimage import binary_closing, binary_fill_holes
 
 from nanofind.scene.build import build_scene
 from nanofind.scene.labels import column_positions, project_labels
@@ -21,6 +22,8 @@ from nanofind.simulate.multislice import SubstratePotentialCache, simulate_exit_
 from nanofind.simulate.optics import image_intensity
 from nanofind.simulate.recipe import SimulationRecipe, draw_detector, draw_optics, draw_scene_settings
 
+#: Radius of the closing that joins the above-threshold columns of the phase mask, Å.
+CLOSING_RADIUS_A = 2.0
 #: Columns of the per-sample column table.
 COLUMN_FIELDS = ("x_A", "y_A", "atoms", "grain")
 
@@ -148,5 +151,11 @@ def _phase_mask(atoms, settings: dict, gpts, threshold_rad: float, margin: int, 
     ms = replace(settings["multislice"], frozen_phonons=0, tilt_spread_mrad=0.0)
     wave = simulate_exit_waves(particle, settings["energy_eV"], gpts, ms, 0).array[0].T
     ny, nx = shape
-    phase = np.abs(np.angle(wave))[margin * binning:(margin + ny) * binning, margin * binning:(margin + nx) * binning]
-    return bin_image((phase > threshold_rad).astype(np.float32), binning) >= 0.5
+    above = np.abs(np.angle(wave)) > threshold_rad
+    # the phase peaks on the columns; closing over the widest column gap turns them into the particle area
+    sampling = settings["sampling_A"]
+    radius = max(1, int(round(CLOSING_RADIUS_A / sampling)))
+    yy, xx = np.mgrid[-radius:radius + 1, -radius:radius + 1]
+    above = binary_fill_holes(binary_closing(above, structure=(yy**2 + xx**2) <= radius**2, border_value=0))
+    above = above[margin * binning:(margin + ny) * binning, margin * binning:(margin + nx) * binning]
+    return bin_image(above.astype(np.float32), binning) >= 0.5
