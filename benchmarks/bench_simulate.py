@@ -79,7 +79,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer images (under 5 minutes)")
     args = parser.parse_args()
-    n = 16 if args.quick else 48
+    n = 32 if args.quick else 96
     workers = os.cpu_count() or 1
     seed = 2026
     raw = _recipe("multislice")

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter, map_coordinates
+from scipy.ndimage import map_coordinates
 
 
 def bin_image(image: np.ndarray, factor: int) -> np.ndarray:
@@ -69,7 +69,10 @@ def illumination_gradient(shape: tuple[int, int], amplitude: float, angle_deg: f
 def smooth_displacement(shape: tuple[int, int], amplitude_px: float, correlation_px: float,
                         rng: np.random.Generator) -> np.ndarray:
     """Random smooth displacement field (2, ny, nx) in pixels, rms ``amplitude_px`` per axis."""
-    field = np.stack([gaussian_filter(rng.standard_normal(shape), correlation_px, mode="wrap") for _ in range(2)])
+    # Gaussian smoothing of white noise, done in Fourier space: correlation lengths are hundreds of pixels
+    qy, qx = frequency_grid(shape)
+    kernel = np.exp(-2 * np.pi**2 * correlation_px**2 * (qy**2 + qx**2))
+    field = np.stack([apply_transfer(rng.standard_normal(shape), kernel) for _ in range(2)])
     # rms about zero, not about the mean: a field smoother than the image is mostly a shift
     rms = np.sqrt((field.reshape(2, -1) ** 2).mean(axis=1))[:, None, None]
     return field / np.where(rms > 0, rms, 1.0) * amplitude_px
