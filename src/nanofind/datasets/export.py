@@ -65,7 +65,8 @@ def describe_dataset(path: str | Path) -> dict:
                 "seed": reader.attrs.get("seed"), "images_per_scene": reader.attrs.get("images_per_scene"),
                 "recipe_source": reader.attrs.get("recipe_source"), "image_shape": list(first.image.shape),
                 "pixel_size_A": _range(pixel), "dose_e_per_A2": _range(dose), "defocus_A": _range(defocus),
-                "energy_keV": sorted(set(energy)), "fields_with_particles": int(np.sum(np.array(particle_fraction) > 0)),
+                "energy_keV": sorted(set(energy)),
+                "fields_with_particles": int(np.sum(np.array(particle_fraction) > 0)),
                 "mean_particle_fraction": float(np.mean(particle_fraction)), "particles_by_material": materials}
 
 
