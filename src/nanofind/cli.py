@@ -17,14 +17,24 @@ from nanofind._version import __version__
 from nanofind.errors import NanofindInputError
 
 
-def _seed(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"seed must be a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"seed must be >= 0, got {value}")
-    return value
+def _whole_number(minimum: int, name: str = ""):
+    """An argparse type: an integer >= ``minimum``; errors start with ``name`` when given."""
+    prefix = f"{name} " if name else ""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{prefix}must be a whole number, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{prefix}must be >= {minimum}, got {value}")
+        return value
+
+    return parse
+
+
+_seed = _whole_number(0, "seed")
+_count = _whole_number(1)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -72,16 +82,6 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("directory", help="output directory")
     export.set_defaults(func=_cmd_dataset_export)
     return parser
-
-
-def _count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:

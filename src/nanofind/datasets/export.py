@@ -48,14 +48,12 @@ def describe_dataset(path: str | Path) -> dict:
             return {"path": str(path), "samples": 0}
         pixel, dose, defocus, energy, particle_fraction, materials = [], [], [], [], [], {}
         for k in range(len(reader)):
-            path_k, row = reader._files[k]
-            h5 = reader._h5(path_k)
-            p = json.loads(h5["params"][row])
+            p = reader.params(k)
             pixel.append(p["pixel_size_A"])
             dose.append(p["dose_e_per_A2"])
             defocus.append(p["defocus_A"])
             energy.append(p["energy_eV"] / 1e3)
-            particle_fraction.append(float(np.mean(h5["mask"][row])))
+            particle_fraction.append(float(np.mean(reader.mask(k))))
             for part in p["scene"]["spec"]["particles"]:
                 materials[part["material"]] = materials.get(part["material"], 0) + 1
         first = reader.sample(0)

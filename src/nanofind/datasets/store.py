@@ -158,6 +158,16 @@ class DatasetReader:
         state["_handles"] = {}
         return state
 
+    def params(self, k: int) -> dict:
+        """The parameter record of the k-th sample, without reading its images."""
+        path, row = self._files[k]
+        return json.loads(self._h5(path)["params"][row])
+
+    def mask(self, k: int) -> np.ndarray:
+        """The particle mask of the k-th sample."""
+        path, row = self._files[k]
+        return self._h5(path)["mask"][row]
+
     def sample(self, k: int) -> Sample:
         """The k-th sample in index order."""
         path, row = self._files[k]

@@ -446,30 +446,34 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     return f"{source}: {loc}: {msg}"
 
 
-def parse_recipe(data: Any, source: str = "recipe") -> SceneRecipe:
-    """Validate a recipe given as a mapping (parsed YAML or JSON)."""
+def parse_recipe(data: Any, source: str = "recipe", model: type[SceneRecipe] | None = None) -> SceneRecipe:
+    """Validate a recipe given as a mapping (parsed YAML or JSON) as ``model`` (default SceneRecipe)."""
     if not isinstance(data, dict):
         raise NanofindInputError(f"{source}: a recipe must be a mapping of keys, got {type(data).__name__}")
     try:
-        return SceneRecipe.model_validate(data)
+        return (model or SceneRecipe).model_validate(data)
     except ValidationError as err:
         raise NanofindInputError(_format_validation_error(err, source)) from None
 
 
-def load_recipe(path: str | Path) -> SceneRecipe:
-    """Read and validate a YAML recipe file (safe loader; unknown keys are rejected)."""
+def read_recipe_yaml(path: str | Path) -> Any:
+    """The parsed contents of a YAML recipe file (safe loader), or one-line errors naming the file."""
     path = Path(path)
     try:
         text = path.read_text()
     except OSError as exc:
         raise NanofindInputError(f"{path}: cannot read recipe: {exc.strerror or exc}") from None
     try:
-        data = yaml.safe_load(text)
+        return yaml.safe_load(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         raise NanofindInputError(f"{path}: not valid YAML{where}") from None
-    return parse_recipe(data, str(path))
+
+
+def load_recipe(path: str | Path) -> SceneRecipe:
+    """Read and validate a YAML recipe file (safe loader; unknown keys are rejected)."""
+    return parse_recipe(read_recipe_yaml(path), str(path))
 
 
 # ---- sampling -------------------------------------------------------------------------------

@@ -218,6 +218,10 @@ def simulate_exit_waves(atoms: Atoms, energy_eV: float, gpts: tuple[int, int], s
              if settings.tilt_spread_mrad > 0 else tuple(float(t) for t in settings.tilt_mrad)
              for _ in range(n_configs)]
     support_key = _content_key(support, gpts, dz, settings.parametrization) if len(support) else None
+    if phase_object:
+        # the phase grating sits at the specimen's mean height, then propagates to the exit plane
+        z_mean = float(np.average(atoms.positions[:, 2], weights=atoms.numbers)) if len(atoms) else 0.0
+        exit_distance = max(height - z_mean, 1e-3)
     waves = []
     for c in range(n_configs):
         potential = _slice_potential(_displaced(particle, settings, config_seeds[c]), gpts, settings, dz)
@@ -230,10 +234,7 @@ def simulate_exit_waves(atoms: Atoms, energy_eV: float, gpts: tuple[int, int], s
 
             potential = potential + (substrate_cache.get_or_build(key, build) if substrate_cache else build())
         if phase_object:
-            # the phase grating sits at the specimen's mean height, then propagates to the exit plane
-            z_mean = float(np.average(atoms.positions[:, 2], weights=atoms.numbers)) if len(atoms) else 0.0
-            thickness = max(height - z_mean, 1e-3)
-            array = PotentialArray(potential.sum(axis=0, keepdims=True), slice_thickness=(thickness,),
+            array = PotentialArray(potential.sum(axis=0, keepdims=True), slice_thickness=(exit_distance,),
                                    sampling=sampling)
         else:
             array = PotentialArray(potential, slice_thickness=_slice_thicknesses(height, dz), sampling=sampling)

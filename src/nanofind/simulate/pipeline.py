@@ -9,7 +9,7 @@ identical whatever the number of workers.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from scipy.ndimage import binary_closing, binary_fill_holes
@@ -145,8 +145,6 @@ def simulate_group(recipe: SimulationRecipe, seed: int, group: int, positions: l
 
 def _phase_mask(atoms, settings: dict, gpts, threshold_rad: float, margin: int, binning: int, shape) -> np.ndarray:
     """Seeds' mask: |phase| of the particle-only static exit wave above ``threshold_rad``."""
-    from dataclasses import replace
-
     particle = atoms[np.asarray(atoms.arrays["is_particle"], bool)]
     ms = replace(settings["multislice"], frozen_phonons=0, tilt_spread_mrad=0.0)
     wave = simulate_exit_waves(particle, settings["energy_eV"], gpts, ms, 0).array[0].T

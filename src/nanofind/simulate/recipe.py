@@ -18,10 +18,8 @@ import math
 from typing import Any, Literal
 
 import numpy as np
-import yaml
 from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from nanofind.errors import NanofindInputError
 from nanofind.scene.recipe import (
     Choice,
     LogNormal,
@@ -29,11 +27,12 @@ from nanofind.scene.recipe import (
     Number,
     SceneRecipe,
     Uniform,
-    _format_validation_error,
     _fraction,
     _positive,
     _Strict,
     draw,
+    parse_recipe,
+    read_recipe_yaml,
 )
 from nanofind.simulate.detector import Detector
 from nanofind.simulate.multislice import MultisliceSettings
@@ -59,22 +58,20 @@ def _number(value: Any) -> Any:
     return value
 
 
-def _nonneg(value: Any) -> Any:
+def _not_negative(value: Any, allow_zero: bool) -> Any:
+    """A number or distribution (or a choice of them) that cannot draw below zero (or zero)."""
     value = _number(value)
-    if isinstance(value, Choice):
-        for item in value.choice:
-            _positive(item, "", allow_zero=True)
-        return value
-    return _positive(value, "", allow_zero=True)
+    for item in (value.choice if isinstance(value, Choice) else [value]):
+        _positive(item, "", allow_zero=allow_zero)
+    return value
+
+
+def _nonneg(value: Any) -> Any:
+    return _not_negative(value, allow_zero=True)
 
 
 def _pos(value: Any) -> Any:
-    value = _number(value)
-    if isinstance(value, Choice):
-        for item in value.choice:
-            _positive(item, "")
-        return value
-    return _positive(value, "")
+    return _not_negative(value, allow_zero=False)
 
 
 class MicroscopeSpec(_Strict):
@@ -203,28 +200,12 @@ class SimulationRecipe(SceneRecipe):
 
 def parse_simulation_recipe(data: Any, source: str = "recipe") -> SimulationRecipe:
     """Validate a simulation recipe given as a mapping."""
-    if not isinstance(data, dict):
-        raise NanofindInputError(f"{source}: a recipe must be a mapping of keys, got {type(data).__name__}")
-    try:
-        return SimulationRecipe.model_validate(data)
-    except ValidationError as err:
-        raise NanofindInputError(_format_validation_error(err, source)) from None
+    return parse_recipe(data, source, SimulationRecipe)
 
 
 def load_simulation_recipe(path) -> tuple[SimulationRecipe, dict]:
     """Read a YAML simulation recipe; returns the model and the raw mapping (stored with datasets)."""
-    from pathlib import Path
-
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as exc:
-        raise NanofindInputError(f"{path}: cannot read recipe: {exc.strerror or exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        raise NanofindInputError(f"{path}: not valid YAML{f' at line {mark.line + 1}' if mark else ''}") from None
+    data = read_recipe_yaml(path)
     return parse_simulation_recipe(data, str(path)), data
 
 
