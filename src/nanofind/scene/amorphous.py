@@ -182,6 +182,10 @@ class AmorphousGenerator:
         pos = np.zeros((0, 3))
         spec = np.zeros(0, dtype=int)
         n_species = len(counts)
+        # Rebuilding one tree over every placed atom each round dominated large fields, so placed
+        # atoms live in a big tree rebuilt only when the atoms placed since outnumber it.
+        indexed = 0
+        big_tree = None
         for _ in range(MAX_ROUNDS):
             need = int(remaining.sum())
             if need == 0:
@@ -192,13 +196,18 @@ class AmorphousGenerator:
             cand = rng.uniform(0.0, size, size=(batch, 3))
             cand[cand >= size] = 0.0  # uniform() may round up to the upper bound
             ok = np.ones(batch, dtype=bool)
-            if len(pos):
-                tree = cKDTree(pos, boxsize=box)
+            if len(pos) - indexed > indexed:
+                big_tree, indexed = cKDTree(pos, boxsize=box), len(pos)
+            for start, tree in ((0, big_tree), (indexed, None)):
+                if tree is None and len(pos) > start:
+                    tree = cKDTree(pos[start:], boxsize=box)
+                if tree is None:
+                    continue
                 if one_distance:
-                    ok = tree.query(cand, distance_upper_bound=dmax)[0] >= dmax
+                    ok &= tree.query(cand, distance_upper_bound=dmax)[0] >= dmax
                 else:
                     res = tree.sparse_distance_matrix(cKDTree(cand, boxsize=box), dmax, output_type="ndarray")
-                    bad = res["v"] < dmat[spec[res["i"]], cand_spec[res["j"]]]
+                    bad = res["v"] < dmat[spec[start + res["i"]], cand_spec[res["j"]]]
                     ok[res["j"][bad]] = False
             alive = np.flatnonzero(ok)
             pairs = cKDTree(cand[alive], boxsize=box).query_pairs(dmax, output_type="ndarray")

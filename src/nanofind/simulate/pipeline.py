@@ -24,6 +24,9 @@ from nanofind.simulate.recipe import SimulationRecipe, draw_detector, draw_optic
 
 #: Radius of the closing that joins the above-threshold columns of the phase mask, Å.
 CLOSING_RADIUS_A = 2.0
+#: Substrate variants per recipe in fast (phase-object) mode when the recipe names no pool: there the
+#: carbon packing, not the exit wave, would dominate the cost of a sample.
+FAST_MODE_SUBSTRATE_POOL = 8
 #: Columns of the per-sample column table.
 COLUMN_FIELDS = ("x_A", "y_A", "atoms", "grain")
 
@@ -55,6 +58,8 @@ def _streams(seed: int, group: int, images_per_scene: int):
 def _pooled_substrate(recipe: SimulationRecipe, seed: int, rng: np.random.Generator) -> dict | None:
     """A substrate drawn from the recipe's pool of ``substrate_pool`` variants (or None)."""
     pool = recipe.multislice.substrate_pool
+    if pool is None and recipe.multislice.mode == "phase_object":
+        pool = FAST_MODE_SUBSTRATE_POOL
     if pool is None or recipe.substrate is None:
         return None
     variant = int(rng.integers(pool))
