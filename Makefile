@@ -22,7 +22,7 @@ demo: $(STAMP)
 	mkdir -p $(DEMO_OUT)
 	@for recipe in examples/recipes/*.yaml; do \
 		name=$$(basename $$recipe .yaml); \
-		[ "$$name" = default ] && continue; \
+		grep -q '^detector:' $$recipe && continue; \
 		$(BIN)/nanofind scene $$recipe -o $(DEMO_OUT)/$$name.extxyz --seed 0 --also prismatic --preview $(DEMO_OUT)/$$name.png || exit 1; \
 	done
 	@echo "Scenes written to $(DEMO_OUT)/"

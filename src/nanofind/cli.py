@@ -81,7 +81,187 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("dataset", help=".h5 dataset")
     export.add_argument("directory", help="output directory")
     export.set_defaults(func=_cmd_dataset_export)
+
+    tr = sub.add_parser("train", help="train or fine-tune a segmentation network",
+                        description="Train a particle segmentation network on nanofind datasets (.h5) and/or folders "
+                                    "of labelled micrographs (img_<id>.* + mask_<id>.png); writes safetensors weights "
+                                    "and a JSON card.")
+    tr.add_argument("data", nargs="+", help="nanofind .h5 datasets and/or folders of labelled micrographs")
+    tr.add_argument("--arch", default="unet",
+                    help="seed_unet, unet (default), unet_resnet18, unet_mobilenetv2, unet_vgg16, fpn_resnet18 or "
+                         "deeplab_resnet18")
+    tr.add_argument("-o", "--output", required=True, help="model directory")
+    tr.add_argument("--init", metavar="MODEL", help="start from a trained model (fine-tuning); 'default' = shipped")
+    tr.add_argument("--loss", choices=["ce", "dice_ce", "weighted_ce"], default="dice_ce")
+    tr.add_argument("--lr", type=_positive_float("--lr"), default=1e-3, help="Adam learning rate (default 1e-3)")
+    tr.add_argument("--epochs", type=_count, default=30, help="most epochs (default 30)")
+    tr.add_argument("--steps", type=_count, default=100, help="batches per epoch (default 100)")
+    tr.add_argument("--batch", type=_count, default=8, help="crops per batch (default 8)")
+    tr.add_argument("--crop", type=_whole_number(32, "--crop"), default=256, help="crop side, pixels (default 256)")
+    tr.add_argument("--patience", type=_count, default=4, help="epochs without a validation-loss gain of 0.001")
+    tr.add_argument("--real-fraction", type=_fraction("--real-fraction"), default=None,
+                    help="share of crops taken from real (folder) images; default: by area")
+    tr.add_argument("--val", nargs="+", metavar="DATA", help="validation data (default: hold out part of DATA)")
+    tr.add_argument("--val-fraction", type=_fraction("--val-fraction"), default=0.15,
+                    help="share of each source held out for validation (default 0.15)")
+    tr.add_argument("--fold", metavar="I/K", help="hold out cross-validation fold I of K (0-based) of every source")
+    tr.add_argument("--max-minutes", type=_positive_float("--max-minutes"), help="stop after this many minutes")
+    tr.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
+    tr.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint")
+    tr.add_argument("--fp32", action="store_true", help="no bfloat16 autocast (slower on CPUs with bf16)")
+    tr.add_argument("--quiet", action="store_true", help="no progress bar")
+    tr.set_defaults(func=_cmd_train)
+
+    seg = sub.add_parser("segment", help="segment particles in micrographs with a trained model",
+                         description="Write <stem>_mask.png (0/255) and <stem>_prob.tif (float32 particle "
+                                     "probability) for each micrograph (MRC, TIFF, PNG, JPEG).")
+    seg.add_argument("micrographs", nargs="+", help="micrograph files")
+    seg.add_argument("-o", "--output", required=True, help="output directory")
+    seg.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
+    seg.add_argument("--pixel-size", type=_positive_float("--pixel-size"), help="pixel size in Å (overrides files)")
+    seg.add_argument("--threshold", type=_fraction("--threshold"), help="decision threshold (default: the card's)")
+    seg.add_argument("--window", type=_whole_number(32, "--window"), default=512, help="sliding window, px")
+    seg.add_argument("--batch", type=_count, default=4, help="windows per forward pass")
+    seg.add_argument("--quiet", action="store_true", help="no progress bar")
+    seg.set_defaults(func=_cmd_segment)
+
+    ev = sub.add_parser("evaluate", help="score a model and the classical baselines on labelled data",
+                        description="Dice, IoU, precision, recall, pixel accuracy, confusion matrices, a per-image "
+                                    "table and a PR curve for the model and the Otsu, Fourier-annulus and Bragg-peak "
+                                    "baselines.")
+    ev.add_argument("data", nargs="+", help="nanofind .h5 datasets and/or folders of labelled micrographs")
+    ev.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
+    ev.add_argument("-o", "--output", required=True, help="output directory")
+    ev.add_argument("--no-baselines", action="store_true", help="score the model only")
+    ev.add_argument("--quiet", action="store_true", help="no progress bar")
+    ev.set_defaults(func=_cmd_evaluate)
     return parser
+
+
+def _positive_float(name: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not value > 0:
+            raise argparse.ArgumentTypeError(f"{name} must be > 0, got {value}")
+        return value
+
+    return parse
+
+
+def _fraction(name: str):
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
+        if not 0 <= value <= 1:
+            raise argparse.ArgumentTypeError(f"{name} must be between 0 and 1, got {value}")
+        return value
+
+    return parse
+
+
+def _load_items(paths, keep_raw=False):
+    from nanofind.learn.data import load_source
+
+    return [(p, load_source(p, keep_raw)) for p in paths]
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from nanofind.learn.data import split
+    from nanofind.learn.train import TrainConfig, train
+
+    validation = args.val_fraction
+    if args.fold:
+        try:
+            fold, folds = (int(x) for x in args.fold.split("/"))
+            if not 0 <= fold < folds:
+                raise ValueError
+        except ValueError:
+            raise NanofindInputError(f"must be I/K with 0 <= I < K, got {args.fold!r}", "--fold") from None
+        validation = (fold, folds)
+    train_items, val_items = [], []
+    for k, (_, items) in enumerate(_load_items(args.data)):
+        if args.val:
+            train_items += items
+        else:
+            t, v = split(items, validation, args.seed + k)
+            train_items += t
+            val_items += v
+    if args.val:
+        val_items = [x for _, items in _load_items(args.val) for x in items]
+    config = TrainConfig(architecture=args.arch, loss=args.loss, learning_rate=args.lr, batch_size=args.batch,
+                         crop_px=args.crop, max_epochs=args.epochs, steps_per_epoch=args.steps,
+                         patience=args.patience, seed=args.seed, real_fraction=args.real_fraction,
+                         max_minutes=args.max_minutes, bf16=not args.fp32, init=args.init)
+    card = train(config, train_items, val_items, args.output, resume=args.resume, progress=not args.quiet,
+                 sources=[str(p) for p in args.data])
+    m = card["metrics"]["validation_at_threshold"]
+    print(f"model written to {args.output}: {card['architecture']}, {card['training']['epochs']} epochs "
+          f"({card['training']['stopped']}), threshold {card['threshold']}, validation Dice {m['dice']:.4f} "
+          f"IoU {m['iou']:.4f}", file=sys.stderr)
+    return 0
+
+
+def _cmd_segment(args: argparse.Namespace) -> int:
+    import numpy as np
+    import tifffile
+    from PIL import Image
+
+    from nanofind.io.micrograph import read_micrograph
+    from nanofind.learn.inference import predict_probability
+    from nanofind.learn.model_file import load_model
+
+    model, card = load_model(args.model)
+    threshold = card["threshold"] if args.threshold is None else args.threshold
+    out = Path(args.output)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NanofindInputError(f"cannot create ({exc.strerror or exc})", str(out)) from None
+    failures = []
+    for path in args.micrographs:
+        try:
+            micrograph = read_micrograph(path, args.pixel_size)
+        except NanofindInputError as exc:
+            print(f"nanofind: error: {exc}", file=sys.stderr)
+            failures.append(path)
+            continue
+        frames = micrograph.frames()
+        for frame in frames:
+            t = time.perf_counter()
+            prob = predict_probability(model, card, frame.array, frame.pixel_size_A, window_px=args.window,
+                                       batch=args.batch)
+            stem = micrograph.name + (f"_frame{frame.metadata['frame']:03d}" if len(frames) > 1 else "")
+            Image.fromarray(((prob >= threshold) * 255).astype(np.uint8)).save(out / f"{stem}_mask.png")
+            tifffile.imwrite(out / f"{stem}_prob.tif", prob.astype(np.float32))
+            if not args.quiet:
+                print(f"{path}: {frame.array.shape[1]}x{frame.array.shape[0]} px, "
+                      f"particles {float((prob >= threshold).mean()) * 100:.1f}% of the field, "
+                      f"{time.perf_counter() - t:.1f} s -> {out / (stem + '_mask.png')}", file=sys.stderr)
+    if failures:
+        print(f"nanofind: {len(failures)} of {len(args.micrographs)} files failed: {', '.join(failures)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from nanofind.learn.evaluate import evaluate
+    from nanofind.learn.model_file import load_model
+
+    model, card = load_model(args.model)
+    items = [x for _, batch in _load_items(args.data, keep_raw=True) for x in batch]
+    summary = evaluate(model, card, items, args.output, baselines=not args.no_baselines, progress=not args.quiet)
+    print(f"{'method':10s} {'Dice':>7s} {'IoU':>7s} {'prec.':>7s} {'recall':>7s} {'acc.':>7s}")
+    for name, m in summary["methods"].items():
+        print(f"{name:10s} {m['dice']:7.4f} {m['iou']:7.4f} {m['precision']:7.4f} {m['recall']:7.4f} "
+              f"{m['pixel_accuracy']:7.4f}")
+    print(f"details in {args.output}/summary.json, per_image.csv, pr_curve.png", file=sys.stderr)
+    return 0
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:

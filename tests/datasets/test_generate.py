@@ -94,6 +94,36 @@ def test_killed_run_resumes_to_the_uninterrupted_result(recipe_file, tmp_path):
     _same(full, cut)
 
 
+def _workers_of(pid: int) -> list[int]:
+    try:
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return []
+    return [int(c) for c in children if "multiprocessing-fork" in Path(f"/proc/{c}/cmdline").read_text()]
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="needs /proc")
+def test_workers_end_when_the_run_is_killed(recipe_file, tmp_path):
+    out = tmp_path / "killed.h5"
+    cmd = [sys.executable, "-m", "nanofind", "simulate", str(recipe_file), "-n", "40", "-o", str(out), "--seed", "1",
+           "--workers", "2", "--quiet"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 120
+    workers = []
+    while time.time() < deadline and len(workers) < 2 and proc.poll() is None:
+        workers = _workers_of(proc.pid)
+        time.sleep(0.05)
+    assert len(workers) == 2
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    deadline = time.time() + 10
+    while time.time() < deadline and any(Path(f"/proc/{w}").exists() for w in workers):
+        time.sleep(0.1)
+    alive = [w for w in workers if Path(f"/proc/{w}").exists()
+             and "multiprocessing-fork" in Path(f"/proc/{w}/cmdline").read_text()]
+    assert not alive, "orphaned simulation workers keep running after their run was killed"
+
+
 def test_resume_extends_a_finished_dataset(recipe_file, tmp_path):
     a, b = tmp_path / "a.h5", tmp_path / "b.h5"
     run = ["simulate", str(recipe_file), "--seed", "2", "--workers", "1", "--quiet"]

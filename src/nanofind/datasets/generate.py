@@ -142,6 +142,18 @@ def generate_dataset(recipe_record: dict, recipe_source: str, n: int, out: str |
     return RunReport(out, n, made, len([i for i in done if i < n]), time.perf_counter() - start)
 
 
+def _exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: end the worker when the run that started it is killed (even by SIGKILL)."""
+    import threading
+
+    def watch():
+        while os.getppid() == parent_pid:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 def _execute(work, recipe_record, seed, workers, scheduler):
     """Yield (group, samples) as groups finish, in any order."""
     if not work:
@@ -159,7 +171,8 @@ def _execute(work, recipe_record, seed, workers, scheduler):
     saved = {k: os.environ.get(k) for k in _SINGLE_THREAD_ENV}
     os.environ.update(_SINGLE_THREAD_ENV)  # inherited by the spawned workers before numpy loads
     try:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"))
+        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                                   initializer=_exit_with_parent, initargs=(os.getpid(),))
     finally:
         for k, v in saved.items():
             if v is None:

@@ -1,0 +1,1 @@
+"""Segmentation networks, training, inference and model files."""

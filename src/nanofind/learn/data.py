@@ -1,0 +1,147 @@
+"""Labelled images for training and evaluation, from nanofind datasets and folders of real micrographs.
+
+Two kinds of source are accepted:
+
+- a nanofind dataset (``.h5`` from ``nanofind simulate``): every sample's image, particle mask and
+  pixel size;
+- a folder of labelled micrographs: ``img_<id>.<ext>`` with ``mask_<id>.png`` (non-zero = particle),
+  and optionally ``meta_<id>.json`` holding ``pixel_size`` in Å (the layout ``nanofind dataset
+  export`` writes). Images may be any format :func:`nanofind.io.read_micrograph` reads.
+
+Images are normalised once on loading (:func:`nanofind.learn.preprocess.normalise`).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nanofind.errors import NanofindInputError
+from nanofind.io.micrograph import SUFFIXES, read_micrograph
+from nanofind.learn.preprocess import normalise
+
+
+@dataclass
+class LabelledImage:
+    """One normalised image and its particle mask (rows along y)."""
+
+    image: np.ndarray  #: float32, normalised
+    mask: np.ndarray  #: uint8, 1 on particles
+    pixel_size_A: float | None  #: Å, None when unknown
+    source: str  #: file (and sample index) it came from
+    domain: str  #: "simulated" or "real"
+    raw: np.ndarray | None = None  #: the image before normalisation (kept for the baselines)
+
+
+def labelled_pairs(folder: str | Path) -> list[tuple[Path, Path, Path | None]]:
+    """(image, mask, metadata or None) paths of a folder of labelled micrographs, sorted by id."""
+    folder = Path(folder)
+    pairs = []
+    for image in sorted(folder.iterdir()):
+        m = re.fullmatch(r"img_(.+)", image.stem)
+        if not m or image.suffix.lower() not in SUFFIXES:
+            continue
+        mask = folder / f"mask_{m.group(1)}.png"
+        if not mask.is_file():
+            raise NanofindInputError(f"{image.name} has no mask_{m.group(1)}.png", str(folder))
+        meta = folder / f"meta_{m.group(1)}.json"
+        pairs.append((image, mask, meta if meta.is_file() else None))
+    if not pairs:
+        raise NanofindInputError("no img_<id>.<ext> / mask_<id>.png pairs found", str(folder))
+    return pairs
+
+
+def _read_mask(path: Path, shape: tuple[int, ...]) -> np.ndarray:
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            mask = np.asarray(im.convert("L")) > 0
+    except OSError as exc:
+        raise NanofindInputError(f"cannot read mask ({exc})", str(path)) from None
+    if mask.shape != tuple(shape):
+        raise NanofindInputError(f"mask shape {mask.shape} differs from its image's {tuple(shape)}", str(path))
+    return mask.astype(np.uint8)
+
+
+def load_folder(folder: str | Path, keep_raw: bool = False) -> list[LabelledImage]:
+    """Every labelled micrograph of a folder (see the module docstring for the layout)."""
+    items = []
+    for image_path, mask_path, meta_path in labelled_pairs(folder):
+        micrograph = read_micrograph(image_path)
+        if micrograph.array.ndim != 2:
+            raise NanofindInputError("labelled images must be 2D", str(image_path))
+        pixel = micrograph.pixel_size_A
+        if meta_path is not None:
+            try:
+                pixel = float(json.loads(meta_path.read_text()).get("pixel_size", pixel) or 0) or pixel
+            except (OSError, ValueError, TypeError) as exc:
+                raise NanofindInputError(f"unreadable metadata ({exc})", str(meta_path)) from None
+        mask = _read_mask(mask_path, micrograph.array.shape)
+        items.append(LabelledImage(normalise(micrograph.array), mask, pixel, str(image_path), "real",
+                                   micrograph.array if keep_raw else None))
+    return items
+
+
+def load_dataset(path: str | Path, keep_raw: bool = False, limit: int | None = None) -> list[LabelledImage]:
+    """Samples of a nanofind dataset file (the first ``limit`` when given)."""
+    from nanofind.datasets.store import DatasetReader
+
+    items = []
+    with DatasetReader(path) as reader:
+        n = len(reader) if limit is None else min(limit, len(reader))
+        for k in range(n):
+            s = reader.sample(k)
+            items.append(LabelledImage(normalise(s.image), (s.mask > 0).astype(np.uint8),
+                                       float(s.params["pixel_size_A"]), f"{path}#{s.index}", "simulated",
+                                       s.image if keep_raw else None))
+    return items
+
+
+def load_source(path: str | Path, keep_raw: bool = False) -> list[LabelledImage]:
+    """A dataset file or a folder of labelled micrographs."""
+    path = Path(path)
+    if path.is_dir():
+        return load_folder(path, keep_raw)
+    if path.is_file():
+        return load_dataset(path, keep_raw)
+    raise NanofindInputError("no such dataset file or folder", str(path))
+
+
+def split(items: list, validation: float | tuple[int, int], seed: int) -> tuple[list, list]:
+    """Deterministic (train, validation) split of one source.
+
+    ``validation`` is a fraction held out at random, or ``(fold, folds)`` for k-fold
+    cross-validation: fold ``fold`` (0-based) of a seeded permutation is held out.
+    """
+    order = np.random.default_rng(seed).permutation(len(items))
+    if isinstance(validation, tuple):
+        fold, folds = validation
+        held = set(np.array_split(order, folds)[fold].tolist())
+    else:
+        n_val = int(round(validation * len(items)))
+        if validation > 0 and len(items) > 1:
+            n_val = min(max(n_val, 1), len(items) - 1)
+        held = set(order[:n_val].tolist())
+    train = [x for k, x in enumerate(items) if k not in held]
+    val = [x for k, x in enumerate(items) if k in held]
+    return train, val
+
+
+def describe(items: list[LabelledImage]) -> dict:
+    """Counts and pixel sizes of a list of labelled images, for model cards."""
+    out = {}
+    for domain in ("simulated", "real"):
+        sel = [x for x in items if x.domain == domain]
+        if not sel:
+            continue
+        pixels = [x.pixel_size_A for x in sel if x.pixel_size_A]
+        out[domain] = {"images": len(sel), "pixels": int(sum(x.mask.size for x in sel)),
+                       "particle_fraction": round(float(np.mean([x.mask.mean() for x in sel])), 4),
+                       "pixel_size_A": [round(min(pixels), 4), round(max(pixels), 4)] if pixels else None,
+                       "sources": sorted({x.source.split("#")[0] for x in sel})}
+    return out

@@ -1,0 +1,90 @@
+"""Model files: safetensors weights plus a JSON card. Loading never unpickles anything.
+
+A model directory holds ``model.safetensors`` and ``card.json``. The card records what a user
+needs to trust and reuse the model: architecture and its options, input normalisation, the
+training pixel size and range (Å), the decision threshold, a training-data summary and metrics.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from nanofind.errors import NanofindInputError
+
+WEIGHTS = "model.safetensors"
+CARD = "card.json"
+#: The model shipped inside the package, used when none is named.
+DEFAULT_MODEL_DIR = Path(__file__).with_name("default_model")
+#: Card keys every model must have.
+REQUIRED_CARD_KEYS = ("architecture", "options", "normalisation", "pixel_size_A", "threshold")
+
+
+def save_model(directory: str | Path, model, card: dict) -> Path:
+    """Write ``model``'s weights and ``card`` into ``directory`` (created if needed); returns it."""
+    from safetensors.torch import save_file
+
+    missing = [k for k in REQUIRED_CARD_KEYS if k not in card]
+    if missing:
+        raise ValueError(f"model card lacks {missing}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    tmp = directory / (WEIGHTS + ".tmp")
+    save_file(state, str(tmp), metadata={"architecture": str(card["architecture"])})
+    tmp.replace(directory / WEIGHTS)
+    tmp_card = directory / (CARD + ".tmp")
+    tmp_card.write_text(json.dumps(card, indent=1, ensure_ascii=False))
+    tmp_card.replace(directory / CARD)
+    return directory
+
+
+def resolve_model_dir(name: str | Path | None) -> Path:
+    """``None`` or ``"default"`` → the shipped model; otherwise the directory given."""
+    if name is None or str(name) == "default":
+        return DEFAULT_MODEL_DIR
+    return Path(name)
+
+
+def read_card(directory: str | Path) -> dict:
+    """The card of a model directory, checked for the required keys."""
+    directory = resolve_model_dir(directory)
+    path = directory / CARD
+    if not path.is_file():
+        raise NanofindInputError(f"not a nanofind model directory (no {CARD})", str(directory))
+    try:
+        card = json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise NanofindInputError(f"unreadable model card ({exc})", str(path)) from None
+    missing = [k for k in REQUIRED_CARD_KEYS if k not in card]
+    if missing:
+        raise NanofindInputError(f"model card lacks {', '.join(missing)}", str(path))
+    return card
+
+
+def load_model(directory: str | Path | None = None):
+    """Build the card's architecture and load its weights; returns ``(model in eval mode, card)``."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from nanofind.learn.networks import build_network
+
+    directory = resolve_model_dir(directory)
+    card = read_card(directory)
+    try:
+        model = build_network(card["architecture"], **card.get("options", {}))
+    except (TypeError, ValueError) as exc:
+        raise NanofindInputError(f"cannot build architecture {card['architecture']!r}: {exc}",
+                                 str(directory / CARD)) from None
+    path = directory / WEIGHTS
+    try:
+        state = load_file(str(path))
+    except (OSError, SafetensorError) as exc:
+        raise NanofindInputError(f"cannot read weights ({exc})", str(path)) from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0]
+        raise NanofindInputError(f"weights do not fit architecture {card['architecture']!r}: {first}",
+                                 str(path)) from None
+    return model.eval(), card

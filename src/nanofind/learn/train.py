@@ -1,0 +1,338 @@
+"""Training and fine-tuning of segmentation networks.
+
+One epoch is ``steps_per_epoch`` batches of augmented random crops; crops come from simulated and
+real images in a set proportion (``real_fraction``), which is how one model keeps both domains:
+fine-tuning on real images alone makes a network forget HRTEM lattice contrast. After each epoch
+the whole validation images are segmented and pooled Dice and IoU (per domain, too) are logged to
+``history.csv`` and ``learning_curve.png``; a checkpoint is written, so ``resume`` continues from
+the last finished epoch with the same result as an uninterrupted run (each epoch's randomness is
+seeded from ``(seed, epoch)``). Training stops early when the validation loss has not improved by
+``min_delta`` for ``patience`` epochs. The best epoch's weights are kept, and the decision
+threshold is the one that maximises pooled Dice on the validation images (precision and recall
+against threshold, seed 004 appendix B).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+
+from nanofind._version import __version__
+from nanofind.errors import NanofindInputError
+from nanofind.learn.augment import Augmentation, random_crops
+from nanofind.learn.data import LabelledImage, describe
+from nanofind.learn.inference import predict_normalised
+from nanofind.learn.losses import SegmentationLoss
+from nanofind.learn.metrics import best_threshold, confusion, plot_pr_curve, pooled_scores, precision_recall_curve
+from nanofind.learn.model_file import load_model, save_model
+from nanofind.learn.preprocess import NORMALISATION
+
+CHECKPOINT = "checkpoint"
+HISTORY = "history.csv"
+
+
+class TrainConfig(BaseModel):
+    """Everything that defines a training run (stored in the model card)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    architecture: str = "unet"
+    options: dict = Field(default_factory=dict)
+    loss: Literal["ce", "dice_ce", "weighted_ce"] = "dice_ce"
+    learning_rate: float = Field(default=1e-3, gt=0)
+    batch_size: int = Field(default=8, ge=1)
+    crop_px: int = Field(default=256, ge=32)
+    max_epochs: int = Field(default=30, ge=1)
+    steps_per_epoch: int = Field(default=100, ge=1)
+    patience: int = Field(default=4, ge=1)
+    min_delta: float = Field(default=0.001, ge=0)
+    seed: int = Field(default=0, ge=0)
+    real_fraction: float | None = Field(default=None, ge=0, le=1)
+    augmentation: Augmentation = Field(default_factory=Augmentation)
+    max_minutes: float | None = Field(default=None, gt=0)
+    bf16: bool = True
+    init: str | None = None
+
+
+def _history_row(epoch, loss, val, seconds) -> dict:
+    row = {"epoch": epoch, "train_loss": round(loss, 5), "val_loss": round(val["loss"], 5),
+           "val_dice": round(val["dice"], 5), "val_iou": round(val["iou"], 5), "seconds": round(seconds, 1)}
+    for domain in ("simulated", "real"):
+        if domain in val["domains"]:
+            row[f"val_dice_{domain}"] = round(val["domains"][domain]["dice"], 5)
+    return row
+
+
+def _sampling_probabilities(items: list[LabelledImage], real_fraction: float | None) -> np.ndarray:
+    """Per-image probability of being cropped: by area, with the real share set when asked."""
+    area = np.array([x.image.size for x in items], float)
+    p = area / area.sum()
+    real = np.array([x.domain == "real" for x in items])
+    if real_fraction is not None and real.any() and (~real).any():
+        p[real] *= real_fraction / p[real].sum()
+        p[~real] *= (1 - real_fraction) / p[~real].sum()
+    return p / p.sum()
+
+
+def evaluate_items(model, items: list[LabelledImage], loss_fn, bf16: bool) -> tuple[dict, list[np.ndarray]]:
+    """Validation loss, pooled scores at 0.5 (overall and per domain), and the probabilities."""
+    probs, confs, losses = [], [], []
+    with torch.inference_mode():
+        for item in items:
+            prob = predict_normalised(model, item.image, bf16=bf16)
+            probs.append(prob)
+            confs.append(confusion(prob >= 0.5, item.mask > 0))
+            p = torch.from_numpy(np.stack([1 - prob, prob]))[None].clamp(1e-6, 1 - 1e-6)
+            losses.append(float(loss_fn(torch.log(p), torch.from_numpy(item.mask.astype(np.int64))[None])))
+    out = {"loss": float(np.mean(losses)), **pooled_scores(confs), "domains": {}}
+    for domain in ("simulated", "real"):
+        sel = [c for c, x in zip(confs, items, strict=True) if x.domain == domain]
+        if sel:
+            out["domains"][domain] = pooled_scores(sel)
+    return out, probs
+
+
+def _plot_history(rows: list[dict], path: Path) -> None:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(9, 3.5))
+    FigureCanvasAgg(fig)
+    ax1, ax2 = fig.subplots(1, 2)
+    epochs = [r["epoch"] for r in rows]
+    ax1.plot(epochs, [r["train_loss"] for r in rows], "o-", label="train")
+    ax1.plot(epochs, [r["val_loss"] for r in rows], "s-", label="validation")
+    ax1.set(xlabel="epoch", ylabel="loss", title="Loss")
+    ax1.legend()
+    for key, label in (("val_dice", "Dice"), ("val_iou", "IoU"), ("val_dice_simulated", "Dice, simulated"),
+                       ("val_dice_real", "Dice, real")):
+        if key in rows[0]:
+            ax2.plot(epochs, [r[key] for r in rows], "o-", label=label)
+    ax2.set(xlabel="epoch", ylabel="score", title="Validation", ylim=(0, 1))
+    ax2.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+def _save_checkpoint(out: Path, model, optimizer, state: dict) -> None:
+    from safetensors.torch import save_file
+
+    tensors = {f"model.{k}": v.detach().contiguous() for k, v in model.state_dict().items()}
+    scalars = {}
+    for pid, s in optimizer.state_dict()["state"].items():
+        for name, value in s.items():
+            if torch.is_tensor(value) and value.ndim > 0:
+                tensors[f"optim.{pid}.{name}"] = value.contiguous()
+            else:
+                scalars[f"{pid}.{name}"] = float(value)
+    ckpt = out / CHECKPOINT
+    ckpt.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(ckpt / "state.safetensors.tmp"))
+    (ckpt / "state.safetensors.tmp").replace(ckpt / "state.safetensors")
+    if state.get("best_state") is not None:
+        save_file({k: v.contiguous() for k, v in state["best_state"].items()}, str(ckpt / "best.safetensors.tmp"))
+        (ckpt / "best.safetensors.tmp").replace(ckpt / "best.safetensors")
+    record = {k: v for k, v in state.items() if k != "best_state"}
+    (ckpt / "state.json.tmp").write_text(json.dumps({**record, "optimizer_scalars": scalars}, indent=1))
+    (ckpt / "state.json.tmp").replace(ckpt / "state.json")
+
+
+def _load_checkpoint(out: Path, model, optimizer) -> dict:
+    from safetensors.torch import load_file
+
+    ckpt = out / CHECKPOINT
+    state = json.loads((ckpt / "state.json").read_text())
+    tensors = load_file(str(ckpt / "state.safetensors"))
+    model.load_state_dict({k[6:]: v for k, v in tensors.items() if k.startswith("model.")})
+    opt_state = optimizer.state_dict()
+    restored = {}
+    for pid in opt_state["param_groups"][0]["params"]:
+        s = {name.split(".", 2)[2]: v for name, v in tensors.items() if name.startswith(f"optim.{pid}.")}
+        for key, value in state["optimizer_scalars"].items():
+            p, name = key.split(".", 1)
+            if int(p) == pid:
+                s[name] = torch.tensor(value)
+        if s:
+            restored[pid] = s
+    opt_state["state"] = restored
+    optimizer.load_state_dict(opt_state)
+    best = ckpt / "best.safetensors"
+    state["best_state"] = load_file(str(best)) if best.is_file() else None
+    return state
+
+
+def train(config: TrainConfig, train_items: list[LabelledImage], val_items: list[LabelledImage], out_dir: str | Path,
+          resume: bool = False, progress: bool = True, sources: list[str] | None = None) -> dict:
+    """Train (or fine-tune, with ``config.init``) a network and write a model directory.
+
+    Parameters
+    ----------
+    config : TrainConfig
+        Architecture, loss, schedule, augmentation and seed.
+    train_items, val_items : list of LabelledImage
+        Normalised training and validation images.
+    out_dir : str or Path
+        Model directory: ``model.safetensors``, ``card.json``, ``history.csv``,
+        ``learning_curve.png``, ``pr_curve.png`` and ``checkpoint/``.
+    resume : bool
+        Continue from ``out_dir/checkpoint`` (the configuration must be the same).
+    progress : bool
+        Show a progress bar.
+    sources : list of str, optional
+        The data paths, recorded in the card.
+
+    Returns
+    -------
+    dict
+        The model card.
+    """
+    from nanofind.learn.networks import build_network
+
+    if not train_items:
+        raise NanofindInputError("no training images", "DATA")
+    if not val_items:
+        raise NanofindInputError("no validation images (use more images or a validation fraction)", "--val-fraction")
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NanofindInputError(f"cannot create ({exc.strerror or exc})", str(out)) from None
+    torch.manual_seed(config.seed)
+    init_card = None
+    if config.init is not None:
+        model, init_card = load_model(config.init)
+        if init_card["architecture"] != config.architecture or init_card.get("options", {}) != config.options:
+            config = config.model_copy(update={"architecture": init_card["architecture"],
+                                               "options": init_card.get("options", {})})
+    else:
+        try:
+            model = build_network(config.architecture, **config.options)
+        except (TypeError, ValueError) as exc:
+            raise NanofindInputError(str(exc), "--arch") from None
+    model = model.to(memory_format=torch.channels_last)
+    optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
+    loss_fn = SegmentationLoss(config.loss)
+    config_record = config.model_dump(mode="json")
+    state = {"epoch": 0, "history": [], "best_loss": float("inf"), "best_epoch": 0, "stale": 0,
+             "best_state": None, "config": config_record, "seconds": 0.0}
+    if resume and (out / CHECKPOINT / "state.json").is_file():
+        found = json.loads((out / CHECKPOINT / "state.json").read_text()).get("config") or {}
+        if _without_limits(found) != _without_limits(config_record):
+            raise NanofindInputError("checkpoint was made with different settings; resume with the same ones",
+                                     str(out / CHECKPOINT))
+        state = _load_checkpoint(out, model, optimizer)
+        state["config"] = config_record
+    elif (out / CHECKPOINT / "state.json").is_file() and not resume:
+        raise NanofindInputError("holds a checkpoint; pass --resume to continue it or choose another -o", str(out))
+    probabilities = _sampling_probabilities(train_items, config.real_fraction)
+    start = time.perf_counter() - state["seconds"]
+    stopped = "max_epochs"
+    bar = _progress(progress)
+    with bar:
+        task = bar.add_task("training", total=config.max_epochs * config.steps_per_epoch,
+                            completed=state["epoch"] * config.steps_per_epoch) if progress else None
+        while state["epoch"] < config.max_epochs:
+            epoch = state["epoch"] + 1
+            rng = np.random.default_rng([config.seed, epoch])
+            torch.manual_seed(config.seed * 100003 + epoch)
+            model.train()
+            t0, losses = time.perf_counter(), []
+            for _ in range(config.steps_per_epoch):
+                images, masks = random_crops(train_items, probabilities, config.batch_size, config.crop_px,
+                                             config.augmentation, rng)
+                ctx = torch.autocast("cpu", dtype=torch.bfloat16) if config.bf16 else _null()
+                with ctx:
+                    logits = model(images.contiguous(memory_format=torch.channels_last))
+                loss = loss_fn(logits.float(), masks)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                losses.append(float(loss.detach()))
+                if progress:
+                    bar.update(task, advance=1, description=f"epoch {epoch} loss {np.mean(losses):.4f}")
+            val, _ = evaluate_items(model, val_items, loss_fn, config.bf16)
+            row = _history_row(epoch, float(np.mean(losses)), val, time.perf_counter() - t0)
+            state["history"].append(row)
+            if progress:
+                bar.console.print(" ".join(f"{k} {v}" for k, v in row.items()))
+            if val["loss"] < state["best_loss"] - config.min_delta:
+                state.update(best_loss=val["loss"], best_epoch=epoch, stale=0,
+                             best_state={k: v.detach().clone() for k, v in model.state_dict().items()})
+            else:
+                state["stale"] += 1
+            state["epoch"] = epoch
+            state["seconds"] = time.perf_counter() - start
+            _save_checkpoint(out, model, optimizer, state)
+            _write_history(out, state["history"])
+            if state["stale"] >= config.patience:
+                stopped = "early_stopping"
+                break
+            if config.max_minutes and state["seconds"] > 60 * config.max_minutes:
+                stopped = "time_limit"
+                break
+    if state["best_state"] is not None:
+        model.load_state_dict(state["best_state"])
+    val, probs = evaluate_items(model, val_items, loss_fn, config.bf16)
+    curve = precision_recall_curve(probs, [x.mask > 0 for x in val_items])
+    threshold = best_threshold(curve)
+    plot_pr_curve({"model (validation)": curve}, out / "pr_curve.png", title="Validation precision and recall")
+    confs = [confusion(p >= threshold, x.mask > 0) for p, x in zip(probs, val_items, strict=True)]
+    at_threshold = pooled_scores(confs)
+    by_domain = {d: pooled_scores([c for c, x in zip(confs, val_items, strict=True) if x.domain == d])
+                 for d in ("simulated", "real") if any(x.domain == d for x in val_items)}
+    pixels = [x.pixel_size_A for x in train_items if x.pixel_size_A]
+    card = {
+        "format": "nanofind-model/1", "nanofind_version": __version__, "architecture": config.architecture,
+        "options": config.options, "classes": ["background", "particle"], "input_channels": 1,
+        "normalisation": NORMALISATION,
+        "pixel_size_A": round(float(np.median(pixels)), 4) if pixels else None,
+        "pixel_size_range_A": [round(min(pixels), 4), round(max(pixels), 4)] if pixels else None,
+        "threshold": round(float(threshold), 4),
+        "training": {"config": config_record, "sources": sources or [], "train_data": describe(train_items),
+                     "validation_data": describe(val_items), "epochs": state["epoch"],
+                     "best_epoch": state["best_epoch"], "stopped": stopped, "seconds": round(state["seconds"], 1),
+                     "init": init_card.get("training", {}).get("config") if init_card else None},
+        "metrics": {"validation_at_threshold": {k: round(v, 5) for k, v in at_threshold.items()},
+                    "validation_by_domain": {d: {k: round(v, 5) for k, v in s.items()} for d, s in by_domain.items()},
+                    "validation_loss": round(val["loss"], 5)},
+    }
+    save_model(out, model, card)
+    return card
+
+
+def _without_limits(config: dict) -> dict:
+    """A run's settings without its stopping limits, which a resumed run may raise."""
+    return {k: v for k, v in config.items() if k not in ("max_epochs", "max_minutes")}
+
+
+def _write_history(out: Path, rows: list[dict]) -> None:
+    keys = list(dict.fromkeys(k for r in rows for k in r))
+    with open(out / (HISTORY + ".tmp"), "w", newline="") as fh:
+        writer = csv.DictWriter(fh, keys)
+        writer.writeheader()
+        writer.writerows(rows)
+    (out / (HISTORY + ".tmp")).replace(out / HISTORY)
+    _plot_history(rows, out / "learning_curve.png")
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _progress(enabled: bool):
+    if not enabled:
+        return _null()
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

@@ -1,0 +1,139 @@
+import json
+
+import mrcfile
+import numpy as np
+import pytest
+import tifffile
+import torch
+from PIL import Image
+
+from nanofind.cli import main
+from nanofind.errors import NanofindInputError
+from nanofind.io import read_micrograph
+from nanofind.learn.inference import model_zoom, predict_normalised, predict_probability
+from nanofind.learn.model_file import save_model
+from nanofind.learn.networks import build_network
+
+from .conftest import disc_field
+
+
+class Pointwise(torch.nn.Module):
+    """A network without spatial context: logits depend on each pixel alone."""
+
+    def forward(self, x):
+        return torch.cat([-2 * x, 2 * x], dim=1)
+
+
+def test_small_image_is_one_pass():
+    torch.manual_seed(0)
+    model = build_network("seed_unet", width=8).eval()
+    image = np.random.default_rng(0).normal(size=(70, 90)).astype(np.float32)
+    prob = predict_normalised(model, image, window_px=128, bf16=False)
+    with torch.no_grad():
+        direct = torch.softmax(model(torch.from_numpy(image)[None, None]), 1)[0, 1].numpy()
+    np.testing.assert_allclose(prob, direct, atol=1e-6)
+
+
+def test_sliding_window_blending_equals_a_single_pass():
+    # blended overlapping windows reproduce a single pass exactly when the output is local
+    image = np.random.default_rng(1).normal(size=(300, 260)).astype(np.float32)
+    tiled = predict_normalised(Pointwise(), image, window_px=64, overlap=0.25, batch=3, bf16=False)
+    single = predict_normalised(Pointwise(), image, window_px=512, bf16=False)
+    assert tiled.shape == image.shape
+    np.testing.assert_allclose(tiled, single, atol=1e-5)
+    np.testing.assert_allclose(single, 1 / (1 + np.exp(-4 * image)), atol=1e-5)
+
+
+def test_pixel_size_resampling_into_the_training_range():
+    card = {"pixel_size_A": 0.5, "pixel_size_range_A": [0.25, 0.7]}
+    assert model_zoom(None, card) == 1.0
+    assert model_zoom(0.4, card) == 1.0  # inside the range: untouched
+    assert model_zoom(1.4, card) == pytest.approx(2.0)  # coarser than trained: enlarged to 0.7 Å
+    assert model_zoom(0.1, card) == pytest.approx(0.4)
+    # the probability map comes back on the micrograph's own grid, and resampling keeps the geometry
+    image = np.full((150, 170), 100.0, np.float32)
+    image[40:100, 50:120] = 40.0
+    prob = predict_probability(Pointwise(), card, -image, pixel_size_A=1.4, bf16=False)
+    assert prob.shape == image.shape
+    inside = (prob > 0.5)
+    assert inside[45:95, 55:115].all() and not inside[:30].any()
+
+
+@pytest.fixture
+def tiny_model(tmp_path):
+    torch.manual_seed(0)
+    model = build_network("seed_unet", width=8)
+    card = {"architecture": "seed_unet", "options": {"width": 8}, "normalisation": {}, "pixel_size_A": 0.5,
+            "pixel_size_range_A": [0.4, 0.6], "threshold": 0.5}
+    return save_model(tmp_path / "tiny-model", model, card)
+
+
+def test_read_micrograph_formats_and_pixel_sizes(tmp_path):
+    image, _ = disc_field()
+    with mrcfile.new(tmp_path / "a.mrc") as mrc:
+        mrc.set_data(image.astype(np.float32))
+        mrc.voxel_size = 0.8
+    m = read_micrograph(tmp_path / "a.mrc")
+    assert m.pixel_size_A == pytest.approx(0.8) and m.array.dtype == np.float32 and m.array.shape == (96, 96)
+    tifffile.imwrite(tmp_path / "b.tif", image.astype(np.uint16), resolution=(1e8 / 0.35,) * 2,
+                     resolutionunit="CENTIMETER")
+    t = read_micrograph(tmp_path / "b.tif")
+    assert t.pixel_size_A == pytest.approx(0.35, rel=1e-4)
+    np.testing.assert_array_equal(t.array, image.astype(np.float32))
+    Image.fromarray(image).save(tmp_path / "c.png")
+    assert read_micrograph(tmp_path / "c.png").pixel_size_A is None
+    assert read_micrograph(tmp_path / "c.png", pixel_size_A=0.5).pixel_size_A == 0.5
+    (tmp_path / "d.txt").write_text("x")
+    with pytest.raises(NanofindInputError, match="d.txt"):
+        read_micrograph(tmp_path / "d.txt")
+    (tmp_path / "e.png").write_bytes(b"not a png")
+    with pytest.raises(NanofindInputError, match="e.png"):
+        read_micrograph(tmp_path / "e.png")
+
+
+def test_segment_cli_writes_masks_and_probabilities(tmp_path, tiny_model, capsys):
+    image, _ = disc_field(shape=(80, 100))
+    Image.fromarray(image).save(tmp_path / "m1.png")
+    with mrcfile.new(tmp_path / "m2.mrc") as mrc:
+        mrc.set_data(image.astype(np.float32))
+        mrc.voxel_size = 1.0
+    out = tmp_path / "out"
+    assert main(["segment", str(tmp_path / "m1.png"), str(tmp_path / "m2.mrc"), "-o", str(out),
+                 "--model", str(tiny_model), "--quiet"]) == 0
+    for stem in ("m1", "m2"):
+        mask = np.asarray(Image.open(out / f"{stem}_mask.png"))
+        prob = tifffile.imread(out / f"{stem}_prob.tif")
+        assert mask.shape == prob.shape == (80, 100)
+        assert set(np.unique(mask)) <= {0, 255} and prob.dtype == np.float32
+        np.testing.assert_array_equal(mask == 255, prob >= 0.5)
+    # one bad file: the others are still written, exit status 1
+    (tmp_path / "bad.png").write_bytes(b"junk")
+    code = main(["segment", str(tmp_path / "bad.png"), str(tmp_path / "m1.png"), "-o", str(tmp_path / "o2"),
+                 "--model", str(tiny_model), "--quiet"])
+    assert code == 1 and (tmp_path / "o2" / "m1_mask.png").is_file()
+    assert "bad.png" in capsys.readouterr().err
+    assert main(["segment", str(tmp_path / "m1.png"), "-o", str(out), "--model", str(tmp_path / "nope")]) == 2
+
+
+def test_train_and_evaluate_cli(tmp_path, labelled_folder, capsys):
+    model_dir = tmp_path / "model"
+    assert main(["train", str(labelled_folder), "--arch", "seed_unet", "-o", str(model_dir), "--epochs", "1",
+                 "--steps", "2", "--batch", "2", "--crop", "64", "--fold", "0/3", "--fp32", "--quiet"]) == 0
+    card = json.loads((model_dir / "card.json").read_text())
+    assert card["training"]["train_data"]["real"]["images"] == 4
+    assert card["training"]["validation_data"]["real"]["images"] == 2
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(labelled_folder), "--model", str(model_dir), "-o", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["methods"]) == {"model", "otsu", "fourier", "bragg"}
+    # Otsu finds dark discs on a flat background almost perfectly: an independent check of the scoring path
+    assert summary["methods"]["otsu"]["dice"] > 0.9
+    for m in summary["methods"].values():
+        c = m["confusion"]
+        assert sum(c.values()) == 6 * 96 * 96
+        assert m["dice"] == pytest.approx(2 * c["tp"] / (2 * c["tp"] + c["fp"] + c["fn"]), abs=1e-5)
+    assert (out / "pr_curve.png").is_file()
+    assert len((out / "per_image.csv").read_text().splitlines()) == 1 + 6 * 4
+    assert main(["train", str(labelled_folder), "-o", str(tmp_path / "x"), "--fold", "3/3"]) == 2
+    assert main(["train", str(labelled_folder), "--arch", "nonet", "-o", str(tmp_path / "y"), "--quiet"]) == 2
+    assert "nonet" in capsys.readouterr().err
