@@ -105,6 +105,7 @@ def _build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--val-fraction", type=_fraction("--val-fraction"), default=0.15,
                     help="share of each source held out for validation (default 0.15)")
     tr.add_argument("--fold", metavar="I/K", help="hold out cross-validation fold I of K (0-based) of every source")
+    tr.add_argument("--split-seed", type=_seed, default=0, help="seed of the validation split (default 0)")
     tr.add_argument("--max-minutes", type=_positive_float("--max-minutes"), help="stop after this many minutes")
     tr.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     tr.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint")
@@ -132,36 +133,35 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("data", nargs="+", help="nanofind .h5 datasets and/or folders of labelled micrographs")
     ev.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
     ev.add_argument("-o", "--output", required=True, help="output directory")
+    ev.add_argument("--fold", metavar="I/K", help="score only fold I of K of every source (as held out by train)")
+    ev.add_argument("--split-seed", type=_seed, default=0, help="seed of that split (default 0, as in train)")
     ev.add_argument("--no-baselines", action="store_true", help="score the model only")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=_cmd_evaluate)
     return parser
 
 
-def _positive_float(name: str):
+def _number(name: str, low: float, high: float = float("inf"), low_included: bool = False):
+    """An argparse type: a number in (low, high], or [low, high] when ``low_included``."""
     def parse(text: str) -> float:
         try:
             value = float(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
-        if not value > 0:
-            raise argparse.ArgumentTypeError(f"{name} must be > 0, got {value}")
+        if not ((value >= low) if low_included else (value > low)) or not value <= high:
+            bounds = f"between {low:g} and {high:g}" if high < float("inf") else f"> {low:g}"
+            raise argparse.ArgumentTypeError(f"{name} must be {bounds}, got {value}")
         return value
 
     return parse
+
+
+def _positive_float(name: str):
+    return _number(name, 0.0)
 
 
 def _fraction(name: str):
-    def parse(text: str) -> float:
-        try:
-            value = float(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"{name} must be a number, got {text!r}") from None
-        if not 0 <= value <= 1:
-            raise argparse.ArgumentTypeError(f"{name} must be between 0 and 1, got {value}")
-        return value
-
-    return parse
+    return _number(name, 0.0, 1.0, low_included=True)
 
 
 def _load_items(paths, keep_raw=False):
@@ -170,25 +170,27 @@ def _load_items(paths, keep_raw=False):
     return [(p, load_source(p, keep_raw)) for p in paths]
 
 
+def _parse_fold(text: str) -> tuple[int, int]:
+    try:
+        fold, folds = (int(x) for x in text.split("/"))
+        if not 0 <= fold < folds:
+            raise ValueError
+    except ValueError:
+        raise NanofindInputError(f"must be I/K with 0 <= I < K, got {text!r}", "--fold") from None
+    return fold, folds
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from nanofind.learn.data import split
     from nanofind.learn.train import TrainConfig, train
 
-    validation = args.val_fraction
-    if args.fold:
-        try:
-            fold, folds = (int(x) for x in args.fold.split("/"))
-            if not 0 <= fold < folds:
-                raise ValueError
-        except ValueError:
-            raise NanofindInputError(f"must be I/K with 0 <= I < K, got {args.fold!r}", "--fold") from None
-        validation = (fold, folds)
+    validation = _parse_fold(args.fold) if args.fold else args.val_fraction
     train_items, val_items = [], []
-    for k, (_, items) in enumerate(_load_items(args.data)):
+    for _, items in _load_items(args.data):
         if args.val:
             train_items += items
         else:
-            t, v = split(items, validation, args.seed + k)
+            t, v = split(items, validation, args.split_seed)
             train_items += t
             val_items += v
     if args.val:
@@ -198,7 +200,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          patience=args.patience, seed=args.seed, real_fraction=args.real_fraction,
                          max_minutes=args.max_minutes, bf16=not args.fp32, init=args.init)
     card = train(config, train_items, val_items, args.output, resume=args.resume, progress=not args.quiet,
-                 sources=[str(p) for p in args.data])
+                 sources=[str(p) for p in args.data],
+                 split={"validation": args.val or (args.fold or args.val_fraction), "split_seed": args.split_seed})
     m = card["metrics"]["validation_at_threshold"]
     print(f"model written to {args.output}: {card['architecture']}, {card['training']['epochs']} epochs "
           f"({card['training']['stopped']}), threshold {card['threshold']}, validation Dice {m['dice']:.4f} "
@@ -254,7 +257,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from nanofind.learn.model_file import load_model
 
     model, card = load_model(args.model)
-    items = [x for _, batch in _load_items(args.data, keep_raw=True) for x in batch]
+    from nanofind.learn.data import split
+
+    items = []
+    for _, batch in _load_items(args.data, keep_raw=True):
+        items += split(batch, _parse_fold(args.fold), args.split_seed)[1] if args.fold else batch
     summary = evaluate(model, card, items, args.output, baselines=not args.no_baselines, progress=not args.quiet)
     print(f"{'method':10s} {'Dice':>7s} {'IoU':>7s} {'prec.':>7s} {'recall':>7s} {'acc.':>7s}")
     for name, m in summary["methods"].items():

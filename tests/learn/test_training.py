@@ -160,3 +160,13 @@ def test_folder_loading_and_cross_validation_split(labelled_folder):
     assert sorted(held) == sorted(x.source for x in items)  # each image held out exactly once
     tr, va = split(items, 0.34, seed=1)
     assert len(va) == 2 and len(tr) == 4
+
+
+def test_fast_median_equals_scipy():
+    from scipy.ndimage import median_filter
+
+    from nanofind.learn.preprocess import median3x3
+
+    rng = np.random.default_rng(0)
+    for image in (rng.normal(size=(37, 53)), rng.integers(0, 4, size=(20, 31)).astype(float), rng.normal(size=(3, 3))):
+        np.testing.assert_array_equal(median3x3(image), median_filter(image, size=3, mode="reflect"))

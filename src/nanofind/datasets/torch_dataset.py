@@ -29,10 +29,10 @@ class SegmentationDataset(Dataset):
         return len(self.reader)
 
     def __getitem__(self, k: int) -> dict:
-        from scipy.ndimage import median_filter
+        from nanofind.learn.preprocess import median3x3
 
         s = self.reader.sample(k)
-        image = median_filter(s.image, size=3) if self.median_filter else s.image
+        image = median3x3(s.image) if self.median_filter else s.image
         image = (image - image.mean()) / max(float(image.std()), 1e-6)
         item = {"image": torch.from_numpy(np.ascontiguousarray(image, np.float32))[None],
                 "mask": torch.from_numpy(s.mask.astype(np.int64)), "index": s.index}

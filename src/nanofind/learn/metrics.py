@@ -283,20 +283,12 @@ def plot_pr_curve(curves: Mapping[str, Mapping | tuple], path: str | Path, title
             ax_t.plot(t, recall, color=color, linestyle="--", label=f"{name} recall")
             ax_t.plot(t, np.asarray(full["dice"], float), color=color, linestyle=":", label=f"{name} Dice")
             ax_t.axvline(best_threshold(full), color=color, linewidth=0.8, alpha=0.5)
-    ax_pr.set_xlabel("recall")
-    ax_pr.set_ylabel("precision")
-    ax_pr.set_xlim(0, 1.02)
-    ax_pr.set_ylim(0, 1.02)
+    ax_pr.set(xlabel="recall", ylabel="precision", xlim=(0, 1.02), ylim=(0, 1.02), title="precision vs recall (pooled)")
     ax_pr.grid(alpha=0.3)
-    ax_pr.set_title("precision vs recall (pooled)")
     if curves:
         ax_pr.legend(loc="lower left", fontsize="small")
-    ax_t.set_xlabel("threshold")
-    ax_t.set_ylabel("score")
-    ax_t.set_xlim(0, 1)
-    ax_t.set_ylim(0, 1.02)
+    ax_t.set(xlabel="threshold", ylabel="score", xlim=(0, 1), ylim=(0, 1.02), title="scores vs threshold")
     ax_t.grid(alpha=0.3)
-    ax_t.set_title("scores vs threshold")
     if n_thresholded:
         ax_t.legend(loc="lower center", fontsize="x-small", ncols=min(3, 3 * n_thresholded))
     else:

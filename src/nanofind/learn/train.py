@@ -169,7 +169,8 @@ def _load_checkpoint(out: Path, model, optimizer) -> dict:
 
 
 def train(config: TrainConfig, train_items: list[LabelledImage], val_items: list[LabelledImage], out_dir: str | Path,
-          resume: bool = False, progress: bool = True, sources: list[str] | None = None) -> dict:
+          resume: bool = False, progress: bool = True, sources: list[str] | None = None,
+          split: dict | None = None) -> dict:
     """Train (or fine-tune, with ``config.init``) a network and write a model directory.
 
     Parameters
@@ -187,6 +188,8 @@ def train(config: TrainConfig, train_items: list[LabelledImage], val_items: list
         Show a progress bar.
     sources : list of str, optional
         The data paths, recorded in the card.
+    split : dict, optional
+        How the validation images were chosen, recorded in the card.
 
     Returns
     -------
@@ -295,7 +298,8 @@ def train(config: TrainConfig, train_items: list[LabelledImage], val_items: list
         "pixel_size_A": round(float(np.median(pixels)), 4) if pixels else None,
         "pixel_size_range_A": [round(min(pixels), 4), round(max(pixels), 4)] if pixels else None,
         "threshold": round(float(threshold), 4),
-        "training": {"config": config_record, "sources": sources or [], "train_data": describe(train_items),
+        "training": {"config": config_record, "sources": sources or [], "split": split or {},
+                     "train_data": describe(train_items),
                      "validation_data": describe(val_items), "epochs": state["epoch"],
                      "best_epoch": state["best_epoch"], "stopped": stopped, "seconds": round(state["seconds"], 1),
                      "init": init_card.get("training", {}).get("config") if init_card else None},

@@ -1,0 +1,23 @@
+import numpy as np
+
+from nanofind.learn.inference import predict_probability
+from nanofind.learn.metrics import segmentation_scores
+from nanofind.learn.model_file import DEFAULT_MODEL_DIR, WEIGHTS, load_model
+
+from .conftest import disc_field
+
+
+def test_shipped_model_is_small_documented_and_finds_particles():
+    assert (DEFAULT_MODEL_DIR / WEIGHTS).stat().st_size <= 20 * 2**20
+    model, card = load_model()  # no name: the shipped model
+    assert card["architecture"] == "unet" and 0 < card["threshold"] < 1
+    assert card["pixel_size_range_A"][0] <= card["pixel_size_A"] <= card["pixel_size_range_A"][1]
+    for key in ("config", "train_data", "reproduce", "stages"):
+        assert key in card["training"], key
+    assert card["metrics"]["test"]["simulated_pooled"]["dice"] >= 0.9
+    # a bright-field field it never saw: two dark particles on a noisy support, and the support alone
+    image, mask = disc_field(shape=(256, 256), centres=((80, 90), (170, 180)), radius=30, seed=1)
+    prob = predict_probability(model, card, image)
+    assert segmentation_scores(prob >= card["threshold"], mask)["dice"] > 0.8
+    blank = np.clip(150 + np.random.default_rng(2).normal(0, 8, (256, 256)), 0, 255)
+    assert (predict_probability(model, card, blank) >= card["threshold"]).mean() < 0.01
