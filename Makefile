@@ -18,19 +18,22 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 
 install: $(STAMP)
 
+# the main job on the bundled example micrographs, then the example scenes
 demo: $(STAMP)
-	mkdir -p $(DEMO_OUT)
+	$(BIN)/nanofind analyze --example -o $(DEMO_OUT)
+	mkdir -p $(DEMO_OUT)/scenes
 	@for recipe in examples/recipes/*.yaml; do \
 		name=$$(basename $$recipe .yaml); \
 		grep -q '^detector:' $$recipe && continue; \
-		$(BIN)/nanofind scene $$recipe -o $(DEMO_OUT)/$$name.extxyz --seed 0 --also prismatic --preview $(DEMO_OUT)/$$name.png || exit 1; \
+		$(BIN)/nanofind scene $$recipe -o $(DEMO_OUT)/scenes/$$name.extxyz --seed 0 --also prismatic --preview $(DEMO_OUT)/scenes/$$name.png || exit 1; \
 	done
-	@echo "Scenes written to $(DEMO_OUT)/"
+	@echo "Report: $(DEMO_OUT)/report.html (particles.csv, summary.json, overlays/); scenes in $(DEMO_OUT)/scenes/"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
 
 test: $(STAMP)
+	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "warning: could not install chromium; the report test will fail"
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/python -m pytest
 

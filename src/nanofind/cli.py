@@ -138,6 +138,22 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-baselines", action="store_true", help="score the model only")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=_cmd_evaluate)
+
+    an = sub.add_parser("analyze", help="segment and measure particles in micrographs; tables, overlays, report",
+                        description="Segment nanoparticles in micrographs (files or folders; MRC, DM3/DM4, SER, EMD, "
+                                    "TIFF, PNG, JPEG), split touching particles, measure them, and write masks, "
+                                    "particles.csv, overlays, a size histogram, summary.json and report.html.")
+    an.add_argument("inputs", nargs="*", metavar="MICROGRAPH_OR_DIR", help="micrograph files and/or folders")
+    an.add_argument("-o", "--output", help="output directory (default: nanofind-analysis)")
+    an.add_argument("--example", action="store_true", help="analyse the bundled example micrographs")
+    an.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
+    an.add_argument("--pixel-size", type=_positive_float("--pixel-size"), help="pixel size in Å (overrides files)")
+    an.add_argument("--threshold", type=_fraction("--threshold"), help="decision threshold (default: the model's)")
+    an.add_argument("--min-area", type=_positive_float("--min-area"), default=1.0,
+                    help="smallest particle kept, nm² (default 1.0; 40 px² when the pixel size is unknown)")
+    an.add_argument("--no-split", action="store_true", help="do not split touching particles")
+    an.add_argument("--quiet", action="store_true", help="no progress bar")
+    an.set_defaults(func=_cmd_analyze)
     return parser
 
 
@@ -247,6 +263,34 @@ def _cmd_segment(args: argparse.Namespace) -> int:
                       f"{time.perf_counter() - t:.1f} s -> {out / (stem + '_mask.png')}", file=sys.stderr)
     if failures:
         print(f"nanofind: {len(failures)} of {len(args.micrographs)} files failed: {', '.join(failures)}",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from nanofind.analyze.measure import CleaningSettings
+    from nanofind.analyze.pipeline import EXAMPLES_DIR, AnalysisSettings, analyze_batch
+
+    inputs = list(args.inputs) + ([str(EXAMPLES_DIR)] if args.example else [])
+    if not inputs:
+        raise NanofindInputError("name micrographs or folders, or use --example", "MICROGRAPH_OR_DIR")
+    output = args.output or "nanofind-analysis"
+    cleaning = replace(CleaningSettings(), min_area_nm2=args.min_area, split=not args.no_split)
+    settings = AnalysisSettings(model=args.model, threshold=args.threshold, pixel_size_A=args.pixel_size,
+                                cleaning=cleaning)
+    summary = analyze_batch(inputs, output, settings, progress=not args.quiet)
+    sizes = summary["size_distribution"]
+    size = (f", mean equivalent diameter {sizes['diameter_mean']:.2f} {sizes['unit']}"
+            if "diameter_mean" in sizes else "")
+    print(f"{summary['particles']} particles in {summary['images']} images{size}; "
+          f"report: {Path(output) / 'report.html'}", file=sys.stderr)
+    for f in summary["failed"]:
+        print(f"nanofind: failed: {f['error']}", file=sys.stderr)
+    if summary["failed"]:
+        print(f"nanofind: {len(summary['failed'])} of {summary['files']} files failed (listed in summary.json)",
               file=sys.stderr)
         return 1
     return 0

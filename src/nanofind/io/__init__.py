@@ -1,5 +1,9 @@
-"""Reading micrographs from microscope and image formats."""
+"""Reading micrographs from microscope and image formats.
 
-from nanofind.io.micrograph import Micrograph, read_micrograph
+MRC, TIFF, PNG, JPEG, and through RosettaSciIO DigitalMicrograph DM3/DM4, TIA SER/EMI and
+Velox or Berkeley EMD; see :mod:`nanofind.io.micrograph`.
+"""
 
-__all__ = ["Micrograph", "read_micrograph"]
+from nanofind.io.micrograph import MAX_PIXELS, MIN_SIDE_PX, SUFFIXES, Micrograph, length_in_A, read_micrograph
+
+__all__ = ["MAX_PIXELS", "MIN_SIDE_PX", "SUFFIXES", "Micrograph", "length_in_A", "read_micrograph"]

@@ -2,11 +2,42 @@
 
 Arrays are float32 with rows along y (``array[row, column]``). The pixel size is in Å and is
 ``None`` when the file does not record it. Reading never unpickles anything.
+
+Formats
+-------
+MRC (``.mrc``, ``.mrcs``; mrcfile), TIFF (``.tif``, ``.tiff``; tifffile), PNG and JPEG (Pillow),
+and through RosettaSciIO (``rsciio``): Gatan DigitalMicrograph ``.dm3``/``.dm4``, FEI/Thermo Fisher
+TIA ``.ser`` (with its ``.emi`` companion for the microscope settings) and ``.emd`` (Velox and
+Berkeley/NCEM variants).
+
+A file that holds several signals (an EMD file with HAADF and DF images, a DM file with a
+thumbnail, an EMI file with several ``.ser`` files) gives its *first* 2D image or image stack, in
+the order the reader lists them; signals whose two last axes are calibrated in a length unit come
+before uncalibrated ones (diffraction patterns, spectra). Which one was taken is recorded in
+``metadata["signal_index"]`` out of ``metadata["signals"]``. The orientation of EMD data is the one
+RosettaSciIO gives; for a 3D stack the one axis without a length unit is moved first (frames).
+
+Checks
+------
+Every problem raises :class:`~nanofind.errors.NanofindInputError` with the file as its field, so the
+command line prints one ``path: message`` line: missing file, directory, permission denied,
+unsupported suffix, empty file, a file whose first bytes are not those of its format, a header that
+declares more than :data:`MAX_PIXELS` pixels or more data than the file holds (checked from the
+header, before the pixels are read or memory is allocated for them), truncated or corrupt data,
+non-finite pixels, a constant image and an image smaller than :data:`MIN_SIDE_PX` on a side.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import math
+import re
+import stat
+import struct
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,9 +47,32 @@ from nanofind.errors import NanofindInputError
 
 #: Length units found in micrograph metadata, in Å.
 UNIT_TO_A = {"a": 1.0, "å": 1.0, "angstrom": 1.0, "\\u00c5": 1.0, "nm": 10.0, "nanometer": 10.0, "um": 1e4,
-             "µm": 1e4, "μm": 1e4, "micron": 1e4, "mm": 1e7, "cm": 1e8, "m": 1e10, "pm": 0.01}
-#: File name endings :func:`read_micrograph` understands.
-SUFFIXES = (".mrc", ".mrcs", ".tif", ".tiff", ".png", ".jpg", ".jpeg")
+             "µm": 1e4, "μm": 1e4, "micron": 1e4, "mm": 1e7, "cm": 1e8, "m": 1e10, "pm": 0.01,
+             "ångström": 1.0, "angstroms": 1.0, "nanometers": 10.0, "nanometre": 10.0, "nanometres": 10.0,
+             "micrometer": 1e4, "micrometers": 1e4, "micrometre": 1e4, "microns": 1e4, "meter": 1e10,
+             "meters": 1e10, "metre": 1e10, "metres": 1e10, "picometer": 0.01, "picometre": 0.01}
+#: Format names by file name ending.
+FORMATS = {".mrc": "MRC", ".mrcs": "MRC", ".tif": "TIFF", ".tiff": "TIFF", ".png": "PNG", ".jpg": "JPEG",
+           ".jpeg": "JPEG", ".dm3": "DM3", ".dm4": "DM4", ".ser": "SER", ".emi": "EMI", ".emd": "EMD"}
+#: File name endings of micrographs, to pick them from a folder. :func:`read_micrograph` also reads
+#: ``.emi`` files, left out here because each only describes the ``<name>_<n>.ser`` files next to it,
+#: which hold the images (a folder scan would otherwise read them twice).
+SUFFIXES = tuple(s for s in FORMATS if s != ".emi")
+#: Most pixels (frames × rows × columns) a file may declare: 2**31, i.e. 8 GiB once converted to
+#: float32. Larger declarations are refused from the header, before any pixel is read.
+MAX_PIXELS = 2**31
+#: Smallest image side, pixels: smaller images hold too little to analyse (and than a network window).
+MIN_SIDE_PX = 64
+
+_MRC_HEADER = 1024
+#: Bytes per voxel of the MRC modes (101: 4-bit, two voxels a byte).
+_MRC_MODE_BYTES = {0: 1, 1: 2, 2: 4, 3: 4, 4: 8, 6: 2, 12: 2, 101: 0.5}
+_SIGNATURES = {"PNG": (b"\x89PNG\r\n\x1a\n",), "JPEG": (b"\xff\xd8\xff",),
+               "TIFF": (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+"), "EMD": (b"\x89HDF\r\n\x1a\n",),
+               "SER": (b"II\x97\x01",)}
+#: Bytes per pixel of the TIA data type codes.
+_SER_BYTES = {1: 1, 2: 2, 3: 4, 4: 1, 5: 2, 6: 4, 7: 4, 8: 8, 9: 8, 10: 16}
+_SER_ELEMENT_HEADER = 50
 
 
 @dataclass
@@ -70,67 +124,246 @@ def read_micrograph(path: str | Path, pixel_size_A: float | None = None) -> Micr
     ----------
     path : str or Path
         MRC (voxel size taken as the pixel size), TIFF (8/16/32-bit; pixel size from ImageJ
-        metadata or the resolution tags), PNG or JPEG (pixel size unknown). RGB images are
-        converted to grey.
+        metadata or the resolution tags), PNG or JPEG (pixel size unknown), DM3/DM4, TIA SER/EMI or
+        EMD (pixel size from the axes' calibration). RGB images are converted to grey. See the
+        module docstring for files with several signals.
     pixel_size_A : float, optional
         Overrides whatever the file says, Å.
+
+    Returns
+    -------
+    Micrograph
+        float32 (rows, columns) or (frames, rows, columns), each side at least :data:`MIN_SIDE_PX`.
 
     Raises
     ------
     NanofindInputError
-        Missing, unreadable or unsupported file, naming it.
+        Missing, unreadable, unsupported, empty, truncated or corrupt file, one that declares more
+        than :data:`MAX_PIXELS` pixels, or an image that is too small, constant or holds NaN or
+        infinite values; the file is the error's field (``--pixel-size`` for a bad override).
     """
     path = Path(path)
-    if not path.is_file():
-        raise NanofindInputError("no such file", str(path))
-    suffix = path.suffix.lower()
-    if suffix not in SUFFIXES:
-        raise NanofindInputError(f"unsupported format {suffix or '(none)'}; nanofind reads "
-                                 + ", ".join(SUFFIXES), str(path))
+    if pixel_size_A is not None and not pixel_size_A > 0:
+        raise NanofindInputError(f"pixel size must be > 0 Å, got {pixel_size_A}", "--pixel-size")
+    size, head = _open_checks(path)
+    fmt = FORMATS[path.suffix.lower()]
+    reader = {"MRC": _read_mrc, "TIFF": _read_tiff, "PNG": _read_pillow, "JPEG": _read_pillow}.get(fmt, _read_rsciio)
     try:
-        if suffix in (".mrc", ".mrcs"):
-            array, pixel, meta = _read_mrc(path)
-        elif suffix in (".tif", ".tiff"):
-            array, pixel, meta = _read_tiff(path)
-        else:
-            array, pixel, meta = _read_pillow(path)
+        if reader is _read_rsciio:
+            import rsciio  # noqa: F401  (its import sets its log level: do it before _quiet)
+        with _quiet():
+            array, pixel, meta = reader(path, size, head, fmt)
     except NanofindInputError:
         raise
-    except Exception as exc:  # a corrupt file: name it, no traceback
-        raise NanofindInputError(f"cannot read ({type(exc).__name__}: {exc})", str(path)) from None
-    array = np.asarray(array)
-    if array.ndim == 3 and array.shape[-1] in (3, 4) and suffix not in (".mrc", ".mrcs"):
-        array = array[..., :3].mean(axis=-1)
-    if array.ndim not in (2, 3) or min(array.shape[-2:]) < 8:
-        raise NanofindInputError(f"expected a 2D image or a stack of frames, got shape {array.shape}", str(path))
-    array = array.astype(np.float32)
-    if not np.all(np.isfinite(array)):
-        raise NanofindInputError("image holds NaN or infinite values", str(path))
+    except MemoryError:
+        raise NanofindInputError(f"not enough memory to read this {fmt} file", str(path)) from None
+    except ModuleNotFoundError as exc:  # rosettasciio itself, or an optional package a reader needs
+        package = {"rsciio": "rosettasciio"}.get(exc.name or "", exc.name)
+        need = f"the Python package {package} (pip install {package})" if package else _describe(exc, path)
+        raise NanofindInputError(f"reading this {fmt} file needs {need}", str(path)) from None
+    except (struct.error, EOFError) as exc:  # a parser ran out of bytes
+        raise NanofindInputError(f"truncated or corrupt {fmt} file: it ends before the structure it describes "
+                                 f"({_describe(exc, path)})", str(path)) from None
+    except Exception as exc:  # whatever a library raises on a damaged file: name the file, no traceback
+        raise NanofindInputError(f"cannot read: not a valid {fmt} file, or a truncated or corrupt one "
+                                 f"({_describe(exc, path)})", str(path)) from None
+    array = _as_image(np.asarray(array) if not isinstance(array, np.ndarray) else array, path, fmt)
     if pixel_size_A is not None:
-        if not pixel_size_A > 0:
-            raise NanofindInputError(f"pixel size must be > 0 Å, got {pixel_size_A}", "--pixel-size")
         pixel = float(pixel_size_A)
     return Micrograph(array, pixel, meta, path)
 
 
-def _read_mrc(path: Path):
+# --- checks shared by all formats ---------------------------------------------------------------
+
+
+def _open_checks(path: Path) -> tuple[int, bytes]:
+    """Size and first 1024 bytes of ``path`` after the checks every file goes through."""
+    where = str(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise NanofindInputError("no such file", where) from None
+    except PermissionError:
+        raise NanofindInputError("permission denied", where) from None
+    except OSError as exc:
+        raise NanofindInputError(f"cannot access ({exc.strerror or exc})", where) from None
+    if stat.S_ISDIR(st.st_mode):
+        raise NanofindInputError("is a directory, not a micrograph file", where)
+    if not stat.S_ISREG(st.st_mode):
+        raise NanofindInputError("not a regular file", where)
+    suffix = path.suffix.lower()
+    if suffix not in FORMATS:
+        raise NanofindInputError(f"unsupported format {suffix or '(none)'}; nanofind reads "
+                                 + ", ".join(FORMATS), where)
+    try:
+        with path.open("rb") as f:
+            head = f.read(_MRC_HEADER)
+    except PermissionError:
+        raise NanofindInputError("permission denied", where) from None
+    except OSError as exc:
+        raise NanofindInputError(f"cannot open ({exc.strerror or exc})", where) from None
+    if st.st_size == 0 or not head:
+        raise NanofindInputError("empty file (0 bytes)", where)
+    return st.st_size, head
+
+
+def _not_valid(path: Path, fmt: str, why: str, head: bytes = b"") -> NanofindInputError:
+    if head and _looks_like_text(head):
+        why += "; it looks like a text file"
+    return NanofindInputError(f"not a valid {fmt} file ({why})", str(path))
+
+
+def _looks_like_text(head: bytes) -> bool:
+    sample = head[:512]
+    try:
+        text = sample.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return all(c.isprintable() or c in "\r\n\t" for c in text)
+
+
+def _check_signature(path: Path, fmt: str, head: bytes) -> None:
+    if head.startswith(_SIGNATURES[fmt]):
+        return
+    for other, signatures in _SIGNATURES.items():
+        if other != fmt and head.startswith(signatures):
+            raise _not_valid(path, fmt, f"it is a {other} file with a {path.suffix} name")
+    raise _not_valid(path, fmt, f"it does not start with the {fmt} signature", head)
+
+
+def _check_pixels(path: Path, fmt: str, n_pixels: int, what: str) -> None:
+    """Refuse a declared size over :data:`MAX_PIXELS` (``what`` says what the header declares)."""
+    if n_pixels > MAX_PIXELS:
+        raise NanofindInputError(f"{fmt} header declares {what} = {n_pixels:,} pixels, more than the "
+                                 f"{MAX_PIXELS:,} nanofind reads (MAX_PIXELS); refused before reading",
+                                 str(path))
+
+
+def _check_extent(path: Path, fmt: str, end: int, size: int, what: str) -> None:
+    """Refuse a file shorter than the ``end`` byte its header implies."""
+    if end > size:
+        raise NanofindInputError(f"truncated {fmt} file: the header declares {what}, which needs {end:,} bytes, "
+                                 f"but the file holds {size:,}", str(path))
+
+
+def _describe(exc: BaseException, path: Path) -> str:
+    message = " ".join(str(exc).split()).replace(str(path), path.name)
+    if len(message) > 200:
+        message = message[:197] + "..."
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Silence library warnings and the readers' logs while reading (problems are raised instead)."""
+    loggers = [logging.getLogger(name) for name in ("rsciio", "tifffile")]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.CRITICAL + 1)
+    try:
+        with warnings.catch_warnings(), np.errstate(all="ignore"):
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def _as_image(array: np.ndarray, path: Path, fmt: str) -> np.ndarray:
+    """float32 (rows, cols) or (frames, rows, cols), RGB made grey, after the value checks."""
+    where = str(path)
+    if array.dtype.names:
+        if not {"R", "G", "B"} <= set(array.dtype.names):
+            raise NanofindInputError(f"unsupported pixel type {array.dtype}", where)
+        array = np.stack([array[c] for c in "RGB"], axis=-1)
+    if array.ndim >= 3 and array.shape[-1] in (3, 4) and fmt != "MRC":
+        array = array[..., :3].mean(axis=-1)
+    while array.ndim > 2 and array.shape[0] == 1:
+        array = array[0]
+    if array.ndim not in (2, 3):
+        raise NanofindInputError(f"expected a 2D image or a stack of frames, got shape {array.shape}", where)
+    if np.iscomplexobj(array):
+        raise NanofindInputError("complex-valued data (an FFT or a wave function?), not a micrograph", where)
+    if array.dtype.kind not in "biuf":
+        raise NanofindInputError(f"unsupported pixel type {array.dtype}", where)
+    rows, cols = array.shape[-2:]
+    if min(rows, cols) < MIN_SIDE_PX:
+        raise NanofindInputError(f"image is {rows}x{cols} pixels (rows x columns); nanofind needs at least "
+                                 f"{MIN_SIDE_PX} pixels on each side", where)
+    array = np.ascontiguousarray(array, dtype=np.float32)
+    finite = np.isfinite(array)
+    if not finite.all():
+        raise NanofindInputError(f"image holds {int(finite.size - np.count_nonzero(finite)):,} NaN or "
+                                 "infinite values", where)
+    del finite
+    frames = array.reshape(-1, rows * cols)
+    flat = np.flatnonzero(frames.min(axis=1) == frames.max(axis=1))
+    if flat.size:
+        if array.ndim == 2:
+            raise NanofindInputError(f"constant image: nothing to analyse (every pixel is {array.flat[0]:g})", where)
+        raise NanofindInputError(f"constant image: nothing to analyse (frame {int(flat[0])} of {len(frames)} "
+                                 "has one value everywhere)", where)
+    return array
+
+
+# --- MRC, TIFF, PNG/JPEG ----------------------------------------------------------------------------
+
+
+def _read_mrc(path: Path, size: int, head: bytes, fmt: str):
     import mrcfile
 
+    if size < _MRC_HEADER:
+        raise _not_valid(path, fmt, f"{size} bytes, shorter than the {_MRC_HEADER}-byte MRC header", head)
+    orders = (">", "<") if head[212] == 0x11 else ("<", ">")  # machine stamp 0x11: big-endian
+    for order in orders:
+        nx, ny, nz, mode = struct.unpack_from(order + "4i", head, 0)
+        if mode in _MRC_MODE_BYTES:
+            break
+    else:
+        raise _not_valid(path, fmt, f"unknown data mode {mode}", head)
+    extended = struct.unpack_from(order + "i", head, 92)[0]
+    if min(nx, ny, nz) < 1 or extended < 0:
+        raise _not_valid(path, fmt, f"header declares {nx}x{ny}x{nz} voxels and a {extended}-byte extended header",
+                         head)
+    what = f"{nx}x{ny}x{nz} voxels (nx x ny x nz) of mode {mode}"
+    _check_pixels(path, fmt, nx * ny * nz, what)
+    row_bytes = (nx + 1) // 2 if mode == 101 else nx * _MRC_MODE_BYTES[mode]
+    _check_extent(path, fmt, _MRC_HEADER + extended + int(row_bytes) * ny * nz, size, what)
     with mrcfile.open(path, permissive=True) as mrc:
         if mrc.data is None:
-            raise NanofindInputError("MRC file holds no data", str(path))
+            raise _not_valid(path, fmt, "mrcfile found no readable data")
         data = np.array(mrc.data)
         voxel = float(mrc.voxel_size.x)
+        voxel_y = float(mrc.voxel_size.y)
     if data.ndim == 3 and data.shape[0] == 1:
         data = data[0]
-    return data, (voxel if voxel > 0 else None), {"format": "mrc", "voxel_size_A": voxel}
+    meta = {"format": "mrc", "voxel_size_A": voxel, "mode": mode}
+    if voxel > 0 and voxel_y > 0 and abs(voxel_y - voxel) > 0.01 * voxel:
+        meta["pixel_size_y_A"] = voxel_y
+    return data, (voxel if voxel > 0 else None), meta
 
 
-def _read_tiff(path: Path):
+def _read_tiff(path: Path, size: int, head: bytes, fmt: str):
     import tifffile
 
+    _check_signature(path, fmt, head)
     with tifffile.TiffFile(path) as tif:
-        data = tif.asarray()
+        if not tif.series:
+            raise _not_valid(path, fmt, "it holds no image")
+        series = tif.series[0]
+        shape = tuple(int(n) for n in series.shape)
+        samples = shape[series.axes.index("S")] if "S" in series.axes and len(shape) == len(series.axes) else 1
+        what = "x".join(map(str, shape)) + f" {series.dtype} values"
+        _check_pixels(path, fmt, math.prod(shape) // max(samples, 1), what)
+        if series.dataoffset is not None:  # one contiguous, uncompressed block
+            end = int(series.dataoffset) + int(series.nbytes)
+        else:
+            end = max((int(o) + int(c) for page in series.pages if page is not None
+                       for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)), default=0)
+        _check_extent(path, fmt, end, size, what)
+        data = series.asarray()
+        if "S" in series.axes and data.ndim == len(series.axes):  # colour samples last (planar RGB too)
+            data = np.moveaxis(data, series.axes.index("S"), -1)
         page = tif.pages[0]
         meta = {"format": "tiff", "dtype": str(data.dtype)}
         pixel = None
@@ -150,14 +383,314 @@ def _read_tiff(path: Path):
     return data, pixel, meta
 
 
-def _read_pillow(path: Path):
-    from PIL import Image
+def _read_pillow(path: Path, size: int, head: bytes, fmt: str):
+    from PIL import Image, ImageFile
 
-    with Image.open(path) as im:
-        mode = im.mode
-        data = np.asarray(im.convert("I;16") if mode in ("I;16", "I;16B") else im.convert("F")
-                          if mode in ("I", "F") else im.convert("L"))
+    _check_signature(path, fmt, head)
+    limit, truncated_ok = Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES
+    # Pillow's own pixel limit is replaced by MAX_PIXELS, checked below; a truncated image is an error.
+    Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = None, False
+    try:
+        with Image.open(path) as im:
+            width, height = im.size
+            _check_pixels(path, fmt, width * height, f"{width}x{height} pixels")
+            mode = im.mode
+            data = np.asarray(im.convert("I;16") if mode in ("I;16", "I;16B") else im.convert("F")
+                              if mode in ("I", "F") else im.convert("L"))
+    finally:
+        Image.MAX_IMAGE_PIXELS, ImageFile.LOAD_TRUNCATED_IMAGES = limit, truncated_ok
     return data, None, {"format": path.suffix.lower().lstrip("."), "mode": mode}
+
+
+# --- DM3/DM4, SER/EMI, EMD through RosettaSciIO -----------------------------------------------------
+
+
+def _read_rsciio(path: Path, size: int, head: bytes, fmt: str):
+    if fmt in ("DM3", "DM4"):
+        version = int.from_bytes(head[:4], "big")
+        if len(head) < 16 or version not in (3, 4):
+            raise _not_valid(path, fmt, f"the version field reads {version}, not 3 or 4", head)
+        signals = _dm_signals(path)
+    elif fmt == "SER":
+        _check_ser(path, size, head, fmt)
+        from rsciio.tia import file_reader
+
+        signals = file_reader(str(path), lazy=False)
+    elif fmt == "EMI":
+        sers = sorted(path.parent.glob(path.stem + "_[0-9].ser"))
+        if not sers:
+            raise NanofindInputError(f"no {path.stem}_1.ser next to this EMI file (TIA keeps the image in the "
+                                     ".ser file)", str(path))
+        for ser in sers:
+            with ser.open("rb") as f:
+                _check_ser(ser, ser.stat().st_size, f.read(_MRC_HEADER), "SER")
+        from rsciio.tia import file_reader
+
+        signals = file_reader(str(path), lazy=False)
+    else:
+        signals = _emd_signals(path, head, fmt)
+    try:
+        index, signal = _pick_signal(signals, path, fmt)
+        data, axes = signal["data"], list(signal.get("axes") or [])
+        shape = tuple(int(n) for n in data.shape)
+        _check_pixels(path, fmt, math.prod(shape), "x".join(map(str, shape)) + " pixels")
+        if fmt in ("DM3", "DM4"):
+            _check_dm_extent(path, fmt, signal, shape, size)
+        data, axes = _frames_first(data, axes)
+        if hasattr(data, "compute"):
+            data = data.compute(scheduler="synchronous")
+        array = np.asarray(data)
+        pixel, meta = _axes_pixel_size(axes)
+        om = signal.get("original_metadata") or {}
+        meta = {"format": fmt.lower(), "signal_index": index, "signals": len(signals), **meta,
+                **_original_metadata(om, signal.get("metadata") or {})}
+    finally:  # a lazy reader's dictionaries refer back to it: break the cycle so that its file closes now
+        for item in signals or []:
+            if isinstance(item, dict):
+                item.clear()
+        signal = data = None
+    return array, pixel, meta
+
+
+def _dm_signals(path: Path) -> list[dict]:
+    from rsciio.digitalmicrograph import file_reader
+
+    try:  # lazy: shapes first, pixels only once they pass the checks (and only those of one image)
+        return file_reader(str(path), lazy=True, chunks=-1)
+    except ValueError as exc:
+        if "lazy" not in str(exc).lower():
+            raise
+    except TypeError as exc:  # RosettaSciIO iterates over None when the tags hold no ImageList
+        if "NoneType" in str(exc):
+            raise NanofindInputError(f"no image in this {path.suffix[1:].upper()} file (its tags hold no "
+                                     "ImageList)", str(path)) from None
+        raise
+    return file_reader(str(path), lazy=False)  # RGB images cannot be read lazily; reading stops at the file's end
+
+
+def _check_dm_extent(path: Path, fmt: str, signal: dict, shape: tuple[int, ...], size: int) -> None:
+    try:
+        info = signal["original_metadata"]["ImageList"]["TagGroup0"]["ImageData"]["Data"]
+        offset, count, nbytes = int(info["offset"]), int(info["size"]), int(info["size_bytes"])
+    except (KeyError, TypeError, ValueError):
+        return  # read eagerly: already bounded by the file
+    what = "x".join(map(str, shape)) + " pixels"
+    if count < math.prod(shape):
+        raise NanofindInputError(f"corrupt {fmt} file: the image dimensions declare {what} but its data array "
+                                 f"holds {count:,} values", str(path))
+    _check_extent(path, fmt, offset + nbytes, size, what)
+
+
+def _check_ser(path: Path, size: int, head: bytes, fmt: str) -> None:
+    """Check a TIA series header and its data offsets before RosettaSciIO reads (and allocates) it."""
+    _check_signature(path, fmt, head)
+    if len(head) < 34:
+        raise _not_valid(path, fmt, f"{size} bytes, shorter than a SER header")
+    version, data_type, _tag_type, total, valid = struct.unpack_from("<HIIII", head, 4)
+    wide = version > 0x0210
+    table, _ndim = struct.unpack_from("<QI" if wide else "<II", head, 22)
+    if data_type == 0x4120:
+        raise NanofindInputError("this SER file holds spectra, not images", str(path))
+    if data_type != 0x4122:
+        raise _not_valid(path, fmt, f"unknown data type id {data_type:#x}")
+    if valid == 0:
+        raise NanofindInputError("this SER file holds no data (no valid elements)", str(path))
+    if valid > total:
+        raise _not_valid(path, fmt, f"{valid} valid elements out of {total}")
+    item = 8 if wide else 4
+    _check_extent(path, fmt, table + valid * item, size, f"an offset table of {valid:,} elements at byte {table:,}")
+    with path.open("rb") as f:
+        f.seek(table)
+        offsets = np.frombuffer(f.read(valid * item), "<u8" if wide else "<u4").astype(np.int64)
+        first = int(offsets[0])
+        _check_extent(path, fmt, first + _SER_ELEMENT_HEADER, size, f"its first image at byte {first:,}")
+        f.seek(first)
+        element = f.read(_SER_ELEMENT_HEADER)
+    code, nx, ny = struct.unpack_from("<HII", element, 40)
+    if code not in _SER_BYTES:
+        raise _not_valid(path, fmt, f"unknown pixel type code {code}")
+    what = f"{valid} image(s) of {nx}x{ny} pixels"
+    _check_pixels(path, fmt, valid * nx * ny, what)
+    _check_extent(path, fmt, int(offsets.max()) + _SER_ELEMENT_HEADER + nx * ny * _SER_BYTES[code], size, what)
+
+
+def _emd_signals(path: Path, head: bytes, fmt: str) -> list[dict]:
+    import h5py
+    from rsciio.emd import file_reader
+
+    if not (head.startswith(_SIGNATURES["EMD"]) or h5py.is_hdf5(path)):
+        raise _not_valid(path, fmt, "it is not an HDF5 file", head)
+    try:  # lazy: only the chosen image is read, after the size checks
+        return file_reader(str(path), lazy=True, select_type="images")
+    except (ValueError, TypeError) as exc:
+        if "chunk" not in str(exc).lower():
+            raise
+    # Contiguous datasets cannot be read lazily: check every dataset's declared size first.
+    with h5py.File(path, "r") as f:
+        shapes = []
+        f.visititems(lambda name, obj: shapes.append((name, obj.shape)) if isinstance(obj, h5py.Dataset) else None)
+    for name, shape in shapes:
+        _check_pixels(path, fmt, math.prod(shape), f"dataset {name} of " + "x".join(map(str, shape)) + " values")
+    return file_reader(str(path), lazy=False, select_type="images")
+
+
+def _squeeze(data, axes: list[dict]):
+    keep = [k for k, n in enumerate(data.shape) if n > 1]
+    if len(keep) == data.ndim or len(keep) < 2:
+        return data, axes
+    index = tuple(slice(None) if n > 1 else 0 for n in data.shape)
+    return data[index], [a for k, a in enumerate(axes) if k in keep] if len(axes) == data.ndim else []
+
+
+def _is_length(axis: dict) -> bool:
+    return length_in_A(1.0, axis.get("units") or "") is not None
+
+
+def _pick_signal(signals, path: Path, fmt: str) -> tuple[int, dict]:
+    """Index and dictionary of the first 2D/3D image signal (calibrated in length first, real before complex)."""
+    candidates = []
+    for k, signal in enumerate(signals or []):
+        data = signal.get("data") if isinstance(signal, dict) else None
+        try:
+            dtype = np.dtype(data.dtype)
+        except (AttributeError, TypeError):
+            continue
+        if not (dtype.kind in "biufc" or (dtype.names and {"R", "G", "B"} <= set(dtype.names))):
+            continue
+        data, axes = _squeeze(data, list(signal.get("axes") or []))
+        if data.ndim not in (2, 3):
+            continue
+        calibrated = len(axes) == data.ndim and all(_is_length(a) for a in axes[-2:])
+        candidates.append(((not calibrated, dtype.kind == "c", k), {**signal, "data": data, "axes": axes}))
+    if not candidates:
+        shapes = ", ".join(str(tuple(getattr(s.get("data"), "shape", ())))
+                           for s in signals or [] if isinstance(s, dict))
+        raise NanofindInputError(f"no 2D image or image stack in this {fmt} file"
+                                 + (f" (its signals have shapes {shapes})" if shapes else ""), str(path))
+    key, signal = min(candidates, key=lambda c: c[0])
+    return key[2], signal
+
+
+def _frames_first(data, axes: list[dict]):
+    """For a 3D stack whose one non-length axis is not first, move that axis first."""
+    if data.ndim != 3 or len(axes) != 3:
+        return data, axes
+    other = [k for k, a in enumerate(axes) if not _is_length(a)]
+    if len(other) != 1 or other[0] == 0:
+        return data, axes
+    k = other[0]
+    order = [k] + [j for j in range(3) if j != k]
+    return data.transpose(order), [axes[j] for j in order]
+
+
+def _axes_pixel_size(axes: list[dict]) -> tuple[float | None, dict]:
+    """Pixel size (Å) from the column axis, and the calibration as metadata."""
+    if len(axes) < 2:
+        return None, {}
+    x, y = axes[-1], axes[-2]
+    units = str(x.get("units") or "")
+    try:
+        scale_x, scale_y = float(x.get("scale") or 0.0), float(y.get("scale") or 0.0)
+    except (TypeError, ValueError):
+        return None, {}
+    meta = {"pixel_scale": scale_x, "pixel_unit": units}
+    pixel = length_in_A(scale_x, units)
+    pixel_y = length_in_A(scale_y, str(y.get("units") or ""))
+    if pixel is not None and pixel_y is not None and abs(pixel_y - pixel) > 0.01 * pixel:
+        meta["pixel_size_y_A"] = pixel_y  # non-square pixels: pixel_size_A is the column spacing
+    return pixel, meta
+
+
+#: Metadata kept from each reader's original metadata: name, path, factor to apply to a number.
+_METADATA_PATHS = (
+    # DigitalMicrograph (ImageList.TagGroup0 is the image read)
+    ("voltage_V", ("ImageList", "TagGroup0", "ImageTags", "Microscope Info", "Voltage"), None),
+    ("magnification", ("ImageList", "TagGroup0", "ImageTags", "Microscope Info", "Indicated Magnification"), None),
+    ("actual_magnification", ("ImageList", "TagGroup0", "ImageTags", "Microscope Info", "Actual Magnification"),
+     None),
+    ("microscope", ("ImageList", "TagGroup0", "ImageTags", "Microscope Info", "Microscope"), None),
+    ("microscope", ("ImageList", "TagGroup0", "ImageTags", "Microscope Info", "Name"), None),
+    ("illumination_mode", ("ImageList", "TagGroup0", "ImageTags", "Microscope Info", "Illumination Mode"), None),
+    ("imaging_mode", ("ImageList", "TagGroup0", "ImageTags", "Microscope Info", "Imaging Mode"), None),
+    ("exposure_s", ("ImageList", "TagGroup0", "ImageTags", "Acquisition", "Parameters", "High Level",
+                    "Exposure (s)"), None),
+    ("acquisition_date", ("ImageList", "TagGroup0", "ImageTags", "DataBar", "Acquisition Date"), None),
+    ("acquisition_time", ("ImageList", "TagGroup0", "ImageTags", "DataBar", "Acquisition Time"), None),
+    ("title", ("ImageList", "TagGroup0", "Name"), None),
+    # TIA (from the .emi file)
+    ("voltage_V", ("ObjectInfo", "ExperimentalDescription", "High tension_kV"), 1e3),
+    ("magnification", ("ObjectInfo", "ExperimentalDescription", "Magnification_x"), None),
+    ("microscope", ("ObjectInfo", "ExperimentalDescription", "Microscope"), None),
+    ("mode", ("ObjectInfo", "ExperimentalDescription", "Mode"), None),
+    ("defocus_um", ("ObjectInfo", "ExperimentalDescription", "Defocus_um"), None),
+    ("acquisition_date", ("ObjectInfo", "AcquireDate"), None),
+    # Velox EMD
+    ("voltage_V", ("Optics", "AccelerationVoltage"), 1.0),
+    ("magnification", ("Optics", "NominalMagnification"), 1.0),
+    ("magnification", ("CustomProperties", "StemMagnification", "value"), 1.0),
+    ("camera_length_m", ("Optics", "CameraLength"), 1.0),
+    ("defocus_m", ("Optics", "Defocus"), 1.0),
+    ("microscope", ("Instrument", "InstrumentModel"), None),
+    ("detector", ("BinaryResult", "Detector"), None),
+    ("acquisition_unix_time", ("Acquisition", "AcquisitionStartDatetime", "DateTime"), 1.0),
+)
+_VOLTAGE_KEYS = re.compile(r"^(voltage|high[ _]?tension|ht|e0|accelerating[ _]voltage|acceleration[ _]voltage)"
+                           r"(_?\(?(k?v)\)?)?$", re.IGNORECASE)
+
+
+def _scalar(value):
+    """A JSON-able scalar (str, int, float, bool) or None."""
+    if isinstance(value, np.ndarray) and value.size == 1:
+        value = value.reshape(()).item()
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if isinstance(value, str):
+        value = value.strip().strip("\x00")
+        return value[:200] if value and value != "[]" else None
+    if isinstance(value, bool | int):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return None
+
+
+def _number(value, factor: float):
+    try:
+        number = float(value) * factor
+    except (TypeError, ValueError):
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _original_metadata(om: dict, md: dict) -> dict:
+    """Microscope settings worth keeping, as JSON-able scalars."""
+    meta: dict = {}
+    for name, keys, factor in _METADATA_PATHS:
+        node = om
+        for key in keys:
+            node = node.get(key) if isinstance(node, dict) else None
+        value = _number(node, factor) if factor is not None else _scalar(node)
+        if value is not None and name not in meta:
+            meta[name] = value
+    for group in ("microscope", "sample", "user", "comments"):  # Berkeley/NCEM EMD attributes
+        attrs = om.get(group)
+        if isinstance(attrs, dict):
+            kept = {str(k): v for k, v in ((k, _scalar(v)) for k, v in list(attrs.items())[:50]) if v is not None}
+            if kept:
+                meta[f"emd_{group}"] = kept
+                for key, value in kept.items():
+                    match = _VOLTAGE_KEYS.match(key)
+                    number = _number(value, 1.0)
+                    if match and number and "voltage_V" not in meta:  # a bare value under 1000 is taken as kV
+                        unit = (match.group(3) or "").lower()
+                        meta["voltage_V"] = number * (1e3 if unit == "kv" or (not unit and number < 1e3) else 1.0)
+    title = _scalar((md.get("General") or {}).get("title")) if isinstance(md, dict) else None
+    if title and "title" not in meta:
+        meta["title"] = title
+    json.dumps(meta)  # JSON-able by construction
+    return meta
 
 
 def metadata_json(micrograph: Micrograph) -> str:

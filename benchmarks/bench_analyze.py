@@ -1,0 +1,85 @@
+"""Particle counts and sizes from ``nanofind analyze`` against simulated ground truth.
+
+For every field of a nanofind dataset (default: 30 fields of `examples/recipes/analyze-examples.yaml`,
+seed 12, which nothing trained on), the field is analysed exactly as `nanofind analyze` does
+(shipped model, cleaning, watershed splitting). The truth is the dataset's particle mask put
+through the same cleaning (slivers below the 1 nm² minimum area are not counted) and watershed
+splitting (touching particles merge in a footprint mask); predicted
+and true particles are matched one to one by IoU > 0.5. Reported: the mean absolute error of the
+particle count per field, and for isolated true particles of at least 3 nm (not cut by the edge,
+not agglomerates) the relative error of the equivalent diameter. The last line is JSON.
+
+    python benchmarks/bench_analyze.py [DATASET.h5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+
+def match(pred: np.ndarray, truth: np.ndarray) -> dict[int, int]:
+    """True particle id → predicted id for pairs overlapping with IoU > 0.5 (unique by construction)."""
+    pairs = {}
+    for t in range(1, int(truth.max()) + 1):
+        t_mask = truth == t
+        ids, counts = np.unique(pred[t_mask], return_counts=True)
+        for p, inter in zip(ids, counts, strict=True):
+            if p == 0:
+                continue
+            union = t_mask.sum() + (pred == p).sum() - inter
+            if inter / union > 0.5:
+                pairs[t] = int(p)
+    return pairs
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dataset", nargs="?", default="analyze-test.h5")
+    parser.add_argument("--threshold", type=float, help="decision threshold (default: the model's)")
+    args = parser.parse_args()
+
+    from nanofind.analyze.measure import CleaningSettings, clean_mask, measure_particles, split_particles
+    from nanofind.analyze.pipeline import AnalysisSettings, analyze_frame
+    from nanofind.datasets import DatasetReader
+    from nanofind.learn.model_file import load_model
+
+    model, card = load_model()
+    settings = AnalysisSettings(threshold=args.threshold)
+    count_errors, size_errors = [], []
+    with DatasetReader(args.dataset) as reader:
+        for k in range(len(reader)):
+            s = reader.sample(k)
+            pixel = s.params["pixel_size_A"]
+            rows, labels, _ = analyze_frame(model, card, s.image, pixel, settings)
+            truth = split_particles(clean_mask(s.mask > 0, pixel), CleaningSettings().split_depth)
+            true_rows = measure_particles(truth, pixel_size_A=pixel)
+            count_errors.append(len(rows) - len(true_rows))
+            pairs = match(labels, truth)
+            by_id = {r["particle_id"]: r for r in rows}
+            for t in true_rows:
+                if t["touches_edge"] or t["agglomerate"] or t["equivalent_diameter_nm"] < 3:
+                    continue
+                p = by_id.get(pairs.get(t["particle_id"], -1))
+                err = None if p is None else p["equivalent_diameter_nm"] / t["equivalent_diameter_nm"] - 1
+                size_errors.append(err)
+                if err is not None and abs(err) > 0.1:
+                    true_nm, found_nm = t["equivalent_diameter_nm"], p["equivalent_diameter_nm"]
+                    print(f"  field {k}: true {true_nm:.2f} nm, found {found_nm:.2f} nm ({err:+.1%})", flush=True)
+            print(f"field {k}: {len(rows)} found, {len(true_rows)} true", flush=True)
+    found = [e for e in size_errors if e is not None]
+    result = {"fields": len(count_errors), "count_mae": round(float(np.mean(np.abs(count_errors))), 3),
+              "count_bias": round(float(np.mean(count_errors)), 3),
+              "isolated_particles_3nm": len(size_errors), "matched": len(found),
+              "diameter_within_10_percent":
+                  round(float(np.mean([abs(e) <= 0.10 for e in found])), 4) if found else None,
+              "diameter_median_abs_error": round(float(np.median(np.abs(found))), 4) if found else None,
+              "diameter_max_abs_error": round(float(np.max(np.abs(found))), 4) if found else None,
+              "diameter_mean_error": round(float(np.mean(found)), 4) if found else None}
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()

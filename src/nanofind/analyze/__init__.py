@@ -1,0 +1,1 @@
+"""Particle analysis of micrographs: segmentation, measurements, tables and reports."""

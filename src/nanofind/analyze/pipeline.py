@@ -1,0 +1,251 @@
+"""The main job: micrographs in; particle masks, measurements, overlays, a summary and a report out.
+
+``analyze_batch`` reads every file (2D images, or each frame of a stack), segments it with a model
+(the shipped one by default), cleans the mask, splits touching particles, measures them and writes
+into the output directory:
+
+- ``masks/<stem>_mask.png`` (0/255, after cleaning) and ``masks/<stem>_labels.png`` (16-bit ids);
+- ``overlays/<stem>_overlay.png``: the micrograph with numbered particle outlines;
+- ``particles.csv``: one row per particle (nm columns empty when the pixel size is unknown);
+- ``size_histogram.png``, ``summary.json`` (every failed file with its error) and ``report.html``.
+
+One bad file never stops a batch: it is listed as failed, and the batch's exit status is 1.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+from skimage.measure import label
+
+from nanofind.analyze.measure import CleaningSettings, clean_mask, measure_particles, split_particles, summarise
+from nanofind.errors import NanofindInputError
+from nanofind.io.micrograph import SUFFIXES, read_micrograph
+
+#: Bundled example micrographs (simulated by nanofind, see ``examples.json`` there).
+EXAMPLES_DIR = Path(__file__).with_name("examples")
+#: Outline colours of the overlays: ordinary, cut by the image edge, agglomerate.
+COLOURS = {"particle": (255, 60, 40), "edge": (255, 210, 0), "agglomerate": (230, 60, 255)}
+CSV_LEADING = ("file", "frame", "particle_id")
+
+
+@dataclass
+class AnalysisSettings:
+    """What ``nanofind analyze`` does; recorded in ``summary.json`` and the report."""
+
+    model: str = "default"
+    threshold: float | None = None  #: default: the model card's
+    pixel_size_A: float | None = None  #: overrides the files' pixel size, Å
+    window_px: int = 512
+    cleaning: CleaningSettings = field(default_factory=CleaningSettings)
+
+    def to_dict(self) -> dict:
+        """JSON-able record."""
+        d = asdict(self)
+        d["cleaning"] = self.cleaning.to_dict()
+        return d
+
+
+def expand_inputs(inputs: list[str | Path]) -> list[Path]:
+    """Files named directly, plus the micrographs directly inside named directories (sorted)."""
+    files: list[Path] = []
+    for item in inputs:
+        path = Path(item)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir()
+                           if p.is_file() and p.suffix.lower() in SUFFIXES and not p.stem.endswith("_truth"))
+            files.extend(found)
+        else:
+            files.append(path)
+    return files
+
+
+def _stretch(image: np.ndarray) -> np.ndarray:
+    lo, hi = np.percentile(image, (0.5, 99.5))
+    return (np.clip((image - lo) / (hi - lo if hi > lo else 1.0), 0, 1) * 255).astype(np.uint8)
+
+
+def write_overlay(image: np.ndarray, labels: np.ndarray, rows: list[dict], path: Path) -> Path:
+    """The micrograph in grey with each particle's outline and number (colours: :data:`COLOURS`)."""
+    from PIL import Image, ImageDraw
+    from skimage.segmentation import find_boundaries
+
+    grey = _stretch(image)
+    rgb = np.repeat(grey[:, :, None], 3, axis=2)
+    edges = find_boundaries(labels, mode="inner")
+    if max(labels.shape) > 1024:  # keep outlines visible when the page scales a large image down
+        from scipy.ndimage import binary_dilation
+
+        edges = binary_dilation(edges, iterations=max(1, max(labels.shape) // 1024))
+    kind = {r["particle_id"]: ("agglomerate" if r["agglomerate"] else "edge" if r["touches_edge"] else "particle")
+            for r in rows}
+    for pid, k in kind.items():
+        rgb[edges & (labels == pid)] = COLOURS[k]
+    im = Image.fromarray(rgb)
+    draw = ImageDraw.Draw(im)
+    size = max(14, max(labels.shape) // 28)
+    try:
+        from PIL import ImageFont
+
+        font = ImageFont.load_default(size=size)
+    except (TypeError, OSError):
+        font = None
+    for r in rows:
+        x, y = r["centroid_x_px"], r["centroid_y_px"]
+        draw.text((x, y), str(r["particle_id"]), fill=(255, 255, 255), font=font, anchor="mm", stroke_width=2,
+                  stroke_fill=(0, 0, 0))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    im.save(path)
+    return path
+
+
+def write_histogram(rows: list[dict], path: Path) -> Path:
+    """Histogram of equivalent diameters (nm where every image's pixel size is known, else px)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    nm = bool(rows) and all(r["equivalent_diameter_nm"] is not None for r in rows)
+    d = [r["equivalent_diameter_nm" if nm else "equivalent_diameter_px"] for r in rows if not r["touches_edge"]]
+    fig = Figure(figsize=(6, 3.6))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    if d:
+        ax.hist(d, bins=min(30, max(5, len(d) // 3)), color="#3b75af", edgecolor="white")
+        ax.axvline(float(np.mean(d)), color="#c0392b", linestyle="--", label=f"mean {np.mean(d):.2f}")
+        ax.legend()
+    else:
+        ax.text(0.5, 0.5, "no particles away from the image edges", ha="center", va="center", transform=ax.transAxes)
+    ax.set(xlabel=f"equivalent diameter ({'nm' if nm else 'px'})", ylabel="particles",
+           title=f"Particle sizes (n = {len(d)}, edge-cut particles excluded)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    return path
+
+
+def analyze_frame(model, card: dict, array: np.ndarray, pixel_size_A: float | None, settings: AnalysisSettings):
+    """Segment and measure one 2D image; returns (rows, labels, probability)."""
+    from nanofind.learn.inference import predict_probability
+
+    prob = predict_probability(model, card, array, pixel_size_A, window_px=settings.window_px)
+    threshold = card["threshold"] if settings.threshold is None else settings.threshold
+    mask = clean_mask(prob >= threshold, pixel_size_A, settings.cleaning)
+    labels = split_particles(mask, settings.cleaning.split_depth) if settings.cleaning.split else label(mask)
+    rows = measure_particles(labels, array, prob, pixel_size_A, settings.cleaning)
+    return rows, labels, prob
+
+
+def analyze_batch(inputs: list[str | Path], out_dir: str | Path, settings: AnalysisSettings | None = None,
+                  progress: bool = True) -> dict:
+    """Analyse micrographs into ``out_dir`` (see the module docstring); returns the summary.
+
+    ``summary["failed"]`` lists every file that could not be analysed, with its error.
+    """
+    from nanofind.learn.model_file import load_model
+
+    settings = settings or AnalysisSettings()
+    out = Path(out_dir)
+    try:
+        (out / "masks").mkdir(parents=True, exist_ok=True)
+        (out / "overlays").mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NanofindInputError(f"cannot create ({exc.strerror or exc})", str(out)) from None
+    files = expand_inputs(inputs)
+    if not files:
+        raise NanofindInputError("no micrographs found", " ".join(str(i) for i in inputs))
+    model, card = load_model(settings.model)
+    start = time.perf_counter()
+    all_rows, images, failed = [], [], []
+    bar = None
+    if progress:
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        bar.start()
+        task = bar.add_task("analysing", total=len(files))
+    try:
+        for path in files:
+            if bar:
+                bar.update(task, description=f"analysing {path.name}")
+            try:
+                micrograph = read_micrograph(path, settings.pixel_size_A)
+                frames = micrograph.frames()
+                for frame in frames:
+                    t = time.perf_counter()
+                    rows, labels, _ = analyze_frame(model, card, frame.array, frame.pixel_size_A, settings)
+                    k = frame.metadata.get("frame") if len(frames) > 1 else None
+                    stem = path.stem + (f"_frame{k:03d}" if k is not None else "")
+                    _write_labels(labels, out / "masks", stem)
+                    overlay = write_overlay(frame.array, labels, rows, out / "overlays" / f"{stem}_overlay.png")
+                    for r in rows:
+                        all_rows.append({"file": str(path), "frame": k, **r})
+                    s = summarise(rows, labels.shape, labels)
+                    images.append({"file": str(path), "frame": k, "overlay_png": overlay, "n_particles": s["count"],
+                                   "coverage": s["coverage"], "pixel_size_A": frame.pixel_size_A,
+                                   "mean_diameter_nm": s.get("diameter_mean") if s["unit"] == "nm" else None,
+                                   "mean_diameter_px": float(np.mean([r["equivalent_diameter_px"] for r in rows]))
+                                   if rows else 0.0, "seconds": round(time.perf_counter() - t, 2),
+                                   "summary": s})
+            except NanofindInputError as exc:
+                failed.append({"file": str(path), "error": str(exc)})
+            except Exception as exc:  # one bad file never stops a batch
+                failed.append({"file": str(path), "error": f"{type(exc).__name__}: {exc}"})
+            if bar:
+                bar.advance(task)
+    finally:
+        if bar:
+            bar.stop()
+    _write_csv(all_rows, out / "particles.csv")
+    histogram = write_histogram(all_rows, out / "size_histogram.png")
+    known = [i["pixel_size_A"] is not None for i in images]
+    batch = summarise(all_rows, (0, 0)) if all_rows else {"count": 0}
+    if all_rows and not all(known):  # mixed units: report pixels
+        batch = summarise([{**r, "equivalent_diameter_nm": None} for r in all_rows], (0, 0))
+    summary = {
+        "files": len(files), "images": len(images), "particles": len(all_rows),
+        "failed": failed, "pixel_size_known": bool(images) and all(known),
+        "size_distribution": {k: v for k, v in batch.items() if k.startswith("diameter") or k == "unit"},
+        "coverage_mean": round(float(np.mean([i["coverage"] for i in images])), 5) if images else None,
+        "per_image": [{k: (str(v) if isinstance(v, Path) else v) for k, v in i.items()} for i in images],
+        "seconds": round(time.perf_counter() - start, 2), "settings": settings.to_dict(),
+        "model": {"architecture": card["architecture"], "threshold": card["threshold"],
+                  "directory": str(settings.model)},
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
+    try:
+        from nanofind.analyze.report import write_report
+
+        write_report(out / "report.html", images=images, particles=all_rows, summary=summary, card=card,
+                     settings=settings.to_dict(), histogram_png=histogram)
+    except ImportError:  # pragma: no cover - the report module ships with the package
+        pass
+    return summary
+
+
+def _write_labels(labels: np.ndarray, directory: Path, stem: str) -> None:
+    from PIL import Image
+
+    Image.fromarray(((labels > 0) * 255).astype(np.uint8)).save(directory / f"{stem}_mask.png")
+    Image.fromarray(np.clip(labels, 0, 65535).astype(np.uint16)).save(directory / f"{stem}_labels.png")
+
+
+def _write_csv(rows: list[dict], path: Path) -> None:
+    keys = list(CSV_LEADING) + [k for k in (rows[0] if rows else _EMPTY_ROW) if k not in CSV_LEADING]
+    tmp = path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, keys)
+        writer.writeheader()
+        for r in rows:
+            writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in keys})
+    tmp.replace(path)
+
+
+_EMPTY_ROW = dict.fromkeys(
+    ("particle_id", "area_px", "area_nm2", "equivalent_diameter_px", "equivalent_diameter_nm", "major_axis_px",
+     "minor_axis_px", "major_axis_nm", "minor_axis_nm", "aspect_ratio", "orientation_deg", "circularity",
+     "solidity", "centroid_x_px", "centroid_y_px", "centroid_x_nm", "centroid_y_nm", "mean_intensity",
+     "std_intensity", "confidence", "touches_edge", "agglomerate"))

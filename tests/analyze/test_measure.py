@@ -1,0 +1,64 @@
+import math
+
+import numpy as np
+import pytest
+
+from nanofind.analyze.measure import CleaningSettings, clean_mask, measure_particles, split_particles, summarise
+
+
+def _disc(shape, centre, radius):
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    return (yy - centre[0]) ** 2 + (xx - centre[1]) ** 2 <= radius**2
+
+
+def test_disc_of_known_radius_in_nm():
+    pixel_A = 0.5  # 20 px = 1 nm
+    mask = _disc((200, 200), (90, 110), 60)  # radius 3 nm
+    labels = split_particles(clean_mask(mask, pixel_A))
+    (row,) = measure_particles(labels, pixel_size_A=pixel_A)
+    assert row["equivalent_diameter_nm"] == pytest.approx(6.0, rel=0.01)
+    assert row["area_nm2"] == pytest.approx(math.pi * 9, rel=0.02)
+    assert row["centroid_x_nm"] == pytest.approx(110.5 * 0.05, abs=0.01)
+    assert row["centroid_y_nm"] == pytest.approx(90.5 * 0.05, abs=0.01)
+    assert row["circularity"] > 0.9 and row["solidity"] > 0.98 and row["aspect_ratio"] < 1.02
+    assert not row["touches_edge"] and not row["agglomerate"]
+
+
+def test_two_touching_discs_are_split():
+    mask = _disc((160, 240), (80, 80), 40) | _disc((160, 240), (80, 155), 40)  # 5 px overlap
+    labels = split_particles(clean_mask(mask, None), depth=0.3)
+    rows = measure_particles(labels)
+    assert len(rows) == 2
+    for row in rows:
+        assert row["equivalent_diameter_px"] == pytest.approx(80, rel=0.06)
+        assert row["equivalent_diameter_nm"] is None and row["area_nm2"] is None
+
+
+def test_ellipse_stays_whole_and_orientation_follows_the_major_axis():
+    yy, xx = np.mgrid[0:200, 0:200]
+    a, b, angle = 60, 25, math.radians(30)  # major axis 30 degrees above the x axis on screen
+    x, y = xx - 100, -(yy - 100)  # y up
+    u = x * math.cos(angle) + y * math.sin(angle)
+    v = -x * math.sin(angle) + y * math.cos(angle)
+    mask = (u / a) ** 2 + (v / b) ** 2 <= 1
+    (row,) = measure_particles(split_particles(mask))
+    assert row["orientation_deg"] == pytest.approx(30, abs=1.0)
+    assert row["aspect_ratio"] == pytest.approx(a / b, rel=0.03)
+
+
+def test_edge_particle_flagged_and_small_specks_removed():
+    mask = _disc((120, 120), (60, 5), 20) | _disc((120, 120), (30, 90), 2)
+    labels = split_particles(clean_mask(mask, None, CleaningSettings(min_area_px=40)))
+    rows = measure_particles(labels)
+    assert len(rows) == 1 and rows[0]["touches_edge"]
+    summary = summarise(rows, mask.shape, labels)
+    assert summary["count"] == 1 and summary["count_not_touching_edge"] == 0 and summary["unit"] == "px"
+
+
+def test_irregular_region_is_an_agglomerate():
+    # an L of two bars is far from convex
+    mask = np.zeros((120, 120), bool)
+    mask[20:100, 20:40] = True
+    mask[80:100, 20:100] = True
+    (row,) = measure_particles(split_particles(mask, depth=0.9))
+    assert row["agglomerate"] and row["solidity"] < 0.85
