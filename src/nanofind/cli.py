@@ -283,8 +283,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                                 cleaning=cleaning)
     summary = analyze_batch(inputs, output, settings, progress=not args.quiet)
     sizes = summary["size_distribution"]
-    size = (f", mean equivalent diameter {sizes['diameter_mean']:.2f} {sizes['unit']}"
-            if "diameter_mean" in sizes else "")
+    size = f", mean equivalent diameter {sizes['mean']:.2f} {sizes['unit']}" if "mean" in sizes else ""
     print(f"{summary['particles']} particles in {summary['images']} images{size}; "
           f"report: {Path(output) / 'report.html'}", file=sys.stderr)
     for f in summary["failed"]:

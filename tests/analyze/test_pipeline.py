@@ -42,6 +42,8 @@ def test_example_run_finds_the_simulated_particles(tmp_path):
     info = json.loads((EXAMPLES_DIR / "examples.json").read_text())
     summary = json.loads((out / "summary.json").read_text())
     assert summary["files"] == len(info["files"]) and not summary["failed"]
+    sizes = summary["size_distribution"]
+    assert sizes["unit"] == "nm" and sizes["min"] <= sizes["median"] <= sizes["max"] and sizes["mean"] > 0
     rows = list(csv.DictReader(open(out / "particles.csv")))
     # the 6 nm CeO2 sphere of example_01: its equivalent diameter is within 10% of the simulated one
     first = [float(r["equivalent_diameter_nm"]) for r in rows if r["file"].endswith("example_01.mrc")]

@@ -208,7 +208,8 @@ def analyze_batch(inputs: list[str | Path], out_dir: str | Path, settings: Analy
     summary = {
         "files": len(files), "images": len(images), "particles": len(all_rows),
         "failed": failed, "pixel_size_known": bool(images) and all(known),
-        "size_distribution": {k: v for k, v in batch.items() if k.startswith("diameter") or k == "unit"},
+        "size_distribution": {k.removeprefix("diameter_"): v for k, v in batch.items()
+                              if k.startswith("diameter") or k == "unit"},
         "coverage_mean": round(float(np.mean([i["coverage"] for i in images])), 5) if images else None,
         "per_image": [{k: (str(v) if isinstance(v, Path) else v) for k, v in i.items()} for i in images],
         "seconds": round(time.perf_counter() - start, 2), "settings": settings.to_dict(),
