@@ -81,6 +81,15 @@ def _build_parser() -> argparse.ArgumentParser:
     export.add_argument("dataset", help=".h5 dataset")
     export.add_argument("directory", help="output directory")
     export.set_defaults(func=_cmd_dataset_export)
+    labelled = ds_sub.add_parser("from-labeled", help="tile labelled micrographs into a training dataset",
+                                 description="Cut labelled micrographs into tiles (default 512x512), drop tiles "
+                                             "without particles, and write a dataset in the simulation's format.")
+    labelled.add_argument("images", help="folder of micrographs (any format nanofind reads)")
+    labelled.add_argument("masks", help="folder of masks: same stem, mask_<id> for img_<id>, or <stem>_mask")
+    labelled.add_argument("-o", "--output", required=True, help="output .h5 file")
+    labelled.add_argument("--tile", type=_whole_number(64, "--tile"), default=512, help="tile side, px (default 512)")
+    labelled.add_argument("--pixel-size", type=_positive_float("--pixel-size"), help="pixel size in Å")
+    labelled.set_defaults(func=_cmd_dataset_from_labeled)
 
     tr = sub.add_parser("train", help="train or fine-tune a segmentation network",
                         description="Train a particle segmentation network on nanofind datasets (.h5) and/or folders "
@@ -344,6 +353,15 @@ def _cmd_dataset_export(args: argparse.Namespace) -> int:
 
     n = export_dataset(args.dataset, args.directory)
     print(f"{n} samples exported to {args.directory}", file=sys.stderr)
+    return 0
+
+
+def _cmd_dataset_from_labeled(args: argparse.Namespace) -> int:
+    from nanofind.datasets.labelled import from_labelled
+
+    r = from_labelled(args.images, args.masks, args.output, tile=args.tile, pixel_size_A=args.pixel_size)
+    print(f"{r['tiles']} tiles from {r['images']} micrographs in {r['path']} ({r['dropped_empty']} empty tiles "
+          f"dropped)", file=sys.stderr)
     return 0
 
 

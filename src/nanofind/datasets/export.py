@@ -30,12 +30,13 @@ def export_dataset(path: str | Path, directory: str | Path) -> int:
         width = max(4, len(str(int(reader.indices.max())))) if len(reader) else 4
         for s in reader:
             stem = f"{s.index:0{width}d}"
-            tifffile.imwrite(directory / f"img_{stem}.tif", s.image.astype(np.float32),
-                             resolution=(1e8 / s.params["pixel_size_A"],) * 2, resolutionunit="CENTIMETER")
+            pixel = s.params.get("pixel_size_A")
+            resolution = {"resolution": (1e8 / pixel,) * 2, "resolutionunit": "CENTIMETER"} if pixel else {}
+            tifffile.imwrite(directory / f"img_{stem}.tif", s.image.astype(np.float32), **resolution)
             Image.fromarray((s.mask > 0).astype(np.uint8) * 255).save(directory / f"mask_{stem}.png")
-            meta = {"index": s.index, "pixel_size": s.params["pixel_size_A"], "pixel_size_unit": "Å",
-                    "dose": s.params["dose_e_per_A2"], "dose_unit": "e/Å²", "defocus": s.params["defocus_A"],
-                    "defocus_unit": "Å (defocus = -C10, positive = underfocus)", "seed": s.params["seed"],
+            meta = {"index": s.index, "pixel_size": pixel, "pixel_size_unit": "Å",
+                    "dose": s.params.get("dose_e_per_A2"), "dose_unit": "e/Å²", "defocus": s.params.get("defocus_A"),
+                    "defocus_unit": "Å (defocus = -C10, positive = underfocus)", "seed": s.params.get("seed"),
                     "params": s.params}
             (directory / f"meta_{stem}.json").write_text(json.dumps(meta, indent=1, ensure_ascii=False))
         return len(reader)
@@ -49,12 +50,13 @@ def describe_dataset(path: str | Path) -> dict:
         pixel, dose, defocus, energy, particle_fraction, materials = [], [], [], [], [], {}
         for k in range(len(reader)):
             p = reader.params(k)
-            pixel.append(p["pixel_size_A"])
-            dose.append(p["dose_e_per_A2"])
-            defocus.append(p["defocus_A"])
-            energy.append(p["energy_eV"] / 1e3)
+            # tiles of labelled micrographs (dataset from-labeled) have no optics and may lack a pixel size
+            for values, key, scale in ((pixel, "pixel_size_A", 1), (dose, "dose_e_per_A2", 1),
+                                       (defocus, "defocus_A", 1), (energy, "energy_eV", 1e-3)):
+                if p.get(key) is not None:
+                    values.append(p[key] * scale)
             particle_fraction.append(float(np.mean(reader.mask(k))))
-            for part in p["scene"]["spec"]["particles"]:
+            for part in p.get("scene", {}).get("spec", {}).get("particles", []):
                 materials[part["material"]] = materials.get(part["material"], 0) + 1
         first = reader.sample(0)
         expected = int(reader.attrs.get("n_samples", len(reader)))
@@ -63,11 +65,13 @@ def describe_dataset(path: str | Path) -> dict:
                 "seed": reader.attrs.get("seed"), "images_per_scene": reader.attrs.get("images_per_scene"),
                 "recipe_source": reader.attrs.get("recipe_source"), "image_shape": list(first.image.shape),
                 "pixel_size_A": _range(pixel), "dose_e_per_A2": _range(dose), "defocus_A": _range(defocus),
-                "energy_keV": sorted(set(energy)),
+                "energy_keV": sorted(set(energy)) or None,
                 "fields_with_particles": int(np.sum(np.array(particle_fraction) > 0)),
                 "mean_particle_fraction": float(np.mean(particle_fraction)), "particles_by_material": materials}
 
 
-def _range(values) -> list[float]:
+def _range(values) -> list[float] | None:
+    if not len(values):
+        return None
     v = np.asarray(values, float)
     return [float(v.min()), float(v.max())]

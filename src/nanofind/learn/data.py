@@ -96,8 +96,10 @@ def load_dataset(path: str | Path, keep_raw: bool = False, limit: int | None = N
         n = len(reader) if limit is None else min(limit, len(reader))
         for k in range(n):
             s = reader.sample(k)
+            pixel = s.params.get("pixel_size_A")
+            domain = "real" if s.params.get("kind") == "labelled" else "simulated"
             items.append(LabelledImage(normalise(s.image), (s.mask > 0).astype(np.uint8),
-                                       float(s.params["pixel_size_A"]), f"{path}#{s.index}", "simulated",
+                                       float(pixel) if pixel else None, f"{path}#{s.index}", domain,
                                        s.image if keep_raw else None))
     return items
 
