@@ -161,6 +161,7 @@ def _build_parser() -> argparse.ArgumentParser:
     an.add_argument("--min-area", type=_positive_float("--min-area"), default=1.0,
                     help="smallest particle kept, nm² (default 1.0; 40 px² when the pixel size is unknown)")
     an.add_argument("--no-split", action="store_true", help="do not split touching particles")
+    an.add_argument("--resume", action="store_true", help="reuse files an interrupted run into OUTPUT finished")
     an.add_argument("--quiet", action="store_true", help="no progress bar")
     an.set_defaults(func=_cmd_analyze)
     return parser
@@ -290,7 +291,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     cleaning = replace(CleaningSettings(), min_area_nm2=args.min_area, split=not args.no_split)
     settings = AnalysisSettings(model=args.model, threshold=args.threshold, pixel_size_A=args.pixel_size,
                                 cleaning=cleaning)
-    summary = analyze_batch(inputs, output, settings, progress=not args.quiet)
+    summary = analyze_batch(inputs, output, settings, progress=not args.quiet, resume=args.resume)
     sizes = summary["size_distribution"]
     size = f", mean equivalent diameter {sizes['mean']:.2f} {sizes['unit']}" if "mean" in sizes else ""
     print(f"{summary['particles']} particles in {summary['images']} images{size}; "

@@ -62,3 +62,15 @@ def test_irregular_region_is_an_agglomerate():
     mask[80:100, 20:100] = True
     (row,) = measure_particles(split_particles(mask, depth=0.9))
     assert row["agglomerate"] and row["solidity"] < 0.85
+
+
+def test_stages_accept_a_micrograph(tmp_path):
+    from nanofind.analyze.pipeline import EXAMPLES_DIR, analyze_frame
+    from nanofind.io import read_micrograph
+    from nanofind.learn.model_file import load_model
+
+    model, card = load_model()
+    micrograph = read_micrograph(EXAMPLES_DIR / "example_02.mrc")
+    rows, labels, prob = analyze_frame(model, card, micrograph)
+    same, _, _ = analyze_frame(model, card, micrograph.array, micrograph.pixel_size_A)
+    assert rows == same and rows and rows[0]["equivalent_diameter_nm"] is not None

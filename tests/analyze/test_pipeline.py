@@ -67,3 +67,20 @@ def test_pixel_units_when_the_pixel_size_is_unknown(tmp_path):
 def test_no_inputs_is_a_usage_error(tmp_path):
     assert main(["analyze", "-o", str(tmp_path / "x")]) == 2
     assert main(["analyze", str(tmp_path / "missing-dir-or-file.mrc"), "-o", str(tmp_path / "y"), "--quiet"]) == 1
+
+
+def test_resume_reuses_finished_files(tmp_path, monkeypatch):
+    import nanofind.analyze.pipeline as pipeline
+
+    out = tmp_path / "out"
+    assert main(["analyze", "--example", "-o", str(out), "--quiet"]) == 0
+    first = (out / "particles.csv").read_text()
+
+    def no_analysis(*args, **kwargs):
+        raise AssertionError("a finished file was analysed again")
+
+    monkeypatch.setattr(pipeline, "_analyze_file", no_analysis)
+    assert main(["analyze", "--example", "-o", str(out), "--resume", "--quiet"]) == 0
+    assert (out / "particles.csv").read_text() == first
+    # other settings: nothing is reused (the stub fails every file, so the batch reports failures)
+    assert main(["analyze", "--example", "-o", str(out), "--resume", "--min-area", "2", "--quiet"]) == 1

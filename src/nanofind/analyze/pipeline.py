@@ -32,6 +32,8 @@ EXAMPLES_DIR = Path(__file__).with_name("examples")
 #: Outline colours of the overlays: ordinary, cut by the image edge, agglomerate.
 COLOURS = {"particle": (255, 60, 40), "edge": (255, 210, 0), "agglomerate": (230, 60, 255)}
 CSV_LEADING = ("file", "frame", "particle_id")
+#: Where each finished file's results are kept so that an interrupted batch resumes.
+RECORDS = ".records"
 
 
 @dataclass
@@ -127,9 +129,15 @@ def write_histogram(rows: list[dict], path: Path) -> Path:
     return path
 
 
-def analyze_frame(model, card: dict, array: np.ndarray, pixel_size_A: float | None, settings: AnalysisSettings):
-    """Segment and measure one 2D image; returns (rows, labels, probability)."""
+def analyze_frame(model, card: dict, array, pixel_size_A: float | None = None,
+                  settings: AnalysisSettings | None = None):
+    """Segment and measure one 2D image (array, or a 2D ``Micrograph``); returns (rows, labels, probability)."""
     from nanofind.learn.inference import predict_probability
+
+    settings = settings or AnalysisSettings()
+    if hasattr(array, "array") and hasattr(array, "pixel_size_A"):  # a Micrograph
+        pixel_size_A = array.pixel_size_A if pixel_size_A is None else pixel_size_A
+        array = array.array
 
     prob = predict_probability(model, card, array, pixel_size_A, window_px=settings.window_px)
     threshold = card["threshold"] if settings.threshold is None else settings.threshold
@@ -139,11 +147,69 @@ def analyze_frame(model, card: dict, array: np.ndarray, pixel_size_A: float | No
     return rows, labels, prob
 
 
+def _analyze_file(model, card: dict, path: Path, out: Path, settings: AnalysisSettings) -> dict:
+    """Analyse every frame of one file, writing its masks and overlays; returns its images and rows."""
+    images, all_rows = [], []
+    micrograph = read_micrograph(path, settings.pixel_size_A)
+    frames = micrograph.frames()
+    for frame in frames:
+        t = time.perf_counter()
+        rows, labels, _ = analyze_frame(model, card, frame.array, frame.pixel_size_A, settings)
+        k = frame.metadata.get("frame") if len(frames) > 1 else None
+        stem = path.stem + (f"_frame{k:03d}" if k is not None else "")
+        _write_labels(labels, out / "masks", stem)
+        overlay = write_overlay(frame.array, labels, rows, out / "overlays" / f"{stem}_overlay.png")
+        for r in rows:
+            all_rows.append({"file": str(path), "frame": k, **r})
+        s = summarise(rows, labels.shape, labels)
+        images.append({"file": str(path), "frame": k, "overlay_png": str(overlay), "n_particles": s["count"],
+                       "coverage": s["coverage"], "pixel_size_A": frame.pixel_size_A,
+                       "mean_diameter_nm": s.get("diameter_mean") if s["unit"] == "nm" else None,
+                       "mean_diameter_px": float(np.mean([r["equivalent_diameter_px"] for r in rows])) if rows else 0.0,
+                       "seconds": round(time.perf_counter() - t, 2), "summary": s})
+    return {"images": images, "rows": all_rows}
+
+
+def _record_path(out: Path, path: Path) -> Path:
+    import hashlib
+
+    return out / RECORDS / (hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:16] + ".json")
+
+
+def _fingerprint(path: Path, settings: AnalysisSettings) -> dict:
+    st = path.stat()
+    return {"file": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns, "settings": settings.to_dict()}
+
+
+def _save_record(out: Path, path: Path, settings: AnalysisSettings, done: dict) -> None:
+    record = _record_path(out, path)
+    record.parent.mkdir(exist_ok=True)
+    tmp = record.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"fingerprint": _fingerprint(path, settings), **done}))
+    tmp.replace(record)
+
+
+def _load_record(out: Path, path: Path, settings: AnalysisSettings) -> dict | None:
+    """A finished file's results from an earlier run of the same settings on the same file, or None."""
+    record = _record_path(out, path)
+    try:
+        data = json.loads(record.read_text())
+        if data["fingerprint"] != json.loads(json.dumps(_fingerprint(path, settings))):
+            return None
+        if not all(Path(i["overlay_png"]).is_file() for i in data["images"]):
+            return None
+        return {"images": data["images"], "rows": data["rows"]}
+    except (OSError, ValueError, KeyError):
+        return None
+
+
 def analyze_batch(inputs: list[str | Path], out_dir: str | Path, settings: AnalysisSettings | None = None,
-                  progress: bool = True) -> dict:
+                  progress: bool = True, resume: bool = False) -> dict:
     """Analyse micrographs into ``out_dir`` (see the module docstring); returns the summary.
 
-    ``summary["failed"]`` lists every file that could not be analysed, with its error.
+    ``summary["failed"]`` lists every file that could not be analysed, with its error. Each finished
+    file is recorded in ``out_dir/.records``; with ``resume``, files finished by an interrupted run
+    with the same settings (and unchanged since) are taken from there instead of analysed again.
     """
     from nanofind.learn.model_file import load_model
 
@@ -172,24 +238,12 @@ def analyze_batch(inputs: list[str | Path], out_dir: str | Path, settings: Analy
             if bar:
                 bar.update(task, description=f"analysing {path.name}")
             try:
-                micrograph = read_micrograph(path, settings.pixel_size_A)
-                frames = micrograph.frames()
-                for frame in frames:
-                    t = time.perf_counter()
-                    rows, labels, _ = analyze_frame(model, card, frame.array, frame.pixel_size_A, settings)
-                    k = frame.metadata.get("frame") if len(frames) > 1 else None
-                    stem = path.stem + (f"_frame{k:03d}" if k is not None else "")
-                    _write_labels(labels, out / "masks", stem)
-                    overlay = write_overlay(frame.array, labels, rows, out / "overlays" / f"{stem}_overlay.png")
-                    for r in rows:
-                        all_rows.append({"file": str(path), "frame": k, **r})
-                    s = summarise(rows, labels.shape, labels)
-                    images.append({"file": str(path), "frame": k, "overlay_png": overlay, "n_particles": s["count"],
-                                   "coverage": s["coverage"], "pixel_size_A": frame.pixel_size_A,
-                                   "mean_diameter_nm": s.get("diameter_mean") if s["unit"] == "nm" else None,
-                                   "mean_diameter_px": float(np.mean([r["equivalent_diameter_px"] for r in rows]))
-                                   if rows else 0.0, "seconds": round(time.perf_counter() - t, 2),
-                                   "summary": s})
+                done = _load_record(out, path, settings) if resume else None
+                if done is None:
+                    done = _analyze_file(model, card, path, out, settings)
+                    _save_record(out, path, settings, done)
+                images.extend(done["images"])
+                all_rows.extend(done["rows"])
             except NanofindInputError as exc:
                 failed.append({"file": str(path), "error": str(exc)})
             except Exception as exc:  # one bad file never stops a batch
@@ -220,8 +274,9 @@ def analyze_batch(inputs: list[str | Path], out_dir: str | Path, settings: Analy
     try:
         from nanofind.analyze.report import write_report
 
-        write_report(out / "report.html", images=images, particles=all_rows, summary=summary, card=card,
-                     settings=settings.to_dict(), histogram_png=histogram)
+        write_report(out / "report.html", images=[{**i, "overlay_png": Path(i["overlay_png"])} for i in images],
+                     particles=all_rows, summary=summary, card=card, settings=settings.to_dict(),
+                     histogram_png=histogram)
     except ImportError:  # pragma: no cover - the report module ships with the package
         pass
     return summary

@@ -81,14 +81,19 @@ def model_zoom(pixel_size_A: float | None, card: dict) -> float:
     return pixel_size_A / target
 
 
-def predict_probability(model: torch.nn.Module, card: dict, image: np.ndarray, pixel_size_A: float | None = None,
+def predict_probability(model: torch.nn.Module, card: dict, image, pixel_size_A: float | None = None,
                         window_px: int = WINDOW_PX, overlap: float = OVERLAP, batch: int = BATCH,
                         bf16: bool = True) -> np.ndarray:
     """Particle probability (H, W) float32 of a raw micrograph, on its own pixel grid.
 
-    The image is normalised as in training (the card's ``normalisation``) and, when
-    ``pixel_size_A`` (Å) is known and outside the card's ``pixel_size_range_A``, resampled into it.
+    ``image`` is a 2D array or a 2D :class:`nanofind.io.Micrograph` (whose pixel size is used
+    unless ``pixel_size_A`` is given). The image is normalised as in training (the card's
+    ``normalisation``) and, when the pixel size (Å) is known and outside the card's
+    ``pixel_size_range_A``, resampled into it.
     """
+    if hasattr(image, "array") and hasattr(image, "pixel_size_A"):  # a Micrograph
+        pixel_size_A = image.pixel_size_A if pixel_size_A is None else pixel_size_A
+        image = image.array
     image = np.asarray(image, np.float32)
     if image.ndim != 2:
         raise ValueError(f"expected a 2D image, got shape {image.shape}")
