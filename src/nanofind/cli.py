@@ -127,9 +127,7 @@ def _build_parser() -> argparse.ArgumentParser:
                                      "probability) for each micrograph (MRC, TIFF, PNG, JPEG).")
     seg.add_argument("micrographs", nargs="+", help="micrograph files")
     seg.add_argument("-o", "--output", required=True, help="output directory")
-    seg.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
-    seg.add_argument("--pixel-size", type=_positive_float("--pixel-size"), help="pixel size in Å (overrides files)")
-    seg.add_argument("--threshold", type=_fraction("--threshold"), help="decision threshold (default: the card's)")
+    _add_model_options(seg)
     seg.add_argument("--window", type=_whole_number(32, "--window"), default=512, help="sliding window, px")
     seg.add_argument("--batch", type=_count, default=4, help="windows per forward pass")
     seg.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -155,9 +153,7 @@ def _build_parser() -> argparse.ArgumentParser:
     an.add_argument("inputs", nargs="*", metavar="MICROGRAPH_OR_DIR", help="micrograph files and/or folders")
     an.add_argument("-o", "--output", help="output directory (default: nanofind-analysis)")
     an.add_argument("--example", action="store_true", help="analyse the bundled example micrographs")
-    an.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
-    an.add_argument("--pixel-size", type=_positive_float("--pixel-size"), help="pixel size in Å (overrides files)")
-    an.add_argument("--threshold", type=_fraction("--threshold"), help="decision threshold (default: the model's)")
+    _add_model_options(an)
     an.add_argument("--min-area", type=_positive_float("--min-area"), default=1.0,
                     help="smallest particle kept, nm² (default 1.0; 40 px² when the pixel size is unknown)")
     an.add_argument("--no-split", action="store_true", help="do not split touching particles")
@@ -165,6 +161,13 @@ def _build_parser() -> argparse.ArgumentParser:
     an.add_argument("--quiet", action="store_true", help="no progress bar")
     an.set_defaults(func=_cmd_analyze)
     return parser
+
+
+def _add_model_options(parser: argparse.ArgumentParser) -> None:
+    """--model, --pixel-size and --threshold, shared by the commands that segment micrographs."""
+    parser.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
+    parser.add_argument("--pixel-size", type=_positive_float("--pixel-size"), help="pixel size in Å (overrides files)")
+    parser.add_argument("--threshold", type=_fraction("--threshold"), help="decision threshold (default: the model's)")
 
 
 def _number(name: str, low: float, high: float = float("inf"), low_included: bool = False):
