@@ -124,7 +124,7 @@ def _build_parser() -> argparse.ArgumentParser:
 
     seg = sub.add_parser("segment", help="segment particles in micrographs with a trained model",
                          description="Write <stem>_mask.png (0/255) and <stem>_prob.tif (float32 particle "
-                                     "probability) for each micrograph (MRC, TIFF, PNG, JPEG).")
+                                     "probability) for each micrograph (MRC, DM3/DM4, SER, EMD, TIFF, PNG, JPEG).")
     seg.add_argument("micrographs", nargs="+", help="micrograph files")
     seg.add_argument("-o", "--output", required=True, help="output directory")
     _add_model_options(seg)
@@ -194,9 +194,10 @@ def _fraction(name: str):
 
 
 def _load_items(paths, keep_raw=False):
+    """The labelled images of each data path, one list per path."""
     from nanofind.learn.data import load_source
 
-    return [(p, load_source(p, keep_raw)) for p in paths]
+    return [load_source(p, keep_raw) for p in paths]
 
 
 def _parse_fold(text: str) -> tuple[int, int]:
@@ -215,7 +216,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     validation = _parse_fold(args.fold) if args.fold else args.val_fraction
     train_items, val_items = [], []
-    for _, items in _load_items(args.data):
+    for items in _load_items(args.data):
         if args.val:
             train_items += items
         else:
@@ -223,7 +224,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
             train_items += t
             val_items += v
     if args.val:
-        val_items = [x for _, items in _load_items(args.val) for x in items]
+        val_items = [x for items in _load_items(args.val) for x in items]
     config = TrainConfig(architecture=args.arch, loss=args.loss, learning_rate=args.lr, batch_size=args.batch,
                          crop_px=args.crop, max_epochs=args.epochs, steps_per_epoch=args.steps,
                          patience=args.patience, seed=args.seed, real_fraction=args.real_fraction,
@@ -316,7 +317,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     from nanofind.learn.data import split
 
     items = []
-    for _, batch in _load_items(args.data, keep_raw=True):
+    for batch in _load_items(args.data, keep_raw=True):
         items += split(batch, _parse_fold(args.fold), args.split_seed)[1] if args.fold else batch
     summary = evaluate(model, card, items, args.output, baselines=not args.no_baselines, progress=not args.quiet)
     print(f"{'method':10s} {'Dice':>7s} {'IoU':>7s} {'prec.':>7s} {'recall':>7s} {'acc.':>7s}")

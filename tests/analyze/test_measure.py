@@ -3,7 +3,14 @@ import math
 import numpy as np
 import pytest
 
-from nanofind.analyze.measure import CleaningSettings, clean_mask, measure_particles, split_particles, summarise
+from nanofind.analyze.measure import (
+    PARTICLE_COLUMNS,
+    CleaningSettings,
+    clean_mask,
+    measure_particles,
+    split_particles,
+    summarise,
+)
 
 
 def _disc(shape, centre, radius):
@@ -16,6 +23,7 @@ def test_disc_of_known_radius_in_nm():
     mask = _disc((200, 200), (90, 110), 60)  # radius 3 nm
     labels = split_particles(clean_mask(mask, pixel_A))
     (row,) = measure_particles(labels, pixel_size_A=pixel_A)
+    assert tuple(row) == PARTICLE_COLUMNS
     assert row["equivalent_diameter_nm"] == pytest.approx(6.0, rel=0.01)
     assert row["area_nm2"] == pytest.approx(math.pi * 9, rel=0.02)
     assert row["centroid_x_nm"] == pytest.approx(110.5 * 0.05, abs=0.01)
@@ -51,7 +59,7 @@ def test_edge_particle_flagged_and_small_specks_removed():
     labels = split_particles(clean_mask(mask, None, CleaningSettings(min_area_px=40)))
     rows = measure_particles(labels)
     assert len(rows) == 1 and rows[0]["touches_edge"]
-    summary = summarise(rows, mask.shape, labels)
+    summary = summarise(rows, labels)
     assert summary["count"] == 1 and summary["count_not_touching_edge"] == 0 and summary["unit"] == "px"
 
 

@@ -17,6 +17,12 @@ from skimage.measure import label, regionprops
 from skimage.morphology import disk, reconstruction
 from skimage.segmentation import watershed
 
+#: The measurements of a particle, in the order of the particle table.
+PARTICLE_COLUMNS = ("particle_id", "area_px", "area_nm2", "equivalent_diameter_px", "equivalent_diameter_nm",
+                    "major_axis_px", "minor_axis_px", "major_axis_nm", "minor_axis_nm", "aspect_ratio",
+                    "orientation_deg", "circularity", "solidity", "centroid_x_px", "centroid_y_px", "centroid_x_nm",
+                    "centroid_y_nm", "mean_intensity", "std_intensity", "confidence", "touches_edge", "agglomerate")
+
 
 @dataclass(frozen=True)
 class CleaningSettings:
@@ -105,13 +111,7 @@ def split_particles(mask: np.ndarray, depth: float = 0.3) -> np.ndarray:
 def measure_particles(labels: np.ndarray, image: np.ndarray | None = None, probability: np.ndarray | None = None,
                       pixel_size_A: float | None = None, settings: CleaningSettings = CleaningSettings()
                       ) -> list[dict]:
-    """One dict per labelled particle (see the module docstring for units and conventions).
-
-    Keys: particle_id, area_px, area_nm2, equivalent_diameter_px, equivalent_diameter_nm,
-    major_axis_px, minor_axis_px, major_axis_nm, minor_axis_nm, aspect_ratio, orientation_deg,
-    circularity, solidity, centroid_x_px, centroid_y_px, centroid_x_nm, centroid_y_nm,
-    mean_intensity, std_intensity, confidence, touches_edge, agglomerate.
-    """
+    """One dict per labelled particle, keys :data:`PARTICLE_COLUMNS` (units: see the module docstring)."""
     nm = pixel_size_A / 10 if pixel_size_A else None
     rows = []
     ny, nx = labels.shape
@@ -152,9 +152,12 @@ def _scaled(value: float, nm_per_px: float | None, power: int = 1):
     return None if nm_per_px is None else round(float(value) * nm_per_px**power, 4)
 
 
-def summarise(rows: list[dict], shape: tuple[int, int], labels: np.ndarray | None = None) -> dict:
-    """Count, coverage and size distribution of one image's (or a batch's) particles."""
-    nm = bool(rows) and rows[0]["equivalent_diameter_nm"] is not None
+def summarise(rows: list[dict], labels: np.ndarray | None = None) -> dict:
+    """Count, coverage (with ``labels``) and size distribution of one image's (or a batch's) particles.
+
+    Sizes are in nm when every particle has them (all pixel sizes known), otherwise in px.
+    """
+    nm = bool(rows) and all(r["equivalent_diameter_nm"] is not None for r in rows)
     key = "equivalent_diameter_nm" if nm else "equivalent_diameter_px"
     d = np.array([r[key] for r in rows], float)
     out = {"count": len(rows), "count_not_touching_edge": int(sum(not r["touches_edge"] for r in rows)),

@@ -23,15 +23,26 @@ from pathlib import Path
 import numpy as np
 from skimage.measure import label
 
-from nanofind.analyze.measure import CleaningSettings, clean_mask, measure_particles, split_particles, summarise
+from nanofind._files import atomic_path, write_text_atomic
+from nanofind._progress import ProgressBar
+from nanofind.analyze.measure import (
+    PARTICLE_COLUMNS,
+    CleaningSettings,
+    clean_mask,
+    measure_particles,
+    split_particles,
+    summarise,
+)
+from nanofind.analyze.report import write_report
 from nanofind.errors import NanofindInputError
-from nanofind.io.micrograph import SUFFIXES, read_micrograph
+from nanofind.io.micrograph import SUFFIXES, array_and_pixel_size, read_micrograph
 
 #: Bundled example micrographs (simulated by nanofind, see ``examples.json`` there).
 EXAMPLES_DIR = Path(__file__).with_name("examples")
 #: Outline colours of the overlays: ordinary, cut by the image edge, agglomerate.
 COLOURS = {"particle": (255, 60, 40), "edge": (255, 210, 0), "agglomerate": (230, 60, 255)}
-CSV_LEADING = ("file", "frame", "particle_id")
+#: Columns of particles.csv.
+CSV_COLUMNS = ("file", "frame") + PARTICLE_COLUMNS
 #: Where each finished file's results are kept so that an interrupted batch resumes.
 RECORDS = ".records"
 
@@ -84,10 +95,11 @@ def write_overlay(image: np.ndarray, labels: np.ndarray, rows: list[dict], path:
         from scipy.ndimage import binary_dilation
 
         edges = binary_dilation(edges, iterations=max(1, max(labels.shape) // 1024))
-    kind = {r["particle_id"]: ("agglomerate" if r["agglomerate"] else "edge" if r["touches_edge"] else "particle")
-            for r in rows}
-    for pid, k in kind.items():
-        rgb[edges & (labels == pid)] = COLOURS[k]
+    colour_of = np.zeros((int(labels.max()) + 1, 3), np.uint8)  # by particle id: one lookup for every outline
+    for r in rows:
+        colour_of[r["particle_id"]] = COLOURS["agglomerate" if r["agglomerate"] else "edge" if r["touches_edge"]
+                                              else "particle"]
+    rgb[edges] = colour_of[labels[edges]]
     im = Image.fromarray(rgb)
     draw = ImageDraw.Draw(im)
     size = max(14, max(labels.shape) // 28)
@@ -135,10 +147,7 @@ def analyze_frame(model, card: dict, array, pixel_size_A: float | None = None,
     from nanofind.learn.inference import predict_probability
 
     settings = settings or AnalysisSettings()
-    if hasattr(array, "array") and hasattr(array, "pixel_size_A"):  # a Micrograph
-        pixel_size_A = array.pixel_size_A if pixel_size_A is None else pixel_size_A
-        array = array.array
-
+    array, pixel_size_A = array_and_pixel_size(array, pixel_size_A)
     prob = predict_probability(model, card, array, pixel_size_A, window_px=settings.window_px)
     threshold = card["threshold"] if settings.threshold is None else settings.threshold
     mask = clean_mask(prob >= threshold, pixel_size_A, settings.cleaning)
@@ -161,7 +170,7 @@ def _analyze_file(model, card: dict, path: Path, out: Path, settings: AnalysisSe
         overlay = write_overlay(frame.array, labels, rows, out / "overlays" / f"{stem}_overlay.png")
         for r in rows:
             all_rows.append({"file": str(path), "frame": k, **r})
-        s = summarise(rows, labels.shape, labels)
+        s = summarise(rows, labels)
         images.append({"file": str(path), "frame": k, "overlay_png": str(overlay), "n_particles": s["count"],
                        "coverage": s["coverage"], "pixel_size_A": frame.pixel_size_A,
                        "mean_diameter_nm": s.get("diameter_mean") if s["unit"] == "nm" else None,
@@ -184,9 +193,7 @@ def _fingerprint(path: Path, settings: AnalysisSettings) -> dict:
 def _save_record(out: Path, path: Path, settings: AnalysisSettings, done: dict) -> None:
     record = _record_path(out, path)
     record.parent.mkdir(exist_ok=True)
-    tmp = record.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"fingerprint": _fingerprint(path, settings), **done}))
-    tmp.replace(record)
+    write_text_atomic(record, json.dumps({"fingerprint": _fingerprint(path, settings), **done}))
 
 
 def _load_record(out: Path, path: Path, settings: AnalysisSettings) -> dict | None:
@@ -226,17 +233,9 @@ def analyze_batch(inputs: list[str | Path], out_dir: str | Path, settings: Analy
     model, card = load_model(settings.model)
     start = time.perf_counter()
     all_rows, images, failed = [], [], []
-    bar = None
-    if progress:
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-        bar = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-        bar.start()
-        task = bar.add_task("analysing", total=len(files))
-    try:
+    with ProgressBar("analysing", len(files), enabled=progress) as bar:
         for path in files:
-            if bar:
-                bar.update(task, description=f"analysing {path.name}")
+            bar.describe(f"analysing {path.name}")
             try:
                 done = _load_record(out, path, settings) if resume else None
                 if done is None:
@@ -248,37 +247,25 @@ def analyze_batch(inputs: list[str | Path], out_dir: str | Path, settings: Analy
                 failed.append({"file": str(path), "error": str(exc)})
             except Exception as exc:  # one bad file never stops a batch
                 failed.append({"file": str(path), "error": f"{type(exc).__name__}: {exc}"})
-            if bar:
-                bar.advance(task)
-    finally:
-        if bar:
-            bar.stop()
+            bar.advance()
     _write_csv(all_rows, out / "particles.csv")
     histogram = write_histogram(all_rows, out / "size_histogram.png")
     known = [i["pixel_size_A"] is not None for i in images]
-    batch = summarise(all_rows, (0, 0)) if all_rows else {"count": 0}
-    if all_rows and not all(known):  # mixed units: report pixels
-        batch = summarise([{**r, "equivalent_diameter_nm": None} for r in all_rows], (0, 0))
+    batch = summarise(all_rows)
     summary = {
         "files": len(files), "images": len(images), "particles": len(all_rows),
         "failed": failed, "pixel_size_known": bool(images) and all(known),
         "size_distribution": {k.removeprefix("diameter_"): v for k, v in batch.items()
                               if k.startswith("diameter") or k == "unit"},
         "coverage_mean": round(float(np.mean([i["coverage"] for i in images])), 5) if images else None,
-        "per_image": [{k: (str(v) if isinstance(v, Path) else v) for k, v in i.items()} for i in images],
+        "per_image": images,
         "seconds": round(time.perf_counter() - start, 2), "settings": settings.to_dict(),
         "model": {"architecture": card["architecture"], "threshold": card["threshold"],
                   "directory": str(settings.model)},
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=1, ensure_ascii=False))
-    try:
-        from nanofind.analyze.report import write_report
-
-        write_report(out / "report.html", images=[{**i, "overlay_png": Path(i["overlay_png"])} for i in images],
-                     particles=all_rows, summary=summary, card=card, settings=settings.to_dict(),
-                     histogram_png=histogram)
-    except ImportError:  # pragma: no cover - the report module ships with the package
-        pass
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=1, ensure_ascii=False))
+    write_report(out / "report.html", images=images, particles=all_rows, summary=summary, card=card,
+                 settings=settings.to_dict(), histogram_png=histogram)
     return summary
 
 
@@ -290,18 +277,9 @@ def _write_labels(labels: np.ndarray, directory: Path, stem: str) -> None:
 
 
 def _write_csv(rows: list[dict], path: Path) -> None:
-    keys = list(CSV_LEADING) + [k for k in (rows[0] if rows else _EMPTY_ROW) if k not in CSV_LEADING]
-    tmp = path.with_suffix(".csv.tmp")
-    with open(tmp, "w", newline="") as fh:
-        writer = csv.DictWriter(fh, keys)
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
+        writer = csv.DictWriter(fh, CSV_COLUMNS)
         writer.writeheader()
         for r in rows:
-            writer.writerow({k: ("" if r.get(k) is None else r.get(k)) for k in keys})
-    tmp.replace(path)
+            writer.writerow({k: ("" if r[k] is None else r[k]) for k in CSV_COLUMNS})
 
-
-_EMPTY_ROW = dict.fromkeys(
-    ("particle_id", "area_px", "area_nm2", "equivalent_diameter_px", "equivalent_diameter_nm", "major_axis_px",
-     "minor_axis_px", "major_axis_nm", "minor_axis_nm", "aspect_ratio", "orientation_deg", "circularity",
-     "solidity", "centroid_x_px", "centroid_y_px", "centroid_x_nm", "centroid_y_nm", "mean_intensity",
-     "std_intensity", "confidence", "touches_edge", "agglomerate"))

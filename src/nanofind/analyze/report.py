@@ -12,12 +12,11 @@ from __future__ import annotations
 import base64
 import json
 import math
-import os
-import tempfile
 from datetime import datetime
 from html import escape
 from pathlib import Path
 
+from nanofind._files import write_text_atomic
 from nanofind._version import __version__
 
 #: The particle table on the page is cut to this many rows (the full table lives in the table files).
@@ -367,20 +366,6 @@ def _settings(settings: dict) -> str:
     return f'<section id="settings"><h2>Analysis settings</h2>{body}</section>'
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    # mkstemp creates the file 0600; a report is meant to be shared.
-    path.chmod(0o644)
-
-
 def write_report(path: Path, *, images: list[dict], particles: list[dict], summary: dict, card: dict | None,
                  settings: dict, histogram_png: Path | None = None) -> Path:
     """Write the self-contained HTML report of an analysis run and return its path.
@@ -425,5 +410,6 @@ def write_report(path: Path, *, images: list[dict], particles: list[dict], summa
             f'<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>nanofind particle report</title><style>{_CSS}</style></head>\n"
             f"<body>{body}<script>{_JS}</script></body></html>\n")
-    _write_atomic(path, page)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(path, page)
     return path

@@ -15,6 +15,7 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
+from nanofind._progress import ProgressBar
 from nanofind.datasets.store import consolidate, existing_indices, parts_dir, run_header, write_part
 from nanofind.errors import NanofindInputError
 from nanofind.simulate.multislice import SubstratePotentialCache
@@ -59,26 +60,6 @@ def plan(n: int, images_per_scene: int, done: set[int]) -> list[tuple[int, list[
     return work
 
 
-class _Progress:
-    def __init__(self, total: int, done: int, enabled: bool):
-        self.bar = None
-        if enabled and total:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn, TimeRemainingColumn
-
-            self.bar = Progress("[progress.description]{task.description}", BarColumn(), MofNCompleteColumn(),
-                                TimeElapsedColumn(), "eta", TimeRemainingColumn(), transient=False)
-            self.bar.start()
-            self.task = self.bar.add_task("simulating", total=total, completed=done)
-
-    def advance(self, k: int) -> None:
-        if self.bar:
-            self.bar.advance(self.task, k)
-
-    def close(self) -> None:
-        if self.bar:
-            self.bar.stop()
-
-
 def generate_dataset(recipe_record: dict, recipe_source: str, n: int, out: str | Path, seed: int,
                      workers: int | None = None, resume: bool = False, scheduler: str | None = None,
                      progress: bool = True) -> RunReport:
@@ -121,7 +102,7 @@ def generate_dataset(recipe_record: dict, recipe_source: str, n: int, out: str |
         raise NanofindInputError(f"{out}: already holds more than {n} samples")
     work = plan(n, recipe.images_per_scene, done)
     start = time.perf_counter()
-    bar = _Progress(n, len([i for i in done if i < n]), progress)
+    bar = ProgressBar("simulating", n, len([i for i in done if i < n]), progress)
     made = 0
     try:
         for group, samples in _execute(work, recipe_record, seed, workers, scheduler):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from nanofind.datasets.store import _atomic_h5, _write_samples, run_header
+from nanofind.datasets.store import run_header, write_samples_file
 from nanofind.errors import NanofindInputError
 from nanofind.io.micrograph import SUFFIXES, read_micrograph
 
@@ -91,7 +91,7 @@ def from_labelled(images: str | Path, masks: str | Path, out: str | Path, tile: 
                         "nanofind dataset from-labeled", 0, 1)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_h5(out, lambda h5: _write_samples(h5, samples, header))
+        write_samples_file(out, samples, header)
     except OSError as exc:
         raise NanofindInputError(f"cannot write ({exc.strerror or exc})", str(out)) from None
     return {"images": len(files), "tiles": len(samples), "dropped_empty": dropped, "path": str(out)}

@@ -10,7 +10,6 @@ directory is removed. An interrupted run therefore loses at most the groups in f
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -18,6 +17,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from nanofind._files import atomic_path
 from nanofind._version import __version__
 from nanofind.errors import NanofindInputError
 from nanofind.simulate.pipeline import COLUMN_FIELDS, Sample
@@ -68,15 +68,11 @@ def _write_samples(h5: h5py.File, samples, header: dict) -> None:
         h5[name].attrs["units"] = unit
 
 
-def _atomic_h5(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with h5py.File(tmp, "w") as h5:
-            write(h5)
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+def write_samples_file(path: str | Path, samples, header: dict) -> Path:
+    """Write ``samples`` (a sequence, possibly lazy) and the run ``header`` as one dataset file, atomically."""
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as h5:
+        _write_samples(h5, samples, header)
+    return Path(path)
 
 
 def run_header(recipe_record: dict, recipe_source: str, seed: int, images_per_scene: int) -> dict:
@@ -91,7 +87,7 @@ def write_part(path: str | Path, group: int, samples: list[Sample], header: dict
     d = parts_dir(path)
     d.mkdir(parents=True, exist_ok=True)
     part = d / f"group-{group:08d}.h5"
-    _atomic_h5(part, lambda h5: _write_samples(h5, samples, header))
+    write_samples_file(part, samples, header)
     return part
 
 
@@ -199,7 +195,7 @@ def consolidate(path: str | Path, n: int, header: dict) -> Path:
         wanted = [k for k, i in enumerate(reader.indices) if i < n]
         if len(wanted) != n or list(reader.indices[wanted]) != list(range(n)):
             raise RuntimeError(f"{path}: cannot consolidate, {len(wanted)} of {n} samples exist")
-        _atomic_h5(path, lambda h5: _write_samples(h5, _LazySamples(reader, wanted), header))
+        write_samples_file(path, _LazySamples(reader, wanted), header)
     shutil.rmtree(parts_dir(path), ignore_errors=True)
     return path
 

@@ -109,6 +109,13 @@ class Micrograph:
                 for k, a in enumerate(self.array)]
 
 
+def array_and_pixel_size(image, pixel_size_A: float | None = None) -> tuple[np.ndarray, float | None]:
+    """The array and pixel size (Å) of a ``Micrograph`` or of a plain array; a given ``pixel_size_A`` wins."""
+    if isinstance(image, Micrograph):
+        return image.array, image.pixel_size_A if pixel_size_A is None else pixel_size_A
+    return image, pixel_size_A
+
+
 def length_in_A(value: float, unit: str) -> float | None:
     """``value`` in ``unit`` converted to Å, or None for an unknown unit or a non-positive value."""
     factor = UNIT_TO_A.get(str(unit).strip().lower())

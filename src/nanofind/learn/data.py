@@ -78,8 +78,9 @@ def load_folder(folder: str | Path, keep_raw: bool = False) -> list[LabelledImag
         pixel = micrograph.pixel_size_A
         if meta_path is not None:
             try:
-                pixel = float(json.loads(meta_path.read_text()).get("pixel_size", pixel) or 0) or pixel
-            except (OSError, ValueError, TypeError) as exc:
+                recorded = json.loads(meta_path.read_text()).get("pixel_size")
+                pixel = float(recorded) if recorded else pixel
+            except (OSError, ValueError, TypeError, AttributeError) as exc:
                 raise NanofindInputError(f"unreadable metadata ({exc})", str(meta_path)) from None
         mask = _read_mask(mask_path, micrograph.array.shape)
         items.append(LabelledImage(normalise(micrograph.array), mask, pixel, str(image_path), "real",

@@ -15,6 +15,7 @@ from contextlib import nullcontext
 import numpy as np
 import torch
 
+from nanofind.io.micrograph import array_and_pixel_size
 from nanofind.learn.preprocess import normalise, resample
 
 #: Sliding-window defaults: window side (px), overlap fraction, windows per batch.
@@ -91,9 +92,7 @@ def predict_probability(model: torch.nn.Module, card: dict, image, pixel_size_A:
     ``normalisation``) and, when the pixel size (Å) is known and outside the card's
     ``pixel_size_range_A``, resampled into it.
     """
-    if hasattr(image, "array") and hasattr(image, "pixel_size_A"):  # a Micrograph
-        pixel_size_A = image.pixel_size_A if pixel_size_A is None else pixel_size_A
-        image = image.array
+    image, pixel_size_A = array_and_pixel_size(image, pixel_size_A)
     image = np.asarray(image, np.float32)
     if image.ndim != 2:
         raise ValueError(f"expected a 2D image, got shape {image.shape}")

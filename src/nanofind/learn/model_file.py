@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from nanofind._files import atomic_path, write_text_atomic
 from nanofind.errors import NanofindInputError
 
 WEIGHTS = "model.safetensors"
@@ -30,12 +31,9 @@ def save_model(directory: str | Path, model, card: dict) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
-    tmp = directory / (WEIGHTS + ".tmp")
-    save_file(state, str(tmp), metadata={"architecture": str(card["architecture"])})
-    tmp.replace(directory / WEIGHTS)
-    tmp_card = directory / (CARD + ".tmp")
-    tmp_card.write_text(json.dumps(card, indent=1, ensure_ascii=False))
-    tmp_card.replace(directory / CARD)
+    with atomic_path(directory / WEIGHTS) as tmp:
+        save_file(state, str(tmp), metadata={"architecture": str(card["architecture"])})
+    write_text_atomic(directory / CARD, json.dumps(card, indent=1, ensure_ascii=False))
     return directory
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import json
 import time
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +25,8 @@ import numpy as np
 import torch
 from pydantic import BaseModel, ConfigDict, Field
 
+from nanofind._files import atomic_path, write_text_atomic
+from nanofind._progress import ProgressBar
 from nanofind._version import __version__
 from nanofind.errors import NanofindInputError
 from nanofind.learn.augment import Augmentation, random_crops
@@ -134,14 +137,13 @@ def _save_checkpoint(out: Path, model, optimizer, state: dict) -> None:
                 scalars[f"{pid}.{name}"] = float(value)
     ckpt = out / CHECKPOINT
     ckpt.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(ckpt / "state.safetensors.tmp"))
-    (ckpt / "state.safetensors.tmp").replace(ckpt / "state.safetensors")
+    with atomic_path(ckpt / "state.safetensors") as tmp:
+        save_file(tensors, str(tmp))
     if state.get("best_state") is not None:
-        save_file({k: v.contiguous() for k, v in state["best_state"].items()}, str(ckpt / "best.safetensors.tmp"))
-        (ckpt / "best.safetensors.tmp").replace(ckpt / "best.safetensors")
+        with atomic_path(ckpt / "best.safetensors") as tmp:
+            save_file({k: v.contiguous() for k, v in state["best_state"].items()}, str(tmp))
     record = {k: v for k, v in state.items() if k != "best_state"}
-    (ckpt / "state.json.tmp").write_text(json.dumps({**record, "optimizer_scalars": scalars}, indent=1))
-    (ckpt / "state.json.tmp").replace(ckpt / "state.json")
+    write_text_atomic(ckpt / "state.json", json.dumps({**record, "optimizer_scalars": scalars}, indent=1))
 
 
 def _load_checkpoint(out: Path, model, optimizer) -> dict:
@@ -237,10 +239,8 @@ def train(config: TrainConfig, train_items: list[LabelledImage], val_items: list
     probabilities = _sampling_probabilities(train_items, config.real_fraction)
     start = time.perf_counter() - state["seconds"]
     stopped = "max_epochs"
-    bar = _progress(progress)
-    with bar:
-        task = bar.add_task("training", total=config.max_epochs * config.steps_per_epoch,
-                            completed=state["epoch"] * config.steps_per_epoch) if progress else None
+    with ProgressBar("training", config.max_epochs * config.steps_per_epoch,
+                     completed=state["epoch"] * config.steps_per_epoch, enabled=progress) as bar:
         while state["epoch"] < config.max_epochs:
             epoch = state["epoch"] + 1
             rng = np.random.default_rng([config.seed, epoch])
@@ -250,7 +250,7 @@ def train(config: TrainConfig, train_items: list[LabelledImage], val_items: list
             for _ in range(config.steps_per_epoch):
                 images, masks = random_crops(train_items, probabilities, config.batch_size, config.crop_px,
                                              config.augmentation, rng)
-                ctx = torch.autocast("cpu", dtype=torch.bfloat16) if config.bf16 else _null()
+                ctx = torch.autocast("cpu", dtype=torch.bfloat16) if config.bf16 else nullcontext()
                 with ctx:
                     logits = model(images.contiguous(memory_format=torch.channels_last))
                 loss = loss_fn(logits.float(), masks)
@@ -258,13 +258,11 @@ def train(config: TrainConfig, train_items: list[LabelledImage], val_items: list
                 loss.backward()
                 optimizer.step()
                 losses.append(float(loss.detach()))
-                if progress:
-                    bar.update(task, advance=1, description=f"epoch {epoch} loss {np.mean(losses):.4f}")
+                bar.advance(1, f"epoch {epoch} loss {np.mean(losses):.4f}")
             val, _ = evaluate_items(model, val_items, loss_fn, config.bf16)
             row = _history_row(epoch, float(np.mean(losses)), val, time.perf_counter() - t0)
             state["history"].append(row)
-            if progress:
-                bar.console.print(" ".join(f"{k} {v}" for k, v in row.items()))
+            bar.print(" ".join(f"{k} {v}" for k, v in row.items()))
             if val["loss"] < state["best_loss"] - config.min_delta:
                 state.update(best_loss=val["loss"], best_epoch=epoch, stale=0,
                              best_state={k: v.detach().clone() for k, v in model.state_dict().items()})
@@ -318,25 +316,8 @@ def _without_limits(config: dict) -> dict:
 
 def _write_history(out: Path, rows: list[dict]) -> None:
     keys = list(dict.fromkeys(k for r in rows for k in r))
-    with open(out / (HISTORY + ".tmp"), "w", newline="") as fh:
+    with atomic_path(out / HISTORY) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, keys)
         writer.writeheader()
         writer.writerows(rows)
-    (out / (HISTORY + ".tmp")).replace(out / HISTORY)
     _plot_history(rows, out / "learning_curve.png")
-
-
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
-def _progress(enabled: bool):
-    if not enabled:
-        return _null()
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())

@@ -167,6 +167,18 @@ def _as_choice(value: Any) -> Any:
         raise ValueError(err.errors()[0]["msg"].removeprefix("Value error, ")) from None
 
 
+def checked_field(check, *fields: str, allow: tuple = ()):
+    """A pydantic field validator that passes ``fields`` through ``check`` (values in ``allow`` pass as they are).
+
+    Assign it in a model's body; ``check`` takes the value, returns it (possibly converted) or raises
+    ``ValueError`` with the message the user sees.
+    """
+    def run(cls, value):
+        return value if value in allow else check(value)
+
+    return field_validator(*fields)(classmethod(run))
+
+
 def _options(value: Any) -> list:
     return value.choice if isinstance(value, Choice) else [value]
 
@@ -222,15 +234,8 @@ class SubstrateSpec(_Strict):
                 raise ValueError(f"amount of {element} must be > 0, got {amount}")
         return v
 
-    @field_validator("thickness_A")
-    @classmethod
-    def _thick(cls, v):
-        return _positive(_numeric(v), " Å")
-
-    @field_validator("density_g_cm3")
-    @classmethod
-    def _dens(cls, v):
-        return _positive(_numeric(v), " g/cm³")
+    _thick = checked_field(lambda v: _positive(_numeric(v), " Å"), "thickness_A")
+    _dens = checked_field(lambda v: _positive(_numeric(v), " g/cm³"), "density_g_cm3")
 
     @field_validator("min_distance_A")
     @classmethod
@@ -254,10 +259,8 @@ class DefectSpec(_Strict):
     vacancy_fraction: Number = 0.0
     substitution: dict[str, Any] | None = None
 
-    @field_validator("twin", "lamellae", "intrinsic_fault", "extrinsic_fault", "vacancy_fraction")
-    @classmethod
-    def _prob(cls, v):
-        return _fraction(_numeric(v))
+    _prob = checked_field(lambda v: _fraction(_numeric(v)), "twin", "lamellae", "intrinsic_fault", "extrinsic_fault",
+                          "vacancy_fraction")
 
     @field_validator("lamella_count")
     @classmethod
@@ -315,20 +318,9 @@ class ParticleSpec(_Strict):
     touching_fraction: Number = 0.0
     weight: float = Field(default=1.0, gt=0)
 
-    @field_validator("diameter_A")
-    @classmethod
-    def _diam(cls, v):
-        return _positive(_numeric(v), " Å")
-
-    @field_validator("off_axis_fraction", "edge_fraction", "touching_fraction")
-    @classmethod
-    def _frac(cls, v):
-        return _fraction(_numeric(v))
-
-    @field_validator("in_plane_deg", "off_axis_tilt_deg")
-    @classmethod
-    def _angle(cls, v):
-        return _numeric(v)
+    _diam = checked_field(lambda v: _positive(_numeric(v), " Å"), "diameter_A")
+    _frac = checked_field(lambda v: _fraction(_numeric(v)), "off_axis_fraction", "edge_fraction", "touching_fraction")
+    _angle = checked_field(_numeric, "in_plane_deg", "off_axis_tilt_deg")
 
     @field_validator("shape")
     @classmethod
@@ -412,10 +404,7 @@ class SceneRecipe(_Strict):
     particles_per_field: Number | None = None
     clearance_A: dict[str, float] = Field(default_factory=dict)
 
-    @field_validator("particles_per_field")
-    @classmethod
-    def _count(cls, v):
-        return v if v is None else _positive(_numeric(v), "", allow_zero=True)
+    _count = checked_field(lambda v: _positive(_numeric(v), "", allow_zero=True), "particles_per_field", allow=(None,))
 
     @field_validator("clearance_A")
     @classmethod

@@ -30,6 +30,7 @@ from nanofind.scene.recipe import (
     _fraction,
     _positive,
     _Strict,
+    checked_field,
     draw,
     parse_recipe,
     read_recipe_yaml,
@@ -93,26 +94,12 @@ class MicroscopeSpec(_Strict):
     angular_spread_mrad: Number = 0.0
     focal_points: int = Field(default=1, ge=1, le=15)
 
-    @field_validator("energy_keV", "aperture_mrad")
-    @classmethod
-    def _positive_values(cls, v):
-        return v if v is None else _pos(v)
-
-    @field_validator("astigmatism_A", "trefoil_A", "coma_A", "focal_spread_A", "angular_spread_mrad")
-    @classmethod
-    def _nonnegative_values(cls, v):
-        return _nonneg(v)
-
-    @field_validator("defocus_offset_A", "Cs_A", "C5_A", "astigmatism_angle_deg", "trefoil_angle_deg",
-                     "coma_angle_deg")
-    @classmethod
-    def _numbers(cls, v):
-        return _number(v)
-
-    @field_validator("defocus_A")
-    @classmethod
-    def _defocus(cls, v):
-        return v if v == "scherzer" else _number(v)
+    _positive_values = checked_field(_pos, "energy_keV", "aperture_mrad", allow=(None,))
+    _nonnegative_values = checked_field(_nonneg, "astigmatism_A", "trefoil_A", "coma_A", "focal_spread_A",
+                                        "angular_spread_mrad")
+    _numbers = checked_field(_number, "defocus_offset_A", "Cs_A", "C5_A", "astigmatism_angle_deg",
+                             "trefoil_angle_deg", "coma_angle_deg")
+    _defocus = checked_field(_number, "defocus_A", allow=("scherzer",))
 
 
 class DetectorSpec(_Strict):
@@ -139,25 +126,11 @@ class DetectorSpec(_Strict):
             raise ValueError(f"detector shape must be at least 8 x 8 pixels, got {list(v)}")
         return v
 
-    @field_validator("pixel_size_A", "gain", "distortion_correlation_A")
-    @classmethod
-    def _positive_values(cls, v):
-        return _pos(v)
-
-    @field_validator("dose_e_per_A2", "mtf_half_frequency")
-    @classmethod
-    def _positive_or_inf(cls, v):
-        return v if v == "inf" else _pos(v)
-
-    @field_validator("read_noise", "drift_A", "distortion_A", "xray_rate_per_megapixel", "xray_brightness")
-    @classmethod
-    def _nonnegative_values(cls, v):
-        return _nonneg(v)
-
-    @field_validator("mtf_floor", "gradient")
-    @classmethod
-    def _fractions(cls, v):
-        return _fraction(_number(v))
+    _positive_values = checked_field(_pos, "pixel_size_A", "gain", "distortion_correlation_A")
+    _positive_or_inf = checked_field(_pos, "dose_e_per_A2", "mtf_half_frequency", allow=("inf",))
+    _nonnegative_values = checked_field(_nonneg, "read_noise", "drift_A", "distortion_A", "xray_rate_per_megapixel",
+                                        "xray_brightness")
+    _fractions = checked_field(lambda v: _fraction(_number(v)), "mtf_floor", "gradient")
 
 
 class MultisliceSpec(_Strict):
