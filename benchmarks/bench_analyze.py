@@ -9,7 +9,7 @@ and true particles are matched one to one by IoU > 0.5. Reported: the mean absol
 particle count per field, and for isolated true particles of at least 3 nm (not cut by the edge,
 not agglomerates) the relative error of the equivalent diameter. The last line is JSON.
 
-    python benchmarks/bench_analyze.py [DATASET.h5]
+    python benchmarks/bench_analyze.py [DATASET.h5] [--model DIR] [--threshold T] [--tta] [--details CSV]
 """
 
 from __future__ import annotations
@@ -38,7 +38,10 @@ def match(pred: np.ndarray, truth: np.ndarray) -> dict[int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", nargs="?", default="analyze-test.h5")
+    parser.add_argument("--model", help="model directory (default: the shipped model)")
     parser.add_argument("--threshold", type=float, help="decision threshold (default: the model's)")
+    parser.add_argument("--tta", action="store_true", help="mirror-image averaging (nanofind analyze --tta)")
+    parser.add_argument("--details", help="write every isolated particle's error and imaging conditions to this CSV")
     args = parser.parse_args()
 
     from nanofind.analyze.measure import CleaningSettings, clean_mask, measure_particles, split_particles
@@ -46,9 +49,9 @@ def main() -> None:
     from nanofind.datasets import DatasetReader
     from nanofind.learn.model_file import load_model
 
-    model, card = load_model()
-    settings = AnalysisSettings(threshold=args.threshold)
-    count_errors, size_errors = [], []
+    model, card = load_model(args.model)
+    settings = AnalysisSettings(model=args.model or "default", threshold=args.threshold, tta=args.tta)
+    count_errors, size_errors, details = [], [], []
     with DatasetReader(args.dataset) as reader:
         for k in range(len(reader)):
             s = reader.sample(k)
@@ -65,10 +68,26 @@ def main() -> None:
                 p = by_id.get(pairs.get(t["particle_id"], -1))
                 err = None if p is None else p["equivalent_diameter_nm"] / t["equivalent_diameter_nm"] - 1
                 size_errors.append(err)
+                optics = s.params["optics"]
+                materials = sorted({q["material"] for q in s.params["scene"]["spec"]["particles"]})
+                details.append({"field": k, "true_nm": round(t["equivalent_diameter_nm"], 3),
+                                "found_nm": None if p is None else round(p["equivalent_diameter_nm"], 3),
+                                "error": None if err is None else round(err, 4),
+                                "materials": "+".join(materials),
+                                "pixel_size_A": pixel, "dose_e_per_A2": round(s.params["dose_e_per_A2"]),
+                                "Cs_mm": round(optics["Cs_A"] * 1e-7, 4), "defocus_A": round(optics["defocus_A"], 1),
+                                "energy_keV": optics["energy_eV"] / 1000})
                 if err is not None and abs(err) > 0.1:
                     true_nm, found_nm = t["equivalent_diameter_nm"], p["equivalent_diameter_nm"]
                     print(f"  field {k}: true {true_nm:.2f} nm, found {found_nm:.2f} nm ({err:+.1%})", flush=True)
             print(f"field {k}: {len(rows)} found, {len(true_rows)} true", flush=True)
+    if args.details:
+        import csv
+
+        with open(args.details, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=list(details[0]))
+            writer.writeheader()
+            writer.writerows(details)
     found = [e for e in size_errors if e is not None]
     result = {"fields": len(count_errors), "count_mae": round(float(np.mean(np.abs(count_errors))), 3),
               "count_bias": round(float(np.mean(count_errors)), 3),

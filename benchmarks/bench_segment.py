@@ -6,7 +6,7 @@ default sliding window (512 px, overlap 0.25, batches of 4, bf16) on all cores. 
 model loading) is timed separately. Peak memory is the process's maximum resident set size. The
 last line is JSON.
 
-    python benchmarks/bench_segment.py [--size 4096] [--model DIR]
+    python benchmarks/bench_segment.py [--size 4096] [--model DIR] [--tta]
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", type=int, default=4096)
     parser.add_argument("--model", default="default")
+    parser.add_argument("--tta", action="store_true", help="mirror-image averaging (nanofind analyze's default)")
     args = parser.parse_args()
     t0 = time.perf_counter()
     import torch
@@ -50,11 +51,12 @@ def main() -> None:
     image = synthetic_micrograph(args.size)
     baseline_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     t = time.perf_counter()
-    prob = predict_probability(model, card, image, pixel_size_A=None)
+    prob = predict_probability(model, card, image, pixel_size_A=None, tta=args.tta)
     seconds = time.perf_counter() - t
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     result = {"size": args.size, "architecture": card["architecture"], "threads": torch.get_num_threads(),
-              "windows": windows_for(image.shape), "startup_s": round(startup, 2), "segment_s": round(seconds, 2),
+              "tta": args.tta, "windows": windows_for(image.shape), "startup_s": round(startup, 2),
+              "segment_s": round(seconds, 2),
               "peak_rss_mb": round(peak_mb), "rss_before_segmenting_mb": round(baseline_mb),
               "particle_fraction": round(float((prob >= card["threshold"]).mean()), 4)}
     print(f"{args.size}² micrograph: {seconds:.2f} s ({result['windows']} windows), start-up {startup:.2f} s, "

@@ -103,6 +103,8 @@ def _build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--init", metavar="MODEL", help="start from a trained model (fine-tuning); 'default' = shipped")
     tr.add_argument("--loss", choices=["ce", "dice_ce", "weighted_ce"], default="dice_ce")
     tr.add_argument("--lr", type=_positive_float("--lr"), default=1e-3, help="Adam learning rate (default 1e-3)")
+    tr.add_argument("--lr-schedule", choices=["constant", "cosine"], default="constant",
+                    help="learning rate per epoch: constant (default), or a cosine decay to 5%% of --lr at --epochs")
     tr.add_argument("--epochs", type=_count, default=30, help="most epochs (default 30)")
     tr.add_argument("--steps", type=_count, default=100, help="batches per epoch (default 100)")
     tr.add_argument("--batch", type=_count, default=8, help="crops per batch (default 8)")
@@ -127,7 +129,7 @@ def _build_parser() -> argparse.ArgumentParser:
                                      "probability) for each micrograph (MRC, DM3/DM4, SER, EMD, TIFF, PNG, JPEG).")
     seg.add_argument("micrographs", nargs="+", help="micrograph files")
     seg.add_argument("-o", "--output", required=True, help="output directory")
-    _add_model_options(seg)
+    _add_model_options(seg, tta=False)
     seg.add_argument("--window", type=_whole_number(32, "--window"), default=512, help="sliding window, px")
     seg.add_argument("--batch", type=_count, default=4, help="windows per forward pass")
     seg.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -153,7 +155,7 @@ def _build_parser() -> argparse.ArgumentParser:
     an.add_argument("inputs", nargs="*", metavar="MICROGRAPH_OR_DIR", help="micrograph files and/or folders")
     an.add_argument("-o", "--output", help="output directory (default: nanofind-analysis)")
     an.add_argument("--example", action="store_true", help="analyse the bundled example micrographs")
-    _add_model_options(an)
+    _add_model_options(an, tta=False)
     an.add_argument("--min-area", type=_positive_float("--min-area"), default=1.0,
                     help="smallest particle kept, nm² (default 1.0; 40 px² when the pixel size is unknown)")
     an.add_argument("--no-split", action="store_true", help="do not split touching particles")
@@ -163,11 +165,14 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_model_options(parser: argparse.ArgumentParser) -> None:
-    """--model, --pixel-size and --threshold, shared by the commands that segment micrographs."""
+def _add_model_options(parser: argparse.ArgumentParser, tta: bool) -> None:
+    """--model, --pixel-size, --threshold and --tta, shared by the commands that segment micrographs."""
     parser.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
     parser.add_argument("--pixel-size", type=_positive_float("--pixel-size"), help="pixel size in Å (overrides files)")
     parser.add_argument("--threshold", type=_fraction("--threshold"), help="decision threshold (default: the model's)")
+    parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=tta,
+                        help="average the model over the image and its mirror images (test-time augmentation; "
+                             f"slower, see docs/benchmarks.md; default: {'on' if tta else 'off'})")
 
 
 def _number(name: str, low: float, high: float = float("inf"), low_included: bool = False):
@@ -225,7 +230,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
             val_items += v
     if args.val:
         val_items = [x for items in _load_items(args.val) for x in items]
-    config = TrainConfig(architecture=args.arch, loss=args.loss, learning_rate=args.lr, batch_size=args.batch,
+    config = TrainConfig(architecture=args.arch, loss=args.loss, learning_rate=args.lr,
+                         lr_schedule=args.lr_schedule, batch_size=args.batch,
                          crop_px=args.crop, max_epochs=args.epochs, steps_per_epoch=args.steps,
                          patience=args.patience, seed=args.seed, real_fraction=args.real_fraction,
                          max_minutes=args.max_minutes, bf16=not args.fp32, init=args.init)
@@ -267,7 +273,7 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         for frame in frames:
             t = time.perf_counter()
             prob = predict_probability(model, card, frame.array, frame.pixel_size_A, window_px=args.window,
-                                       batch=args.batch)
+                                       batch=args.batch, tta=args.tta)
             stem = micrograph.name + (f"_frame{frame.metadata['frame']:03d}" if len(frames) > 1 else "")
             Image.fromarray(((prob >= threshold) * 255).astype(np.uint8)).save(out / f"{stem}_mask.png")
             tifffile.imwrite(out / f"{stem}_prob.tif", prob.astype(np.float32))
@@ -294,7 +300,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     output = args.output or "nanofind-analysis"
     cleaning = replace(CleaningSettings(), min_area_nm2=args.min_area, split=not args.no_split)
     settings = AnalysisSettings(model=args.model, threshold=args.threshold, pixel_size_A=args.pixel_size,
-                                cleaning=cleaning)
+                                tta=args.tta, cleaning=cleaning)
     summary = analyze_batch(inputs, output, settings, progress=not args.quiet, resume=args.resume)
     sizes = summary["size_distribution"]
     size = f", mean equivalent diameter {sizes['mean']:.2f} {sizes['unit']}" if "mean" in sizes else ""

@@ -42,6 +42,30 @@ def test_two_touching_discs_are_split():
         assert row["equivalent_diameter_nm"] is None and row["area_nm2"] is None
 
 
+def test_ragged_outline_stays_one_particle():
+    # a disc whose outline carries small bumps (as a noisy probability map gives): each bump is a
+    # local maximum of the distance map, but far shallower than the disc, so nothing splits off
+    mask = _disc((200, 200), (100, 100), 45)
+    for k in range(14):
+        a = 2 * math.pi * k / 14
+        mask |= _disc((200, 200), (100 + 47 * math.sin(a), 100 + 47 * math.cos(a)), 6)
+    labels = split_particles(clean_mask(mask, None, CleaningSettings(opening_px=0, closing_px=0)))
+    assert labels.max() == 1
+    # while two discs on a neck still split, with no slivers beside them
+    pair = _disc((200, 300), (100, 95), 45) | _disc((200, 300), (100, 205), 45)
+    pair[95:106, 95:206] = True
+    for k in range(10):
+        a = 2 * math.pi * k / 10
+        pair |= _disc((200, 300), (100 + 47 * math.sin(a), 95 + 47 * math.cos(a)), 6)
+    rows = measure_particles(split_particles(pair))
+    assert len(rows) == 2 and min(r["area_px"] for r in rows) > 0.9 * math.pi * 45**2
+    # and a small particle touching a large one splits off, though it rises less than 0.3 of the
+    # large one's radius above the neck
+    small_on_large = _disc((200, 200), (100, 80), 45) | _disc((200, 200), (100, 138), 16)
+    rows = measure_particles(split_particles(small_on_large))
+    assert sorted(round(r["equivalent_diameter_px"]) for r in rows) == pytest.approx([32, 90], abs=4)
+
+
 def test_ellipse_stays_whole_and_orientation_follows_the_major_axis():
     yy, xx = np.mgrid[0:200, 0:200]
     a, b, angle = 60, 25, math.radians(30)  # major axis 30 degrees above the x axis on screen

@@ -42,6 +42,7 @@ def test_example_run_finds_the_simulated_particles(tmp_path):
     info = json.loads((EXAMPLES_DIR / "examples.json").read_text())
     summary = json.loads((out / "summary.json").read_text())
     assert summary["files"] == len(info["files"]) and not summary["failed"]
+    assert summary["settings"]["tta"] is False  # mirror averaging only when asked
     sizes = summary["size_distribution"]
     assert sizes["unit"] == "nm" and sizes["min"] <= sizes["median"] <= sizes["max"] and sizes["mean"] > 0
     rows = list(csv.DictReader(open(out / "particles.csv")))
@@ -57,9 +58,10 @@ def test_pixel_units_when_the_pixel_size_is_unknown(tmp_path):
     image = (image + np.random.default_rng(0).normal(0, 6, image.shape)).clip(0, 255).astype(np.uint8)
     Image.fromarray(image).save(tmp_path / "blob.png")
     out = tmp_path / "out"
-    assert main(["analyze", str(tmp_path / "blob.png"), "-o", str(out), "--quiet"]) == 0
+    assert main(["analyze", str(tmp_path / "blob.png"), "-o", str(out), "--tta", "--quiet"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     assert not summary["pixel_size_known"] and summary["size_distribution"]["unit"] == "px"
+    assert summary["settings"]["tta"] is True
     (row,) = list(csv.DictReader(open(out / "particles.csv")))
     assert row["equivalent_diameter_nm"] == "" and abs(float(row["equivalent_diameter_px"]) - 50) < 5
 

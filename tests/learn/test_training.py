@@ -12,7 +12,7 @@ from nanofind.learn.data import LabelledImage, load_folder, split
 from nanofind.learn.losses import SegmentationLoss, border_weights
 from nanofind.learn.model_file import load_model, save_model
 from nanofind.learn.networks import build_network
-from nanofind.learn.train import TrainConfig, train
+from nanofind.learn.train import COSINE_FLOOR, TrainConfig, learning_rate_at, train
 
 TINY = {"architecture": "seed_unet", "options": {"width": 8}, "batch_size": 4, "crop_px": 64, "steps_per_epoch": 4,
         "bf16": False, "augmentation": NO_AUGMENTATION}
@@ -57,6 +57,11 @@ def test_train_writes_a_model_directory_and_resume_matches(tmp_path):
     # an interrupted run: one epoch, then resumed to two
     train(TrainConfig(**TINY, max_epochs=1), tr, va, tmp_path / "cut", progress=False)
     resumed = train(TrainConfig(**TINY, max_epochs=2), tr, va, tmp_path / "cut", resume=True, progress=False)
+    # a cosine schedule's epoch count sets every learning rate, so a resume may not change it
+    train(TrainConfig(**TINY, max_epochs=1, lr_schedule="cosine"), tr, va, tmp_path / "cosine", progress=False)
+    with pytest.raises(NanofindInputError, match="different settings"):
+        train(TrainConfig(**TINY, max_epochs=2, lr_schedule="cosine"), tr, va, tmp_path / "cosine", resume=True,
+              progress=False)
     a, _ = load_model(tmp_path / "full")
     b, _ = load_model(tmp_path / "cut")
     for (k, va_), (_, vb) in zip(a.state_dict().items(), b.state_dict().items(), strict=True):
@@ -83,6 +88,28 @@ def test_early_stopping_uses_min_delta_and_patience(tmp_path):
     assert card["training"]["epochs"] == 3  # epoch 1 sets the best, epochs 2 and 3 are stale
 
 
+def test_cosine_schedule_falls_from_the_rate_to_its_floor():
+    config = TrainConfig(learning_rate=1e-3, max_epochs=11, lr_schedule="cosine")
+    rates = [learning_rate_at(config, e) for e in range(1, 12)]
+    assert rates[0] == pytest.approx(1e-3) and rates[-1] == pytest.approx(COSINE_FLOOR * 1e-3)
+    assert rates[5] == pytest.approx((1 + COSINE_FLOOR) / 2 * 1e-3)  # half-way down at the middle epoch
+    assert all(a > b for a, b in zip(rates[:-1], rates[1:], strict=True))
+    assert learning_rate_at(TrainConfig(learning_rate=1e-3, max_epochs=11), 7) == 1e-3
+
+
+def test_ramp_augmentation_adds_a_plane_no_larger_than_its_range():
+    flat = LabelledImage(np.zeros((100, 100), np.float32), np.zeros((100, 100), np.uint8), 0.5, "flat", "simulated")
+    only_ramp = Augmentation(rotate=False, flip=False, zoom=1.0, contrast=(1, 1), offset=0, gamma=(1, 1), noise=0,
+                             blur_px=0, ramp=0.8)
+    images, _ = random_crops([flat], np.ones(1), 16, 64, only_ramp, np.random.default_rng(0))
+    spans = []
+    for image in images[:, 0].numpy():
+        # a plane: second differences vanish along both axes
+        assert np.abs(np.diff(image, 2, axis=0)).max() < 1e-5 and np.abs(np.diff(image, 2, axis=1)).max() < 1e-5
+        spans.append(np.hypot(image[0, -1] - image[0, 0], image[-1, 0] - image[0, 0]))
+    assert max(spans) <= 0.8 + 1e-5 and max(spans) > 0.3
+
+
 def test_safetensors_round_trip_and_no_pickle(tmp_path):
     model = build_network("seed_unet", width=8).eval()
     card = {"architecture": "seed_unet", "options": {"width": 8}, "normalisation": {}, "pixel_size_A": 0.5,
@@ -107,7 +134,7 @@ def test_crops_keep_image_and_mask_aligned_and_zoom_scales_area():
     yy, xx = np.mgrid[0:size, 0:size]
     mask = ((yy - 100) ** 2 + (xx - 100) ** 2 <= 30**2).astype(np.uint8)
     item = LabelledImage(mask.astype(np.float32), mask, 0.5, "disc", "simulated")
-    geometric = Augmentation(contrast=(1, 1), offset=0, gamma=(1, 1), noise=0, blur_px=0, zoom=1.5)
+    geometric = Augmentation(contrast=(1, 1), offset=0, gamma=(1, 1), noise=0, blur_px=0, ramp=0, zoom=1.5)
     images, masks = random_crops([item], np.ones(1), 8, 64, geometric, np.random.default_rng(3))
     agree = ((images[:, 0] > 0.5).long() == masks).float().mean()
     assert agree > 0.98
@@ -170,3 +197,27 @@ def test_fast_median_equals_scipy():
     rng = np.random.default_rng(0)
     for image in (rng.normal(size=(37, 53)), rng.integers(0, 4, size=(20, 31)).astype(float), rng.normal(size=(3, 3))):
         np.testing.assert_array_equal(median3x3(image), median_filter(image, size=3, mode="reflect"))
+
+
+def test_background_surface_recovers_uneven_illumination_under_particles():
+    from nanofind.learn.preprocess import background_surface, normalise, normalise_for
+
+    rng = np.random.default_rng(0)
+    h, w = 512, 600
+    y, x = np.mgrid[0:h, 0:w]
+    illumination = 100 * (1 + 0.2 * (x / w - 0.5) + 0.1 * (y / h - 0.5) ** 2)
+    image = illumination + rng.normal(0, 3, (h, w))
+    particles = np.zeros((h, w), bool)
+    for cy, cx, r in [(100, 100, 60), (300, 400, 120), (450, 100, 40)]:  # 20% of the field, dark
+        particles |= (y - cy) ** 2 + (x - cx) ** 2 < r * r
+    image[particles] -= 15
+    surface = background_surface(image)
+    assert np.abs(surface - illumination).max() < 0.5  # 0.5% of the level, although particles cover a fifth
+    # flattened, the carbon reads the same on both sides of the ramp, while the particles stay dark
+    flat = normalise(image)
+    left, right = flat[:, :60][~particles[:, :60]], flat[:, -60:][~particles[:, -60:]]
+    assert abs(np.median(left) - np.median(right)) < 0.1
+    assert np.median(flat[particles]) < np.median(flat[~particles]) - 1.5
+    # cards from before flattening existed are normalised without it
+    np.testing.assert_array_equal(normalise_for(image, {"median_filter_px": 3}), normalise(image, flatten=False))
+    np.testing.assert_array_equal(normalise_for(image, {"background": "robust quadratic"}), flat)

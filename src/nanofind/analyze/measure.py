@@ -80,9 +80,11 @@ def clean_mask(mask: np.ndarray, pixel_size_A: float | None, settings: CleaningS
 def split_particles(mask: np.ndarray, depth: float = 0.3) -> np.ndarray:
     """Label image of particles, touching ones separated by a distance-transform watershed.
 
-    Within each connected region the distance to the background is flooded from its h-domes,
-    with ``h = depth`` × the region's largest distance, so a neck splits two particles only when
-    it is markedly thinner than both of them; an elongated or faceted particle stays whole.
+    Within each connected region the distance to the background is flooded from its domes. A
+    dome marks a particle when it rises above the neck to its neighbour by ``depth`` × its own
+    height (its inscribed radius), or by ``depth`` × the region's largest distance: a neck splits
+    two particles, also a small one on a large one, only when it is markedly thinner than both;
+    an elongated or faceted particle, or a ragged outline, stays whole.
     """
     regions = label(mask)
     out = np.zeros(mask.shape, np.int32)
@@ -92,10 +94,19 @@ def split_particles(mask: np.ndarray, depth: float = 0.3) -> np.ndarray:
         sub = np.pad(region.image, 1)
         dist = ndi.distance_transform_edt(sub)
         h = max(1.0, depth * float(dist.max()))
-        # one marker per dome: the caps above each maximum's level minus h (h-maxima on a float
-        # image can break one dome's top into several equal points, which must stay one marker)
-        caps = dist - reconstruction(dist - h, dist, method="dilation") > 1e-6
-        markers = label(caps & sub)
+        # One marker per dome that rises enough above its saddle: the connected caps of the h-dome
+        # transform (h-maxima on a float image can break one dome's top into several equal points,
+        # which must stay one marker). A cap whose top stays below h is a dome of exactly that
+        # rise; it still marks a particle when the rise is `depth` of its own height (a small
+        # particle on a big one), not when it is a bump of a ragged outline, which the watershed
+        # then gives to the neighbouring dome.
+        dome = dist - reconstruction(dist - h, dist, method="dilation")
+        caps = label((dome > 1e-6) & sub)
+        index = np.arange(1, caps.max() + 1)
+        rise = np.asarray(ndi.maximum(dome, caps, index=index))
+        height = np.asarray(ndi.maximum(dist, caps, index=index))
+        keep = np.concatenate([[False], rise >= np.minimum(h, np.maximum(1.0, depth * height)) - 1e-6])
+        markers = label(keep[caps])
         if markers.max() <= 1:
             pieces = sub.astype(np.int32)
         else:

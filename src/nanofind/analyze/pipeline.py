@@ -55,6 +55,7 @@ class AnalysisSettings:
     threshold: float | None = None  #: default: the model card's
     pixel_size_A: float | None = None  #: overrides the files' pixel size, Å
     window_px: int = 512
+    tta: bool = False  #: average the model over mirror images (1.6-3.2× the time; see docs/benchmarks.md)
     cleaning: CleaningSettings = field(default_factory=CleaningSettings)
 
     def to_dict(self) -> dict:
@@ -148,7 +149,7 @@ def analyze_frame(model, card: dict, array, pixel_size_A: float | None = None,
 
     settings = settings or AnalysisSettings()
     array, pixel_size_A = array_and_pixel_size(array, pixel_size_A)
-    prob = predict_probability(model, card, array, pixel_size_A, window_px=settings.window_px)
+    prob = predict_probability(model, card, array, pixel_size_A, window_px=settings.window_px, tta=settings.tta)
     threshold = card["threshold"] if settings.threshold is None else settings.threshold
     mask = clean_mask(prob >= threshold, pixel_size_A, settings.cleaning)
     labels = split_particles(mask, settings.cleaning.split_depth) if settings.cleaning.split else label(mask)

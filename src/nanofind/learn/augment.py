@@ -22,7 +22,9 @@ class Augmentation:
     rotate: any angle 0–360°. flip: mirror half of the crops. zoom: magnification drawn
     log-uniformly from ``[1/zoom, zoom]`` (pixel-size jitter). contrast: gain range. offset:
     additive range (normalised units). gamma: exponent range. noise: largest Gaussian noise σ
-    (normalised units). blur_px: largest Gaussian blur σ in pixels.
+    (normalised units). blur_px: largest Gaussian blur σ in pixels. ramp: largest linear
+    illumination ramp across a crop, edge to edge in a random direction (normalised units), for
+    the unevenness that flattening (:func:`nanofind.learn.preprocess.background_surface`) leaves.
     """
 
     rotate: bool = True
@@ -33,6 +35,7 @@ class Augmentation:
     gamma: tuple[float, float] = (0.75, 1.33)
     noise: float = 0.3
     blur_px: float = 1.0
+    ramp: float = 0.5
 
     def to_dict(self) -> dict:
         """JSON-able record."""
@@ -40,7 +43,7 @@ class Augmentation:
 
 
 NO_AUGMENTATION = Augmentation(rotate=False, flip=False, zoom=1.0, contrast=(1.0, 1.0), offset=0.0, gamma=(1.0, 1.0),
-                               noise=0.0, blur_px=0.0)
+                               noise=0.0, blur_px=0.0, ramp=0.0)
 
 
 def _window(array: np.ndarray, centre: tuple[int, int], size: int) -> np.ndarray:
@@ -66,7 +69,7 @@ def _gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
 
 
 def _intensity(image: torch.Tensor, aug: Augmentation, rng: np.random.Generator) -> torch.Tensor:
-    """Gamma, contrast, offset, blur and noise on one (1, 1, H, W) normalised crop."""
+    """Gamma, contrast, offset, ramp, blur and noise on one (1, 1, H, W) normalised crop."""
     g = rng.uniform(*aug.gamma)
     if abs(g - 1) > 1e-3:
         # gamma on the crop's own 0..1 range, then back to its mean and spread
@@ -75,6 +78,12 @@ def _intensity(image: torch.Tensor, aug: Augmentation, rng: np.random.Generator)
             u = ((image - lo) / (hi - lo)).clamp(0, 1) ** g
             image = (u - u.mean()) / u.std().clamp_min(1e-6) * image.std() + image.mean()
     image = image * rng.uniform(*aug.contrast) + rng.uniform(-aug.offset, aug.offset)
+    if aug.ramp > 0:
+        amplitude, angle = rng.uniform(0, aug.ramp), rng.uniform(0, 2 * math.pi)
+        h, w = image.shape[-2:]
+        y = torch.linspace(-0.5, 0.5, h)[:, None]
+        x = torch.linspace(-0.5, 0.5, w)[None, :]
+        image = image + amplitude * (x * math.cos(angle) + y * math.sin(angle))
     image = _gaussian_blur(image, rng.uniform(0, aug.blur_px))
     if aug.noise > 0:
         sigma = rng.uniform(0, aug.noise)

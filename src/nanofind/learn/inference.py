@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from nanofind.io.micrograph import array_and_pixel_size
-from nanofind.learn.preprocess import normalise, resample
+from nanofind.learn.preprocess import normalise_for, resample
 
 #: Sliding-window defaults: window side (px), overlap fraction, windows per batch.
 WINDOW_PX = 512
@@ -30,15 +30,31 @@ def _prepare(model: torch.nn.Module, bf16: bool):
     return model, ctx
 
 
-def _forward(model: torch.nn.Module, x: torch.Tensor, ctx) -> torch.Tensor:
-    """Particle probability (N, 1, H, W) float32 of a batch of normalised images."""
-    with ctx:
-        logits = model(x.contiguous(memory_format=torch.channels_last))
-    return torch.softmax(logits.float(), dim=1)[:, 1:2]
+#: Mirror images averaged by test-time augmentation (axes of an (N, C, H, W) batch).
+TTA_FLIPS = ((), (3,), (2,), (2, 3))
+
+
+def _forward(model: torch.nn.Module, x: torch.Tensor, ctx, tta: bool = False) -> torch.Tensor:
+    """Particle probability (N, 1, H, W) float32 of a batch of normalised images.
+
+    With ``tta`` the probabilities of the batch and of its three mirror images are averaged
+    (each mirrored back), which steadies boundaries at four times the cost.
+    """
+    flips = TTA_FLIPS if tta else ((),)
+    total = None
+    for dims in flips:
+        xi = torch.flip(x, dims) if dims else x
+        with ctx:
+            logits = model(xi.contiguous(memory_format=torch.channels_last))
+        prob = torch.softmax(logits.float(), dim=1)[:, 1:2]
+        prob = torch.flip(prob, dims) if dims else prob
+        total = prob if total is None else total + prob
+    return total / len(flips)
 
 
 def predict_normalised(model: torch.nn.Module, image: np.ndarray, window_px: int = WINDOW_PX,
-                       overlap: float = OVERLAP, batch: int = BATCH, bf16: bool = True) -> np.ndarray:
+                       overlap: float = OVERLAP, batch: int = BATCH, bf16: bool = True,
+                       tta: bool = False) -> np.ndarray:
     """Particle probability (H, W) float32 of an already normalised image.
 
     Parameters
@@ -56,6 +72,8 @@ def predict_normalised(model: torch.nn.Module, image: np.ndarray, window_px: int
     bf16 : bool
         bfloat16 autocast with channels-last memory (about 3× faster on CPUs with bf16 support;
         probabilities change by ~1e-3).
+    tta : bool
+        Average over the image and its mirror images (test-time augmentation, 4× the time).
     """
     from monai.inferers import sliding_window_inference
 
@@ -64,9 +82,9 @@ def predict_normalised(model: torch.nn.Module, image: np.ndarray, window_px: int
     h, w = image.shape
     with torch.inference_mode():
         if h <= window_px and w <= window_px:
-            return _forward(model, x, ctx)[0, 0].numpy()
+            return _forward(model, x, ctx, tta)[0, 0].numpy()
         size = (min(window_px, h), min(window_px, w))
-        prob = sliding_window_inference(x, size, batch, lambda t: _forward(model, t, ctx), overlap=overlap,
+        prob = sliding_window_inference(x, size, batch, lambda t: _forward(model, t, ctx, tta), overlap=overlap,
                                         mode="gaussian", padding_mode="reflect")
     return np.asarray(prob[0, 0], np.float32)
 
@@ -84,23 +102,23 @@ def model_zoom(pixel_size_A: float | None, card: dict) -> float:
 
 def predict_probability(model: torch.nn.Module, card: dict, image, pixel_size_A: float | None = None,
                         window_px: int = WINDOW_PX, overlap: float = OVERLAP, batch: int = BATCH,
-                        bf16: bool = True) -> np.ndarray:
+                        bf16: bool = True, tta: bool = False) -> np.ndarray:
     """Particle probability (H, W) float32 of a raw micrograph, on its own pixel grid.
 
     ``image`` is a 2D array or a 2D :class:`nanofind.io.Micrograph` (whose pixel size is used
     unless ``pixel_size_A`` is given). The image is normalised as in training (the card's
     ``normalisation``) and, when the pixel size (Å) is known and outside the card's
-    ``pixel_size_range_A``, resampled into it.
+    ``pixel_size_range_A``, resampled into it. ``tta``: see :func:`predict_normalised`.
     """
     image, pixel_size_A = array_and_pixel_size(image, pixel_size_A)
     image = np.asarray(image, np.float32)
     if image.ndim != 2:
         raise ValueError(f"expected a 2D image, got shape {image.shape}")
     zoom = model_zoom(pixel_size_A, card)
-    work = normalise(image)
+    work = normalise_for(image, card.get("normalisation"))
     if abs(zoom - 1) > 1e-3:
         work = resample(work, zoom, order=1)
-    prob = predict_normalised(model, work, window_px, overlap, batch, bf16)
+    prob = predict_normalised(model, work, window_px, overlap, batch, bf16, tta)
     if prob.shape != image.shape:
         factors = (image.shape[0] / prob.shape[0], image.shape[1] / prob.shape[1])
         from scipy.ndimage import zoom as nd_zoom

@@ -5,8 +5,12 @@ from __future__ import annotations
 import numpy as np
 from scipy.ndimage import zoom
 
-#: Written into model cards so that inference repeats exactly what training did.
-NORMALISATION = {"median_filter_px": 3, "centre": "median", "scale": "half the 16th-84th percentile range"}
+#: Written into model cards so that inference repeats exactly what training did. Cards without a
+#: ``background`` entry (models trained before it existed) are normalised without flattening.
+NORMALISATION = {"median_filter_px": 3, "background": "robust quadratic surface subtracted",
+                 "centre": "median", "scale": "half the 16th-84th percentile range"}
+#: Blocks per side over which the illumination background is fitted.
+BACKGROUND_BLOCKS = 48
 
 
 def _median3(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
@@ -30,14 +34,62 @@ def median3x3(image: np.ndarray) -> np.ndarray:
     return _median3(column_min_max, _median3(mid[:, :-2], mid[:, 1:-1], mid[:, 2:]), column_max_min)
 
 
-def normalise(image: np.ndarray) -> np.ndarray:
-    """Median-filter 3 × 3 (removes X-ray spikes, as the seeds do), then centre and scale robustly.
+def _tukey_weights(residual: np.ndarray) -> np.ndarray:
+    scale = 1.4826 * np.median(np.abs(residual - np.median(residual)))
+    if not scale > 0:
+        return np.ones_like(residual)
+    u = residual / (4.685 * scale)
+    return np.where(np.abs(u) < 1, (1 - u**2) ** 2, 0.0)
 
-    The result has median 0 and a 16th–84th percentile half-range of 1 (one standard deviation
-    for Gaussian statistics); it stays float32, since the seeds found 8-bit conversion harmful.
-    Robust statistics keep a few saturated or dead pixels from setting the scale.
+
+def background_surface(image: np.ndarray, blocks: int = BACKGROUND_BLOCKS, iterations: int = 12) -> np.ndarray:
+    """Slowly varying illumination of a micrograph: a quadratic surface fitted robustly, (H, W) float32.
+
+    The image is averaged in about ``blocks`` × ``blocks`` blocks and a second-order polynomial in
+    x and y is fitted by iteratively reweighted least squares with Tukey's biweight, so that
+    particles (a minority of blocks far from the surface) do not pull it. It models an uneven or
+    tilted illumination, which otherwise looks like the darker mass-thickness contrast of a particle.
+    """
+    image = np.asarray(image, np.float32)
+    h, w = image.shape
+    b = max(1, min(h, w) // blocks)
+    ny, nx = h // b, w // b
+    means = image[:ny * b, :nx * b].reshape(ny, b, nx, b).mean(axis=(1, 3), dtype=np.float64).ravel()
+
+    def terms(y: np.ndarray, x: np.ndarray) -> list[np.ndarray]:
+        return [np.ones_like(x * y), x, y, x * x, x * y, y * y]
+
+    # coordinates of block centres and of pixels on the same scale, -1..1 across the image
+    yc, xc = np.meshgrid((np.arange(ny) + 0.5) * b, (np.arange(nx) + 0.5) * b, indexing="ij")
+    design = np.stack([t.ravel() for t in terms(2 * yc / h - 1, 2 * xc / w - 1)], axis=1)
+    weights = np.ones(len(means))
+    coef = np.zeros(design.shape[1])
+    for _ in range(iterations):
+        root = np.sqrt(weights)[:, None]
+        coef = np.linalg.lstsq(design * root, means * root[:, 0], rcond=None)[0]
+        new = _tukey_weights(means - design @ coef)
+        if new.sum() < design.shape[1] or np.allclose(new, weights, atol=1e-4):
+            break
+        weights = new
+    y = (2 * (np.arange(h, dtype=np.float32) + 0.5) / h - 1)[:, None]
+    x = (2 * (np.arange(w, dtype=np.float32) + 0.5) / w - 1)[None, :]
+    surface = np.zeros((h, w), np.float32)
+    for c, t in zip(coef, terms(y, x), strict=True):
+        surface += np.float32(c) * t
+    return surface
+
+
+def normalise(image: np.ndarray, flatten: bool = True) -> np.ndarray:
+    """Median-filter 3 × 3 (removes X-ray spikes, as the seeds do), flatten, then centre and scale robustly.
+
+    ``flatten`` subtracts :func:`background_surface`, the uneven illumination. The result has
+    median 0 and a 16th–84th percentile half-range of 1 (one standard deviation for Gaussian
+    statistics); it stays float32, since the seeds found 8-bit conversion harmful. Robust
+    statistics keep a few saturated or dead pixels from setting the scale.
     """
     image = median3x3(np.asarray(image, np.float32))
+    if flatten:
+        image = image - background_surface(image)
     # robust statistics from about a million pixels are as good as from all of them
     step = max(1, int(np.sqrt(image.size / 1e6)))
     lo, mid, hi = np.percentile(image[::step, ::step], (16, 50, 84))
@@ -45,6 +97,11 @@ def normalise(image: np.ndarray) -> np.ndarray:
     if not scale > 0:
         scale = float(image.std()) or 1.0
     return ((image - mid) / scale).astype(np.float32)
+
+
+def normalise_for(image: np.ndarray, normalisation: dict | None) -> np.ndarray:
+    """:func:`normalise` as a model card's ``normalisation`` record says (flattening only if it names a background)."""
+    return normalise(image, flatten=bool(isinstance(normalisation, dict) and normalisation.get("background")))
 
 
 def resample(image: np.ndarray, factor: float, order: int = 1) -> np.ndarray:

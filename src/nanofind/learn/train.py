@@ -50,6 +50,7 @@ class TrainConfig(BaseModel):
     options: dict = Field(default_factory=dict)
     loss: Literal["ce", "dice_ce", "weighted_ce"] = "dice_ce"
     learning_rate: float = Field(default=1e-3, gt=0)
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     batch_size: int = Field(default=8, ge=1)
     crop_px: int = Field(default=256, ge=32)
     max_epochs: int = Field(default=30, ge=1)
@@ -62,6 +63,22 @@ class TrainConfig(BaseModel):
     max_minutes: float | None = Field(default=None, gt=0)
     bf16: bool = True
     init: str | None = None
+
+
+#: Where the cosine schedule ends, as a fraction of the initial learning rate.
+COSINE_FLOOR = 0.05
+
+
+def learning_rate_at(config: TrainConfig, epoch: int) -> float:
+    """Learning rate of epoch ``epoch`` (1-based), in Adam's units.
+
+    Constant, or a cosine from the initial rate down to :data:`COSINE_FLOOR` of it at
+    ``max_epochs``; a function of the epoch alone, so a resumed run repeats it.
+    """
+    if config.lr_schedule == "constant":
+        return config.learning_rate
+    progress = (epoch - 1) / max(1, config.max_epochs - 1)
+    return config.learning_rate * (COSINE_FLOOR + (1 - COSINE_FLOOR) * 0.5 * (1 + np.cos(np.pi * progress)))
 
 
 def _history_row(epoch, loss, val, seconds) -> dict:
@@ -246,6 +263,8 @@ def train(config: TrainConfig, train_items: list[LabelledImage], val_items: list
             rng = np.random.default_rng([config.seed, epoch])
             torch.manual_seed(config.seed * 100003 + epoch)
             model.train()
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate_at(config, epoch)
             t0, losses = time.perf_counter(), []
             for _ in range(config.steps_per_epoch):
                 images, masks = random_crops(train_items, probabilities, config.batch_size, config.crop_px,
@@ -310,8 +329,12 @@ def train(config: TrainConfig, train_items: list[LabelledImage], val_items: list
 
 
 def _without_limits(config: dict) -> dict:
-    """A run's settings without its stopping limits, which a resumed run may raise."""
-    return {k: v for k, v in config.items() if k not in ("max_epochs", "max_minutes")}
+    """A run's settings without the stopping limits that a resumed run may raise.
+
+    The epoch count stays in under a cosine schedule, since it sets every epoch's learning rate.
+    """
+    limits = ("max_minutes",) if config.get("lr_schedule") == "cosine" else ("max_epochs", "max_minutes")
+    return {k: v for k, v in config.items() if k not in limits}
 
 
 def _write_history(out: Path, rows: list[dict]) -> None:
