@@ -67,6 +67,9 @@ def test_pixel_size_resampling_into_the_training_range():
     assert model_zoom(0.4, card) == 1.0  # inside the range: untouched
     assert model_zoom(1.4, card) == pytest.approx(2.0)  # coarser than trained: enlarged to 0.7 Å
     assert model_zoom(0.1, card) == pytest.approx(0.4)
+    # a working range narrower than the training one takes precedence
+    working = {**card, "working_pixel_size_range_A": [0.25, 0.35]}
+    assert model_zoom(0.3, working) == 1.0 and model_zoom(0.7, working) == pytest.approx(2.0)
     # the probability map comes back on the micrograph's own grid, and resampling keeps the geometry
     image = np.full((150, 170), 100.0, np.float32)
     image[40:100, 50:120] = 40.0

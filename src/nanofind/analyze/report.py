@@ -336,6 +336,7 @@ def _model_card(card: dict | None) -> str:
     if not card:
         return head + '<p class="note">No model card was given (no learned model was used).</p></section>'
     pixel_range = card.get("pixel_size_range_A")
+    working = card.get("working_pixel_size_range_A") or pixel_range
     facts = [
         ("architecture", card.get("architecture")),
         ("options", card.get("options") or None),
@@ -343,6 +344,8 @@ def _model_card(card: dict | None) -> str:
         ("training pixel size (Å)", card.get("pixel_size_A")),
         ("training pixel size range (Å)",
          " – ".join(_number(v, 3) for v in pixel_range) if isinstance(pixel_range, list | tuple) else pixel_range),
+        ("segments at pixel sizes (Å; others are resampled)",
+         " – ".join(_number(v, 3) for v in working) if isinstance(working, list | tuple) else None),
         ("classes", card.get("classes")),
         ("model made with nanofind", card.get("nanofind_version")),
     ]

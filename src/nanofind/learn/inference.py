@@ -90,10 +90,15 @@ def predict_normalised(model: torch.nn.Module, image: np.ndarray, window_px: int
 
 
 def model_zoom(pixel_size_A: float | None, card: dict) -> float:
-    """Magnification that brings a micrograph into the model's training pixel-size range (1 if unknown)."""
+    """Magnification that brings a micrograph (pixel size in Å) into the pixel sizes its model works at.
+
+    That is the card's ``working_pixel_size_range_A`` when it has one (a model may outline
+    particles best in part of its training range), else its training ``pixel_size_range_A``.
+    1 when the pixel size is unknown.
+    """
     if not pixel_size_A:
         return 1.0
-    lo, hi = card.get("pixel_size_range_A") or (card["pixel_size_A"],) * 2
+    lo, hi = card.get("working_pixel_size_range_A") or card.get("pixel_size_range_A") or (card["pixel_size_A"],) * 2
     if lo is None or hi is None:
         return 1.0
     target = min(max(pixel_size_A, lo), hi)
@@ -107,8 +112,8 @@ def predict_probability(model: torch.nn.Module, card: dict, image, pixel_size_A:
 
     ``image`` is a 2D array or a 2D :class:`nanofind.io.Micrograph` (whose pixel size is used
     unless ``pixel_size_A`` is given). The image is normalised as in training (the card's
-    ``normalisation``) and, when the pixel size (Å) is known and outside the card's
-    ``pixel_size_range_A``, resampled into it. ``tta``: see :func:`predict_normalised`.
+    ``normalisation``) and, when the pixel size (Å) is known and outside the pixel sizes the
+    model works at (:func:`model_zoom`), resampled into them. ``tta``: see :func:`predict_normalised`.
     """
     image, pixel_size_A = array_and_pixel_size(image, pixel_size_A)
     image = np.asarray(image, np.float32)
