@@ -12,6 +12,8 @@ def test_shipped_model_is_small_documented_and_finds_particles():
     model, card = load_model()  # no name: the shipped model
     assert card["architecture"] == "unet" and 0 < card["threshold"] < 1
     assert card["pixel_size_range_A"][0] <= card["pixel_size_A"] <= card["pixel_size_range_A"][1]
+    lo, hi = card["working_pixel_size_range_A"]  # where it segments: inside what it was trained on
+    assert card["pixel_size_range_A"][0] <= lo < hi <= card["pixel_size_range_A"][1]
     for key in ("config", "train_data", "reproduce", "stages"):
         assert key in card["training"], key
     assert card["metrics"]["test"]["simulated_pooled"]["dice"] >= 0.9
@@ -19,5 +21,8 @@ def test_shipped_model_is_small_documented_and_finds_particles():
     image, mask = disc_field(shape=(256, 256), centres=((80, 90), (170, 180)), radius=30, seed=1)
     prob = predict_probability(model, card, image)
     assert segmentation_scores(prob >= card["threshold"], mask)["dice"] > 0.8
+    # with a known 0.6 A pixel the field is enlarged into the working range and the map comes back on its grid
+    prob = predict_probability(model, card, image, pixel_size_A=0.6)
+    assert prob.shape == image.shape and segmentation_scores(prob >= card["threshold"], mask)["dice"] > 0.8
     blank = np.clip(150 + np.random.default_rng(2).normal(0, 8, (256, 256)), 0, 255)
     assert (predict_probability(model, card, blank) >= card["threshold"]).mean() < 0.01
