@@ -127,6 +127,13 @@ def test_safetensors_round_trip_and_no_pickle(tmp_path):
     (tmp_path / "m" / "card.json").write_text(json.dumps({"architecture": "seed_unet"}))
     with pytest.raises(NanofindInputError, match="lacks"):
         load_model(tmp_path / "m")
+    # numbers inference relies on are checked when the card is read, naming the field
+    for bad, field in (({"threshold": "high"}, "threshold"), ({"pixel_size_A": -1}, "pixel_size_A"),
+                       ({"working_pixel_size_range_A": [0.3]}, "working_pixel_size_range_A"),
+                       ({"pixel_size_range_A": [0.7, 0.25]}, "pixel_size_range_A")):
+        (tmp_path / "m" / "card.json").write_text(json.dumps({**card, **bad}))
+        with pytest.raises(NanofindInputError, match=f"card.json: model card: {field} must be"):
+            load_model(tmp_path / "m")
 
 
 def test_crops_keep_image_and_mask_aligned_and_zoom_scales_area():

@@ -57,7 +57,32 @@ def read_card(directory: str | Path) -> dict:
     missing = [k for k in REQUIRED_CARD_KEYS if k not in card]
     if missing:
         raise NanofindInputError(f"model card lacks {', '.join(missing)}", str(path))
+    problem = _card_number_problem(card)
+    if problem:
+        raise NanofindInputError(f"model card: {problem}", str(path))
     return card
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
+
+
+def _card_number_problem(card: dict) -> str | None:
+    """What is wrong with the numbers inference reads from a card (threshold, pixel sizes in Å), or None."""
+    threshold = card["threshold"]
+    if not (_is_number(threshold) and 0 <= threshold <= 1):
+        return f"threshold must be a number between 0 and 1, got {threshold!r}"
+    pixel = card["pixel_size_A"]
+    if pixel is not None and not (_is_number(pixel) and pixel > 0):
+        return f"pixel_size_A must be a positive number of Å or null, got {pixel!r}"
+    for key in ("pixel_size_range_A", "working_pixel_size_range_A"):
+        value = card.get(key)
+        if value is None:
+            continue
+        if not (isinstance(value, list) and len(value) == 2 and all(_is_number(v) and v > 0 for v in value)
+                and value[0] <= value[1]):
+            return f"{key} must be [smallest, largest] in Å or null, got {value!r}"
+    return None
 
 
 def load_model(directory: str | Path | None = None):
