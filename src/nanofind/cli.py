@@ -269,12 +269,11 @@ def _cmd_segment(args: argparse.Namespace) -> int:
             print(f"nanofind: error: {exc}", file=sys.stderr)
             failures.append(path)
             continue
-        frames = micrograph.frames()
-        for frame in frames:
+        for frame in micrograph.frames():
             t = time.perf_counter()
             prob = predict_probability(model, card, frame.array, frame.pixel_size_A, window_px=args.window,
                                        batch=args.batch, tta=args.tta)
-            stem = micrograph.name + (f"_frame{frame.metadata['frame']:03d}" if len(frames) > 1 else "")
+            stem = frame.name
             Image.fromarray(((prob >= threshold) * 255).astype(np.uint8)).save(out / f"{stem}_mask.png")
             tifffile.imwrite(out / f"{stem}_prob.tif", prob.astype(np.float32))
             if not args.quiet:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from nanofind.errors import NanofindInputError
 from nanofind.io import micrograph as mg
-from nanofind.io.micrograph import MAX_PIXELS, MIN_SIDE_PX, SUFFIXES, read_micrograph
+from nanofind.io.micrograph import MAX_PIXELS, MIN_SIDE_PX, SUFFIXES, Micrograph, read_micrograph
 
 from .writers import write_dm, write_emd_ncem, write_emd_velox, write_emi, write_ser
 
@@ -98,7 +98,11 @@ def test_valid_stacks(tmp_path, suffix):
     m = read_micrograph(make(tmp_path, suffix, STACK))
     assert m.array.shape == STACK.shape and m.array.dtype == np.float32
     np.testing.assert_allclose(m.array, STACK, rtol=1e-6)
-    assert len(m.frames()) == 3
+    stem = m.source.stem
+    # outputs of each frame are named after it; a 2D image (or a stack of one) keeps the file's stem
+    assert [f.name for f in m.frames()] == [f"{stem}_frame{k:03d}" for k in range(3)]
+    assert [f.name for f in Micrograph(STACK[:1], source=m.source).frames()] == [stem]
+    assert m.frames()[1].frames()[0].name == f"{stem}_frame001"
 
 
 def test_rosettasciio_metadata(tmp_path):

@@ -161,12 +161,11 @@ def _analyze_file(model, card: dict, path: Path, out: Path, settings: AnalysisSe
     """Analyse every frame of one file, writing its masks and overlays; returns its images and rows."""
     images, all_rows = [], []
     micrograph = read_micrograph(path, settings.pixel_size_A)
-    frames = micrograph.frames()
-    for frame in frames:
+    for frame in micrograph.frames():
         t = time.perf_counter()
         rows, labels, _ = analyze_frame(model, card, frame.array, frame.pixel_size_A, settings)
-        k = frame.metadata.get("frame") if len(frames) > 1 else None
-        stem = path.stem + (f"_frame{k:03d}" if k is not None else "")
+        k = frame.metadata.get("frame")
+        stem = frame.name
         _write_labels(labels, out / "masks", stem)
         overlay = write_overlay(frame.array, labels, rows, out / "overlays" / f"{stem}_overlay.png")
         for r in rows:

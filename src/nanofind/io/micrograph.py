@@ -98,13 +98,17 @@ class Micrograph:
 
     @property
     def name(self) -> str:
-        """File stem, used to name outputs."""
-        return self.source.stem if self.source is not None else "micrograph"
+        """File stem, with ``_frame<NNN>`` for a frame of a stack; used to name outputs."""
+        stem = self.source.stem if self.source is not None else "micrograph"
+        frame = self.metadata.get("frame")
+        return stem if frame is None else f"{stem}_frame{frame:03d}"
 
     def frames(self) -> list[Micrograph]:
-        """The 2D frames (one for a 2D image)."""
+        """The 2D frames: the image itself when 2D or a stack of one; numbered (``metadata["frame"]``) otherwise."""
         if self.array.ndim == 2:
             return [self]
+        if len(self.array) == 1:
+            return [Micrograph(self.array[0], self.pixel_size_A, self.metadata, self.source)]
         return [Micrograph(a, self.pixel_size_A, {**self.metadata, "frame": k}, self.source)
                 for k, a in enumerate(self.array)]
 
