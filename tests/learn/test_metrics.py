@@ -8,6 +8,7 @@ from nanofind.learn.metrics import (
     per_image_scores,
     plot_pr_curve,
     pooled_scores,
+    pooled_scores_by_domain,
     precision_recall_curve,
     scores,
     segmentation_scores,
@@ -164,3 +165,13 @@ def test_plot_writes_png(tmp_path):
     # points only: the threshold panel says so, and the file is still written
     path2 = plot_pr_curve({"otsu": (0.5, 0.5)}, tmp_path / "points.png")
     assert path2.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_pooled_scores_by_domain_pools_each_domain_present():
+    real = [{"tp": 8, "fp": 2, "fn": 0, "tn": 90}, {"tp": 2, "fp": 0, "fn": 2, "tn": 96}]
+    sim = [{"tp": 5, "fp": 5, "fn": 5, "tn": 85}]
+    by = pooled_scores_by_domain(real[:1] + sim + real[1:], ["real", "simulated", "real"])
+    assert list(by) == ["simulated", "real"]  # fixed order, whatever the input order
+    assert by["real"]["dice"] == pytest.approx(2 * 10 / (2 * 10 + 2 + 2))  # counts summed before scoring
+    assert by["simulated"]["dice"] == pytest.approx(0.5)
+    assert list(pooled_scores_by_domain(sim, ["simulated"])) == ["simulated"]

@@ -22,6 +22,7 @@ import numpy as np
 
 from nanofind.errors import NanofindInputError
 from nanofind.io.micrograph import SUFFIXES, read_micrograph
+from nanofind.learn.metrics import DOMAINS
 from nanofind.learn.preprocess import normalise
 
 
@@ -138,7 +139,7 @@ def split(items: list, validation: float | tuple[int, int], seed: int) -> tuple[
 def describe(items: list[LabelledImage]) -> dict:
     """Counts and pixel sizes of a list of labelled images, for model cards."""
     out = {}
-    for domain in ("simulated", "real"):
+    for domain in DOMAINS:
         sel = [x for x in items if x.domain == domain]
         if not sel:
             continue

@@ -14,10 +14,20 @@ from pathlib import Path
 
 import numpy as np
 
+from nanofind._files import atomic_path, write_text_atomic
+from nanofind._progress import ProgressBar
 from nanofind.learn.baselines import BASELINES
 from nanofind.learn.data import LabelledImage
 from nanofind.learn.inference import predict_probability
-from nanofind.learn.metrics import confusion, plot_pr_curve, pooled_scores, precision_recall_curve, scores
+from nanofind.learn.metrics import (
+    confusion,
+    plot_pr_curve,
+    pooled_scores,
+    pooled_scores_by_domain,
+    precision_recall_curve,
+    scores,
+    sum_confusions,
+)
 
 
 def evaluate(model, card: dict, items: list[LabelledImage], out_dir: str | Path, baselines: bool = True,
@@ -32,47 +42,43 @@ def evaluate(model, card: dict, items: list[LabelledImage], out_dir: str | Path,
     confs: dict[str, list[dict]] = {m: [] for m in methods}
     probs, rows = [], []
     threshold = float(card["threshold"])
-    iterator = items
-    if progress:
-        from rich.progress import track
-
-        iterator = track(items, description="evaluating")
-    for item in iterator:
-        raw = item.raw if item.raw is not None else item.image
-        prob = predict_probability(model, card, raw, item.pixel_size_A)
-        probs.append(prob)
-        truth = item.mask > 0
-        masks = {"model": prob >= threshold}
-        for name in methods[1:]:
-            masks[name] = BASELINES[name](raw, item.pixel_size_A)
-        for name, mask in masks.items():
-            c = confusion(mask, truth)
-            confs[name].append(c)
-            rows.append({"image": item.source, "domain": item.domain, "method": name,
-                         "particle_fraction": round(float(truth.mean()), 5), **c,
-                         **{k: round(v, 5) for k, v in scores(**c).items()}})
+    with ProgressBar("evaluating", len(items), enabled=progress) as bar:
+        for item in items:
+            raw = item.raw if item.raw is not None else item.image
+            prob = predict_probability(model, card, raw, item.pixel_size_A)
+            probs.append(prob)
+            truth = item.mask > 0
+            masks = {"model": prob >= threshold}
+            for name in methods[1:]:
+                masks[name] = BASELINES[name](raw, item.pixel_size_A)
+            for name, mask in masks.items():
+                c = confusion(mask, truth)
+                confs[name].append(c)
+                rows.append({"image": item.source, "domain": item.domain, "method": name,
+                             "particle_fraction": round(float(truth.mean()), 5), **c,
+                             **{k: round(v, 5) for k, v in scores(**c).items()}})
+            bar.advance()
     curve = precision_recall_curve(probs, [x.mask > 0 for x in items])
     summary = {"images": len(items), "model_threshold": threshold, "methods": {}}
     empty = [k for k, x in enumerate(items) if not x.mask.any()]
     for name in methods:
         pooled = pooled_scores(confs[name])
         entry = {k: round(v, 5) for k, v in pooled.items()}
-        entry["confusion"] = {k: int(sum(c[k] for c in confs[name])) for k in ("tp", "fp", "fn", "tn")}
+        entry["confusion"] = sum_confusions(confs[name])
         if empty:
             entry["empty_fields"] = len(empty)
             entry["empty_field_false_positive_fraction"] = round(
                 float(np.mean([confs[name][k]["fp"] / items[k].mask.size for k in empty])), 5)
-        for domain in ("simulated", "real"):
-            sel = [c for c, x in zip(confs[name], items, strict=True) if x.domain == domain]
-            if sel and len(sel) < len(items):
-                entry[f"dice_{domain}"] = round(pooled_scores(sel)["dice"], 5)
+        by_domain = pooled_scores_by_domain(confs[name], [x.domain for x in items])
+        if len(by_domain) > 1:
+            entry.update({f"dice_{d}": round(s["dice"], 5) for d, s in by_domain.items()})
         summary["methods"][name] = entry
     points = {name: (summary["methods"][name]["precision"], summary["methods"][name]["recall"])
               for name in methods[1:]}
     plot_pr_curve({"model": curve, **points}, out / "pr_curve.png", title="Precision and recall")
-    with open(out / "per_image.csv", "w", newline="") as fh:
+    with atomic_path(out / "per_image.csv") as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.DictWriter(fh, list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
-    (out / "summary.json").write_text(json.dumps(summary, indent=1))
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=1))
     return summary

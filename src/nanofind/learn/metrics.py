@@ -35,6 +35,8 @@ import numpy as np
 COUNT_KEYS = ("tp", "fp", "fn", "tn")
 SCORE_KEYS = ("dice", "iou", "precision", "recall", "pixel_accuracy", "false_positive_fraction")
 DEFAULT_THRESHOLDS = np.linspace(0.02, 0.98, 49)
+#: Where labelled images come from; scores are also given per domain, in this order.
+DOMAINS = ("simulated", "real")
 
 
 def _as_mask(mask: np.ndarray, name: str) -> np.ndarray:
@@ -132,6 +134,17 @@ def sum_confusions(confusions: Iterable[Mapping[str, int]]) -> dict[str, int]:
 def pooled_scores(confusions: Iterable[Mapping[str, int]]) -> dict[str, float]:
     """Scores of the summed counts: every pixel of every image weighs the same."""
     return scores(**sum_confusions(confusions))
+
+
+def pooled_scores_by_domain(confusions: Iterable[Mapping[str, int]], domains: Iterable[str]
+                            ) -> dict[str, dict[str, float]]:
+    """Pooled scores of the images of each domain (:data:`DOMAINS` order) that occurs in ``domains``.
+
+    ``domains`` gives each confusion's domain, in the same order.
+    """
+    pairs = list(zip(confusions, domains, strict=True))
+    return {d: pooled_scores([c for c, domain in pairs if domain == d])
+            for d in DOMAINS if any(domain == d for _, domain in pairs)}
 
 
 def per_image_scores(confusions: Iterable[Mapping[str, int]]) -> dict[str, list[float]]:

@@ -33,7 +33,14 @@ from nanofind.learn.augment import Augmentation, random_crops
 from nanofind.learn.data import LabelledImage, describe
 from nanofind.learn.inference import predict_normalised
 from nanofind.learn.losses import SegmentationLoss
-from nanofind.learn.metrics import best_threshold, confusion, plot_pr_curve, pooled_scores, precision_recall_curve
+from nanofind.learn.metrics import (
+    best_threshold,
+    confusion,
+    plot_pr_curve,
+    pooled_scores,
+    pooled_scores_by_domain,
+    precision_recall_curve,
+)
 from nanofind.learn.model_file import load_model, save_model
 from nanofind.learn.preprocess import NORMALISATION
 
@@ -84,9 +91,8 @@ def learning_rate_at(config: TrainConfig, epoch: int) -> float:
 def _history_row(epoch, loss, val, seconds) -> dict:
     row = {"epoch": epoch, "train_loss": round(loss, 5), "val_loss": round(val["loss"], 5),
            "val_dice": round(val["dice"], 5), "val_iou": round(val["iou"], 5), "seconds": round(seconds, 1)}
-    for domain in ("simulated", "real"):
-        if domain in val["domains"]:
-            row[f"val_dice_{domain}"] = round(val["domains"][domain]["dice"], 5)
+    for domain, s in val["domains"].items():
+        row[f"val_dice_{domain}"] = round(s["dice"], 5)
     return row
 
 
@@ -111,11 +117,8 @@ def evaluate_items(model, items: list[LabelledImage], loss_fn, bf16: bool) -> tu
             confs.append(confusion(prob >= 0.5, item.mask > 0))
             p = torch.from_numpy(np.stack([1 - prob, prob]))[None].clamp(1e-6, 1 - 1e-6)
             losses.append(float(loss_fn(torch.log(p), torch.from_numpy(item.mask.astype(np.int64))[None])))
-    out = {"loss": float(np.mean(losses)), **pooled_scores(confs), "domains": {}}
-    for domain in ("simulated", "real"):
-        sel = [c for c, x in zip(confs, items, strict=True) if x.domain == domain]
-        if sel:
-            out["domains"][domain] = pooled_scores(sel)
+    out = {"loss": float(np.mean(losses)), **pooled_scores(confs),
+           "domains": pooled_scores_by_domain(confs, [x.domain for x in items])}
     return out, probs
 
 
@@ -305,8 +308,7 @@ def train(config: TrainConfig, train_items: list[LabelledImage], val_items: list
     plot_pr_curve({"model (validation)": curve}, out / "pr_curve.png", title="Validation precision and recall")
     confs = [confusion(p >= threshold, x.mask > 0) for p, x in zip(probs, val_items, strict=True)]
     at_threshold = pooled_scores(confs)
-    by_domain = {d: pooled_scores([c for c, x in zip(confs, val_items, strict=True) if x.domain == d])
-                 for d in ("simulated", "real") if any(x.domain == d for x in val_items)}
+    by_domain = pooled_scores_by_domain(confs, [x.domain for x in val_items])
     pixels = [x.pixel_size_A for x in train_items if x.pixel_size_A]
     card = {
         "format": "nanofind-model/1", "nanofind_version": __version__, "architecture": config.architecture,
