@@ -66,6 +66,16 @@ def test_ragged_outline_stays_one_particle():
     assert sorted(round(r["equivalent_diameter_px"]) for r in rows) == pytest.approx([32, 90], abs=4)
 
 
+def test_particle_ids_are_the_label_values():
+    # the ids in particles.csv are the values of the label image written beside it, gaps and all
+    labels = np.zeros((100, 100), np.int32)
+    labels[_disc((100, 100), (30, 30), 10)] = 3
+    labels[_disc((100, 100), (70, 60), 15)] = 7
+    rows = measure_particles(labels)
+    assert [r["particle_id"] for r in rows] == [3, 7]
+    assert [r["area_px"] for r in rows] == [int((labels == 3).sum()), int((labels == 7).sum())]
+
+
 def test_ellipse_stays_whole_and_orientation_follows_the_major_axis():
     yy, xx = np.mgrid[0:200, 0:200]
     a, b, angle = 60, 25, math.radians(30)  # major axis 30 degrees above the x axis on screen

@@ -126,7 +126,7 @@ def measure_particles(labels: np.ndarray, image: np.ndarray | None = None, proba
     nm = pixel_size_A / 10 if pixel_size_A else None
     rows = []
     ny, nx = labels.shape
-    for k, region in enumerate(regionprops(labels), start=1):
+    for region in regionprops(labels):
         r0, c0, r1, c1 = region.bbox
         pix = region.coords
         values = image[pix[:, 0], pix[:, 1]] if image is not None else None
@@ -139,7 +139,7 @@ def measure_particles(labels: np.ndarray, image: np.ndarray | None = None, proba
         too_big = nm is not None and d_px * nm > settings.max_diameter_nm
         cy, cx = region.centroid
         rows.append({
-            "particle_id": k, "area_px": int(region.area),
+            "particle_id": int(region.label), "area_px": int(region.area),
             "area_nm2": _scaled(region.area, nm, 2), "equivalent_diameter_px": round(d_px, 3),
             "equivalent_diameter_nm": _scaled(d_px, nm), "major_axis_px": round(region.axis_major_length, 3),
             "minor_axis_px": round(region.axis_minor_length, 3), "major_axis_nm": _scaled(region.axis_major_length, nm),
