@@ -7,7 +7,8 @@ through the same cleaning (slivers below the 1 nm² minimum area are not counted
 splitting (touching particles merge in a footprint mask); predicted
 and true particles are matched one to one by IoU > 0.5. Reported: the mean absolute error of the
 particle count per field, and for isolated true particles of at least 3 nm (not cut by the edge,
-not agglomerates) the relative error of the equivalent diameter. The last line is JSON.
+not agglomerates) the relative error of the equivalent diameter, and the seconds the analysis of
+one field takes (segmentation to measurements; the first includes warm-up). The last line is JSON.
 
     python benchmarks/bench_analyze.py [DATASET.h5] [--model DIR] [--threshold T] [--tta] [--details CSV]
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 
 import numpy as np
 
@@ -51,12 +53,14 @@ def main() -> None:
 
     model, card = load_model(args.model)
     settings = AnalysisSettings(model=args.model or "default", threshold=args.threshold, tta=args.tta)
-    count_errors, size_errors, details = [], [], []
+    count_errors, size_errors, details, seconds = [], [], [], []
     with DatasetReader(args.dataset) as reader:
         for k in range(len(reader)):
             s = reader.sample(k)
             pixel = s.params["pixel_size_A"]
+            t = time.perf_counter()
             rows, labels, _ = analyze_frame(model, card, s.image, pixel, settings)
+            seconds.append(time.perf_counter() - t)
             truth = split_particles(clean_mask(s.mask > 0, pixel), CleaningSettings().split_depth)
             true_rows = measure_particles(truth, pixel_size_A=pixel)
             count_errors.append(len(rows) - len(true_rows))
@@ -89,7 +93,8 @@ def main() -> None:
             writer.writeheader()
             writer.writerows(details)
     found = [e for e in size_errors if e is not None]
-    result = {"fields": len(count_errors), "count_mae": round(float(np.mean(np.abs(count_errors))), 3),
+    result = {"fields": len(count_errors), "seconds_per_field": round(float(np.mean(seconds)), 3),
+              "count_mae": round(float(np.mean(np.abs(count_errors))), 3),
               "count_bias": round(float(np.mean(count_errors)), 3),
               "isolated_particles_3nm": len(size_errors), "matched": len(found),
               "diameter_within_10_percent":

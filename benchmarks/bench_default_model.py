@@ -4,7 +4,7 @@ Simulates the three test sets if they are missing (full multislice; about 20 min
 then runs ``nanofind evaluate`` on each and on the held-out real fold, and prints one JSON line
 with the model's pooled Dice per set and the empty-field false-positive fraction.
 
-    python benchmarks/bench_default_model.py [--work DIR] [--real DIR] [--model DIR]
+    python benchmarks/bench_default_model.py [--work DIR] [--real DIR] [--model DIR] [--tta]
 """
 
 from __future__ import annotations
@@ -25,7 +25,9 @@ def main() -> None:
     parser.add_argument("--real", default=str(ROOT.parent / "shared/data/real-tem-np/train"),
                         help="the 20 labelled real micrographs (fold 0 of 5 is held out of training)")
     parser.add_argument("--model", default="default", help="model directory (default: the shipped model)")
+    parser.add_argument("--tta", action="store_true", help="evaluate with mirror averaging (evaluate --tta)")
     args = parser.parse_args()
+    tta = ["--tta"] if args.tta else []
 
     from nanofind.cli import main as nanofind
 
@@ -38,11 +40,11 @@ def main() -> None:
             assert nanofind(["simulate", str(ROOT / "examples/recipes" / recipe), "-n", str(n), "-o", str(data),
                              "--seed", str(seed), "--quiet"]) == 0
         assert nanofind(["evaluate", str(data), "--model", args.model, "-o", str(work / f"eval-{name}"),
-                         "--quiet"]) == 0
+                         "--quiet", *tta]) == 0
         result[name] = json.loads((work / f"eval-{name}" / "summary.json").read_text())["methods"]
     if Path(args.real).is_dir():
         assert nanofind(["evaluate", args.real, "--fold", "0/5", "--model", args.model, "-o", str(work / "eval-real"),
-                         "--quiet"]) == 0
+                         "--quiet", *tta]) == 0
         result["real-fold-0"] = json.loads((work / "eval-real" / "summary.json").read_text())["methods"]
     fp_key = "empty_field_false_positive_fraction"
     print(json.dumps({name: {"model_dice": m["model"]["dice"], "otsu_dice": m["otsu"]["dice"],

@@ -145,6 +145,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--fold", metavar="I/K", help="score only fold I of K of every source (as held out by train)")
     ev.add_argument("--split-seed", type=_seed, default=0, help="seed of that split (default 0, as in train)")
     ev.add_argument("--no-baselines", action="store_true", help="score the model only")
+    ev.add_argument("--tta", action="store_true", help="average the model over mirror images (as segment --tta)")
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=_cmd_evaluate)
 
@@ -324,7 +325,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     items = []
     for batch in _load_items(args.data, keep_raw=True):
         items += split(batch, _parse_fold(args.fold), args.split_seed)[1] if args.fold else batch
-    summary = evaluate(model, card, items, args.output, baselines=not args.no_baselines, progress=not args.quiet)
+    summary = evaluate(model, card, items, args.output, baselines=not args.no_baselines, progress=not args.quiet,
+                       tta=args.tta)
     print(f"{'method':10s} {'Dice':>7s} {'IoU':>7s} {'prec.':>7s} {'recall':>7s} {'acc.':>7s}")
     for name, m in summary["methods"].items():
         print(f"{name:10s} {m['dice']:7.4f} {m['iou']:7.4f} {m['precision']:7.4f} {m['recall']:7.4f} "

@@ -154,6 +154,12 @@ def test_train_and_evaluate_cli(tmp_path, labelled_folder, capsys):
         assert m["dice"] == pytest.approx(2 * c["tp"] / (2 * c["tp"] + c["fp"] + c["fn"]), abs=1e-5)
     assert (out / "pr_curve.png").is_file()
     assert len((out / "per_image.csv").read_text().splitlines()) == 1 + 6 * 4
+    # with mirror averaging the run says so, and the baselines (which do not use the model) score the same
+    assert main(["evaluate", str(labelled_folder), "--model", str(model_dir), "-o", str(tmp_path / "tta"), "--tta",
+                 "--quiet"]) == 0
+    mirrored = json.loads((tmp_path / "tta" / "summary.json").read_text())
+    assert mirrored["tta"] is True and "tta" not in summary
+    assert mirrored["methods"]["otsu"] == summary["methods"]["otsu"]
     assert main(["train", str(labelled_folder), "-o", str(tmp_path / "x"), "--fold", "3/3"]) == 2
     assert main(["train", str(labelled_folder), "--arch", "nonet", "-o", str(tmp_path / "y"), "--quiet"]) == 2
     assert "nonet" in capsys.readouterr().err

@@ -55,7 +55,7 @@ class AnalysisSettings:
     threshold: float | None = None  #: default: the model card's
     pixel_size_A: float | None = None  #: overrides the files' pixel size, Å
     window_px: int = 512
-    tta: bool = False  #: average the model over mirror images (1.6-3.2× the time; see docs/benchmarks.md)
+    tta: bool = False  #: average the model over mirror images (2.4-3.2× the time; see docs/benchmarks.md)
     cleaning: CleaningSettings = field(default_factory=CleaningSettings)
 
     def to_dict(self) -> dict:

@@ -31,8 +31,10 @@ from nanofind.learn.metrics import (
 
 
 def evaluate(model, card: dict, items: list[LabelledImage], out_dir: str | Path, baselines: bool = True,
-             progress: bool = True) -> dict:
+             progress: bool = True, tta: bool = False) -> dict:
     """Segment every image with the model (at the card's threshold) and the baselines; score them.
+
+    ``tta`` averages the model over mirror images, as ``segment --tta`` and ``analyze --tta`` do.
 
     ``items`` must keep their raw images (``keep_raw=True`` when loading). Returns the summary.
     """
@@ -45,7 +47,7 @@ def evaluate(model, card: dict, items: list[LabelledImage], out_dir: str | Path,
     with ProgressBar("evaluating", len(items), enabled=progress) as bar:
         for item in items:
             raw = item.raw if item.raw is not None else item.image
-            prob = predict_probability(model, card, raw, item.pixel_size_A)
+            prob = predict_probability(model, card, raw, item.pixel_size_A, tta=tta)
             probs.append(prob)
             truth = item.mask > 0
             masks = {"model": prob >= threshold}
@@ -59,7 +61,7 @@ def evaluate(model, card: dict, items: list[LabelledImage], out_dir: str | Path,
                              **{k: round(v, 5) for k, v in scores(**c).items()}})
             bar.advance()
     curve = precision_recall_curve(probs, [x.mask > 0 for x in items])
-    summary = {"images": len(items), "model_threshold": threshold, "methods": {}}
+    summary = {"images": len(items), "model_threshold": threshold, **({"tta": True} if tta else {}), "methods": {}}
     empty = [k for k, x in enumerate(items) if not x.mask.any()]
     for name in methods:
         pooled = pooled_scores(confs[name])
