@@ -25,7 +25,6 @@ from typing import NamedTuple
 
 import numpy as np
 from ase import Atoms
-from scipy.ndimage import binary_fill_holes, distance_transform_edt, gaussian_filter
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
@@ -117,6 +116,8 @@ def project_labels(atoms: Atoms, shape: Sequence[int], pixel_size_A: float,
     sub_grain = _majority_grain(xy, grains, sub_origin, sub_mask.shape, pixel_size_A, atom_radius_A)
     sub_grain[~sub_mask] = -1
     counts = tree.query_ball_point(centers, column_radius_A, return_length=True).reshape(sub_mask.shape)
+    from scipy.ndimage import binary_fill_holes, distance_transform_edt  # not imported by `nanofind scene`
+
     filled = binary_fill_holes(sub_mask)
     if np.any(filled & ~sub_mask):
         # enclosed holes take the grain of the nearest labelled pixel
@@ -135,6 +136,8 @@ def _majority_grain(xy: np.ndarray, grains: np.ndarray, origin_A, shape, pixel_s
     Weights fall off with sigma = radius / 2 around each pixel, so where grains overlap in
     projection the one that fills more of the column wins and boundaries come out smooth.
     """
+    from scipy.ndimage import gaussian_filter  # not imported by `nanofind scene`
+
     ids = np.unique(grains)
     rows = np.clip(np.floor((xy[:, 1] - origin_A[1]) / pixel_size_A).astype(int), 0, shape[0] - 1)
     cols = np.clip(np.floor((xy[:, 0] - origin_A[0]) / pixel_size_A).astype(int), 0, shape[1] - 1)

@@ -79,25 +79,51 @@ def pairs_within(points: np.ndarray, cutoff: float, others: np.ndarray | None = 
     return i, j, np.linalg.norm(delta, axis=1)
 
 
+#: Query points used to bound a pair's minimum distance before the full query (see below).
+_BOUND_SAMPLE = 1024
+
+
+def _nearest_min(tree: cKDTree, points: np.ndarray, k: int, cutoff: float) -> float:
+    """Smallest distance from ``points`` to their ``k``-th nearest point of ``tree`` below ``cutoff``.
+
+    A strided sample of the points gives an upper bound first, and the full query is pruned
+    at that bound. Every pair closer than the bound is still visited, so the result is the
+    same number as an unpruned query's minimum.
+    """
+    sample = points[:: max(1, len(points) // _BOUND_SAMPLE)]
+    bound = float(tree.query(sample, k=[k], distance_upper_bound=cutoff)[0].min())
+    if bound == 0.0:
+        return 0.0
+    # a margin so the squared-bound comparison inside cKDTree cannot drop the sampled pair
+    bound = min(bound * (1 + 1e-9), cutoff) if bound < cutoff else cutoff
+    return float(tree.query(points, k=[k], distance_upper_bound=bound)[0].min())
+
+
 def min_distances_by_pair(positions: np.ndarray, symbols: Sequence[str], cutoff: float = 8.0,
                           lateral_period_A: Sequence[float] | None = None) -> dict[str, float]:
     """Shortest distance in Å for every element pair present, e.g. ``{"Au-C": 2.03}``.
 
-    Uses nearest-neighbour queries per element, so memory stays proportional to the atom
-    count. Pairs with no two atoms closer than ``cutoff`` are reported as ``inf``.
+    Exact, with one k-d tree per element: like pairs by a two-nearest-neighbour query of the
+    element's atoms against their own tree, unlike pairs by a nearest-neighbour query of the
+    smaller element's atoms against the larger one's tree. Memory stays proportional to the
+    atom count. Pairs with no two atoms closer than ``cutoff`` are reported as ``inf``.
     """
     positions = np.asarray(positions, dtype=float).reshape(-1, 3)
     symbols = np.asarray(symbols)
     elements = sorted(set(symbols.tolist()))
     p, _, box = _tree_frame(positions, None, cutoff, lateral_period_A)
-    trees = {e: cKDTree(p[symbols == e], boxsize=box) for e in elements}
+    trees, points = {}, {}
+    for e in elements:
+        trees[e] = cKDTree(p[symbols == e], boxsize=box)
+        # queried in the tree's own order, consecutive queries walk the same branches
+        points[e] = trees[e].data[trees[e].indices]
     result = {}
     for k, a in enumerate(elements):
-        pa = p[symbols == a]
         for b in elements[k:]:
             if a == b:
-                d = trees[a].query(pa, k=2, distance_upper_bound=cutoff)[0][:, 1] if len(pa) > 1 else np.array([np.inf])
+                d = _nearest_min(trees[a], points[a], 2, cutoff) if len(points[a]) > 1 else np.inf
             else:
-                d = trees[b].query(pa, distance_upper_bound=cutoff)[0]
-            result[f"{a}-{b}"] = float(d.min())
+                small, big = (a, b) if len(points[a]) <= len(points[b]) else (b, a)
+                d = _nearest_min(trees[big], points[small], 1, cutoff)
+            result[f"{a}-{b}"] = float(d)
     return result

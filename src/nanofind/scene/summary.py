@@ -6,6 +6,7 @@ from collections import Counter
 
 import numpy as np
 from ase import Atoms
+from ase.data import chemical_symbols
 
 from nanofind.scene.neighbours import min_distances_by_pair
 
@@ -18,7 +19,7 @@ def summarize_scene(atoms: Atoms) -> dict:
     names = atoms.info.get("object_names", [])
     obj = atoms.arrays["object_id"]
     grain = atoms.arrays["grain_id"]
-    symbols = np.array(atoms.get_chemical_symbols())
+    symbols = np.array(chemical_symbols)[atoms.numbers]  # as get_chemical_symbols(), without a loop per atom
     objects = []
     for k in sorted(set(obj.tolist())):
         sel = obj == k
