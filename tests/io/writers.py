@@ -1,7 +1,9 @@
 """Minimal writers for microscope formats, to make small valid test files.
 
 DigitalMicrograph (DM3/DM4) and TIA (SER/EMI) are written from their published layouts; RosettaSciIO
-reads but cannot write them. EMD files (Berkeley/NCEM 0.2 and Velox) are written with h5py.
+reads but cannot write them. EMD files (Berkeley/NCEM 0.2 and Velox) are written with h5py. Vendor
+TIFFs (FEI, Zeiss, DigitalMicrograph export, JEOL SightX) are written with tifffile, their calibration in
+the tags RosettaSciIO reads.
 """
 
 import json
@@ -10,6 +12,7 @@ import uuid
 
 import h5py
 import numpy as np
+import tifffile
 
 # --- DigitalMicrograph ------------------------------------------------------------------------------
 # A tag group is a list of (name, value): a list is a sub-group, a tuple (kind, value) is a data tag.
@@ -185,3 +188,53 @@ def write_emd_velox(path, data, pixel_m=1.2e-10, voltage="300000", chunked=True)
         yxf = np.ascontiguousarray(np.moveaxis(stack, 0, -1))
         group.create_dataset("Data", data=yxf, chunks=(*yxf.shape[:2], 1) if chunked else None)
         group.create_dataset("Metadata", data=raw[:, None])
+
+
+# --- vendor TIFFs --------------------------------------------------------------------------------------
+# tifffile writes the pixels; each vendor's calibration goes in the tag RosettaSciIO reads it from.
+
+
+def write_fei_tif(path, data, pixel_m=1.5e-10, databar_rows=0, **kwargs):
+    """An FEI/Thermo Fisher TIFF: INI-style text in tag 34682 (FEI_HELIOS), optionally a data bar below."""
+    data = np.asarray(data)
+    text = (f"[User]\nDate=01/08/2024\nTime=10:00:00 AM\n[System]\nSystemType=Test FEI\n[Beam]\nHV=300000\n"
+            f"[Scan]\nPixelWidth={pixel_m}\nPixelHeight={pixel_m}\nDwelltime=1e-06\n"
+            f"[Detectors]\nName=HAADF\n[Image]\nResolutionX={data.shape[-1]}\n"
+            f"ResolutionY={data.shape[-2] - databar_rows}\n")
+    tifffile.imwrite(path, data, photometric="minisblack", extratags=[(34682, "s", 0, text, False)], **kwargs)
+
+
+def write_zeiss_tif(path, data, pixel_m=4e-11):
+    """A Zeiss SEM TIFF: tag 34118 (CZ_SEM), whose fourth number is the pixel size at 1024 pixels wide."""
+    data = np.asarray(data)
+    numbers = [0, 0, 0, pixel_m * data.shape[-1] / 1024, 500000.0]
+    text = "\n".join(map(str, numbers)) + "\nAP_MAG\nMag = 500.00 K X\nAP_ACTUALKV\nEHT = 20.00 kV\n"
+    text += "SV_SERIAL_NUMBER\nSerial No. = TEST-1\nDP_DETECTOR_CHANNEL\nSignal A = InLens\n"
+    tifffile.imwrite(path, data, photometric="minisblack", extratags=[(34118, "s", 0, text, False)])
+
+
+def write_dm_tif(path, data, scale=0.05, units="nm"):
+    """A TIFF as DigitalMicrograph exports it: scale and unit in tags 65003-65010, 72 dpi (inch) resolution."""
+    units = units.encode("latin-1")  # as DigitalMicrograph writes "µm"
+    tags = [(65003, "s", 0, units, False), (65004, "s", 0, units, False), (65009, "d", 1, scale, False),
+            (65010, "d", 1, scale, False)]
+    tifffile.imwrite(path, data, photometric="minisblack", extratags=tags, resolution=(72, 72),
+                     resolutionunit="INCH")
+
+
+def write_jeol_tif(path, data, camera_pixel_um=15.0, magnification=500000, mode="MAG", broken=False):
+    """A JEOL SightX TIFF: ``Make`` JEOL Ltd., an XML description, the camera's pixel pitch as resolution."""
+    xml = ("<?xml version=\"1.0\" encoding=\"utf-8\"?>\n<TemReporter><Instruments>JEM-TEST</Instruments>"
+           "<ElectronGun><AccelerationVoltage>200000</AccelerationVoltage><BeamCurrent>0</BeamCurrent>"
+           "</ElectronGun><Eos><EosMode>eosTEM</EosMode></Eos>"
+           "<IlluminationSystem><ImageField>modeBrightField</ImageField></IlluminationSystem>"
+           f"<ImageFormingSystem><ImageFormingMode>modeNormal</ImageFormingMode><SelectorString>{mode}"
+           f"</SelectorString><ModeString>{mode}</ModeString><SelectorValue>{magnification}</SelectorValue>"
+           f"<SelectorUnitString>{'x' if mode == 'MAG' else 'cm'}</SelectorUnitString></ImageFormingSystem>"
+           "</TemReporter>")
+    if broken:
+        xml = xml[: len(xml) // 2]
+    per_cm = 1e4 / camera_pixel_um
+    tifffile.imwrite(path, data, photometric="minisblack", description=xml, metadata=None,
+                     resolution=(per_cm, per_cm), resolutionunit="CENTIMETER",
+                     extratags=[(271, "s", 0, "JEOL Ltd.", False)])

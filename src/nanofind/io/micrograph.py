@@ -17,6 +17,14 @@ before uncalibrated ones (diffraction patterns, spectra). Which one was taken is
 ``metadata["signal_index"]`` out of ``metadata["signals"]``. The orientation of EMD data is the one
 RosettaSciIO gives; for a 3D stack the one axis without a length unit is moved first (frames).
 
+TIFF pixels are always read with tifffile (with imagecodecs for JPEG, LZW, Deflate, ZSTD and the other
+compressions vendor software writes). The pixel size comes from, in order: vendor metadata read
+through RosettaSciIO's TIFF reader (``rsciio.tiff.file_reader``, lazily, so tags only), consulted
+only for files that carry such tags (FEI/Thermo Fisher, Zeiss SEM, TVIPS, Olympus SIS, JEOL SightX,
+DigitalMicrograph export); the ImageJ ``unit`` with the resolution tags; the resolution tags when
+they are in pixels per centimetre. Inch-based resolutions (72 dpi...) are never taken as a pixel
+size. ``metadata["pixel_size_source"]`` names the source; see :mod:`nanofind.io.tiff_metadata`.
+
 Checks
 ------
 Every problem raises :class:`~nanofind.errors.NanofindInputError` with the file as its field, so the
@@ -37,7 +45,8 @@ import stat
 import struct
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -47,7 +56,7 @@ from nanofind.errors import NanofindInputError
 
 #: Length units found in micrograph metadata, in Å.
 UNIT_TO_A = {"a": 1.0, "å": 1.0, "angstrom": 1.0, "\\u00c5": 1.0, "nm": 10.0, "nanometer": 10.0, "um": 1e4,
-             "µm": 1e4, "μm": 1e4, "micron": 1e4, "mm": 1e7, "cm": 1e8, "m": 1e10, "pm": 0.01,
+             "\\u00b5m": 1e4, "µm": 1e4, "μm": 1e4, "micron": 1e4, "mm": 1e7, "cm": 1e8, "m": 1e10, "pm": 0.01,
              "ångström": 1.0, "angstroms": 1.0, "nanometers": 10.0, "nanometre": 10.0, "nanometres": 10.0,
              "micrometer": 1e4, "micrometers": 1e4, "micrometre": 1e4, "microns": 1e4, "meter": 1e10,
              "meters": 1e10, "metre": 1e10, "metres": 1e10, "picometer": 0.01, "picometre": 0.01}
@@ -128,18 +137,24 @@ def length_in_A(value: float, unit: str) -> float | None:
     return float(value) * factor
 
 
-def read_micrograph(path: str | Path, pixel_size_A: float | None = None) -> Micrograph:
+def read_micrograph(path: str | Path, pixel_size_A: float | None = None, max_pixels: int | None = None) -> Micrograph:
     """Read a micrograph file.
 
     Parameters
     ----------
     path : str or Path
-        MRC (voxel size taken as the pixel size), TIFF (8/16/32-bit; pixel size from ImageJ
-        metadata or the resolution tags), PNG or JPEG (pixel size unknown), DM3/DM4, TIA SER/EMI or
-        EMD (pixel size from the axes' calibration). RGB images are converted to grey. See the
+        MRC (voxel size taken as the pixel size), TIFF (8/16/32-bit, uncompressed or compressed;
+        pixel size from FEI/Thermo Fisher, Zeiss, TVIPS, Olympus SIS, JEOL SightX or
+        DigitalMicrograph tags through RosettaSciIO, else from ImageJ metadata or centimetre-based
+        resolution tags, never from a dpi), PNG or JPEG (pixel size unknown), DM3/DM4, TIA SER/EMI
+        or EMD (pixel size from the axes' calibration). RGB images are converted to grey. See the
         module docstring for files with several signals.
     pixel_size_A : float, optional
         Overrides whatever the file says, Å.
+    max_pixels : int, optional
+        Refuse files that declare more pixels (all frames) than this, before reading them; at most
+        :data:`MAX_PIXELS`. The commands pass what their memory limit allows
+        (:func:`nanofind.learn.scale_guard.max_image_pixels`).
 
     Returns
     -------
@@ -162,7 +177,10 @@ def read_micrograph(path: str | Path, pixel_size_A: float | None = None) -> Micr
     try:
         if reader is _read_rsciio:
             import rsciio  # noqa: F401  (its import sets its log level: do it before _quiet)
-        with _quiet():
+        elif reader is _read_tiff:  # vendor TIFFs are calibrated through RosettaSciIO, when it is installed
+            with suppress(ImportError):
+                import rsciio  # noqa: F401
+        with _quiet(), _pixel_limit(MAX_PIXELS if max_pixels is None else min(max_pixels, MAX_PIXELS)):
             array, pixel, meta = reader(path, size, head, fmt)
     except NanofindInputError:
         raise
@@ -181,6 +199,7 @@ def read_micrograph(path: str | Path, pixel_size_A: float | None = None) -> Micr
     array = _as_image(np.asarray(array) if not isinstance(array, np.ndarray) else array, path, fmt)
     if pixel_size_A is not None:
         pixel = float(pixel_size_A)
+        meta["pixel_size_source"] = "given (overrides the file's)"
     return Micrograph(array, pixel, meta, path)
 
 
@@ -242,12 +261,27 @@ def _check_signature(path: Path, fmt: str, head: bytes) -> None:
     raise _not_valid(path, fmt, f"it does not start with the {fmt} signature", head)
 
 
+#: The pixel limit of the read in progress (``read_micrograph``'s ``max_pixels``).
+_PIXEL_LIMIT: ContextVar[int] = ContextVar("pixel_limit", default=MAX_PIXELS)
+
+
+@contextmanager
+def _pixel_limit(limit: int) -> Iterator[None]:
+    token = _PIXEL_LIMIT.set(limit)
+    try:
+        yield
+    finally:
+        _PIXEL_LIMIT.reset(token)
+
+
 def _check_pixels(path: Path, fmt: str, n_pixels: int, what: str) -> None:
-    """Refuse a declared size over :data:`MAX_PIXELS` (``what`` says what the header declares)."""
-    if n_pixels > MAX_PIXELS:
+    """Refuse a declared size over the read's pixel limit (``what`` says what the header declares)."""
+    limit = _PIXEL_LIMIT.get()
+    if n_pixels > limit:
+        why = ("nanofind reads (MAX_PIXELS)" if limit == MAX_PIXELS else
+               "the memory limit allows (--max-memory)")
         raise NanofindInputError(f"{fmt} header declares {what} = {n_pixels:,} pixels, more than the "
-                                 f"{MAX_PIXELS:,} nanofind reads (MAX_PIXELS); refused before reading",
-                                 str(path))
+                                 f"{limit:,} {why}; refused before reading", str(path))
 
 
 def _check_extent(path: Path, fmt: str, end: int, size: int, what: str) -> None:
@@ -357,6 +391,8 @@ def _read_mrc(path: Path, size: int, head: bytes, fmt: str):
 def _read_tiff(path: Path, size: int, head: bytes, fmt: str):
     import tifffile
 
+    from nanofind.io.tiff_metadata import resolution_pixel_size, rsciio_calibration, tiff_vendor
+
     _check_signature(path, fmt, head)
     with tifffile.TiffFile(path) as tif:
         if not tif.series:
@@ -372,25 +408,39 @@ def _read_tiff(path: Path, size: int, head: bytes, fmt: str):
             end = max((int(o) + int(c) for page in series.pages if page is not None
                        for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)), default=0)
         _check_extent(path, fmt, end, size, what)
-        data = series.asarray()
+        page = tif.pages.first
+        compression = getattr(page.compression, "name", str(page.compression))
+        try:
+            data = series.asarray()
+        except MemoryError:
+            raise
+        except Exception as exc:
+            if int(page.compression) == 1:
+                raise
+            if isinstance(exc, ImportError) or "imagecodecs" in str(exc):
+                raise NanofindInputError(f"reading this {compression}-compressed TIFF file needs the Python "
+                                         "package imagecodecs (pip install imagecodecs)", str(path)) from None
+            raise NanofindInputError(f"corrupt TIFF file: its {compression}-compressed image data cannot be "
+                                     f"decoded ({_describe(exc, path)})", str(path)) from None
         if "S" in series.axes and data.ndim == len(series.axes):  # colour samples last (planar RGB too)
             data = np.moveaxis(data, series.axes.index("S"), -1)
-        page = tif.pages[0]
+        rows, cols = data.shape[-3:-1] if samples > 1 and data.ndim >= 3 else data.shape[-2:]
         meta = {"format": "tiff", "dtype": str(data.dtype)}
-        pixel = None
+        if int(page.compression) != 1:
+            meta["compression"] = compression.lower()
+        vendor = tiff_vendor(page)
+        pixel, source = resolution_pixel_size(tif, page, vendor)
         ij = tif.imagej_metadata or {}
-        x_res = page.tags.get("XResolution")
-        unit_tag = page.tags.get("ResolutionUnit")
-        if x_res is not None:
-            num, den = x_res.value
-            per_unit = num / den if den else 0.0
-            if per_unit > 0:
-                if ij.get("unit"):
-                    pixel = length_in_A(1.0 / per_unit, ij["unit"])
-                elif unit_tag is not None and int(unit_tag.value) == 3:  # centimetre
-                    pixel = length_in_A(1.0 / per_unit, "cm")
         if ij:
             meta["imagej"] = {k: v for k, v in ij.items() if isinstance(v, str | int | float)}
+    if vendor is not None:  # after the pixels: RosettaSciIO opens the file again, lazily (tags only)
+        meta["vendor"] = vendor
+        calibrated, vendor_meta = rsciio_calibration(path, vendor, int(rows), int(cols))
+        meta.update(vendor_meta)  # with pixel_size_source when calibrated
+        if calibrated is not None:
+            pixel, source = calibrated, vendor_meta["pixel_size_source"]
+    if pixel is not None:
+        meta["pixel_size_source"] = source
     return data, pixel, meta
 
 
