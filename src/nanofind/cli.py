@@ -120,7 +120,9 @@ def _build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--max-minutes", type=_positive_float("--max-minutes"), help="stop after this many minutes")
     tr.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
     tr.add_argument("--resume", action="store_true", help="continue from OUTPUT/checkpoint")
-    tr.add_argument("--fp32", action="store_true", help="no bfloat16 autocast (slower on CPUs with bf16)")
+    tr.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                    help="auto (default): bf16 autocast where the CPU has native bf16, else fp32")
+    tr.add_argument("--fp32", action="store_const", const="fp32", dest="precision", help="same as --precision fp32")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=_cmd_train)
 
@@ -146,6 +148,7 @@ def _build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--split-seed", type=_seed, default=0, help="seed of that split (default 0, as in train)")
     ev.add_argument("--no-baselines", action="store_true", help="score the model only")
     ev.add_argument("--tta", action="store_true", help="average the model over mirror images (as segment --tta)")
+    _add_engine_options(ev)
     ev.add_argument("--quiet", action="store_true", help="no progress bar")
     ev.set_defaults(func=_cmd_evaluate)
 
@@ -166,14 +169,26 @@ def _build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """--precision and --backend: how the network runs on this machine."""
+    parser.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                        help="auto (default): bf16 where the CPU has native bf16 (AVX-512 BF16 or AMX), else fp32")
+    parser.add_argument("--backend", choices=["auto", "torch", "onnx"], default="auto",
+                        help="auto (default): PyTorch for bf16, ONNX Runtime for fp32 when installed")
+
+
 def _add_model_options(parser: argparse.ArgumentParser, tta: bool) -> None:
-    """--model, --pixel-size, --threshold and --tta, shared by the commands that segment micrographs."""
+    """Options shared by the commands that segment micrographs (model, pixel size, engine, memory)."""
     parser.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
     parser.add_argument("--pixel-size", type=_positive_float("--pixel-size"), help="pixel size in Å (overrides files)")
     parser.add_argument("--threshold", type=_fraction("--threshold"), help="decision threshold (default: the model's)")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=tta,
                         help="average the model over the image and its mirror images (test-time augmentation; "
                              f"slower, see docs/benchmarks.md; default: {'on' if tta else 'off'})")
+    _add_engine_options(parser)
+    parser.add_argument("--max-memory", type=_number("--max-memory", 0.5), default=4.0, metavar="GB",
+                        help="peak memory to stay within, GB (default 4): larger images are refused, and "
+                             "resampling is bounded to fit")
 
 
 def _number(name: str, low: float, high: float = float("inf"), low_included: bool = False):
@@ -235,7 +250,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          lr_schedule=args.lr_schedule, batch_size=args.batch,
                          crop_px=args.crop, max_epochs=args.epochs, steps_per_epoch=args.steps,
                          patience=args.patience, seed=args.seed, real_fraction=args.real_fraction,
-                         max_minutes=args.max_minutes, bf16=not args.fp32, init=args.init)
+                         max_minutes=args.max_minutes, precision=args.precision, init=args.init)
     card = train(config, train_items, val_items, args.output, resume=args.resume, progress=not args.quiet,
                  sources=[str(p) for p in args.data],
                  split={"validation": args.val or (args.fold or args.val_fraction), "split_seed": args.split_seed})
@@ -252,8 +267,10 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from nanofind.io.micrograph import read_micrograph
+    from nanofind.learn.engine import make_runner
     from nanofind.learn.inference import predict_probability
     from nanofind.learn.model_file import load_model
+    from nanofind.learn.scale_guard import max_image_pixels, plan_scale
 
     model, card = load_model(args.model)
     threshold = card["threshold"] if args.threshold is None else args.threshold
@@ -262,25 +279,31 @@ def _cmd_segment(args: argparse.Namespace) -> int:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise NanofindInputError(f"cannot create ({exc.strerror or exc})", str(out)) from None
+    runner = make_runner(model, args.precision, args.backend, warm_up_px=args.window)
+    if not args.quiet:
+        print(f"nanofind: running {runner.engine.describe()}", file=sys.stderr)
     failures = []
     for path in args.micrographs:
         try:
-            micrograph = read_micrograph(path, args.pixel_size)
+            micrograph = read_micrograph(path, args.pixel_size,
+                                         max_pixels=max_image_pixels(args.max_memory, "segment"))
+            for frame in micrograph.frames():
+                t = time.perf_counter()
+                plan = plan_scale(frame.array.shape, frame.pixel_size_A, card, args.max_memory, "segment", str(path))
+                for warning in plan.warnings:
+                    print(f"nanofind: warning: {path}: {warning}", file=sys.stderr)
+                prob = predict_probability(runner, card, frame.array, frame.pixel_size_A, window_px=args.window,
+                                           batch=args.batch, tta=args.tta, plan=plan)
+                stem = frame.name
+                Image.fromarray(((prob >= threshold) * 255).astype(np.uint8)).save(out / f"{stem}_mask.png")
+                tifffile.imwrite(out / f"{stem}_prob.tif", prob.astype(np.float32))
+                if not args.quiet:
+                    print(f"{path}: {frame.array.shape[1]}x{frame.array.shape[0]} px, "
+                          f"particles {float((prob >= threshold).mean()) * 100:.1f}% of the field, "
+                          f"{time.perf_counter() - t:.1f} s -> {out / (stem + '_mask.png')}", file=sys.stderr)
         except NanofindInputError as exc:
             print(f"nanofind: error: {exc}", file=sys.stderr)
             failures.append(path)
-            continue
-        for frame in micrograph.frames():
-            t = time.perf_counter()
-            prob = predict_probability(model, card, frame.array, frame.pixel_size_A, window_px=args.window,
-                                       batch=args.batch, tta=args.tta)
-            stem = frame.name
-            Image.fromarray(((prob >= threshold) * 255).astype(np.uint8)).save(out / f"{stem}_mask.png")
-            tifffile.imwrite(out / f"{stem}_prob.tif", prob.astype(np.float32))
-            if not args.quiet:
-                print(f"{path}: {frame.array.shape[1]}x{frame.array.shape[0]} px, "
-                      f"particles {float((prob >= threshold).mean()) * 100:.1f}% of the field, "
-                      f"{time.perf_counter() - t:.1f} s -> {out / (stem + '_mask.png')}", file=sys.stderr)
     if failures:
         print(f"nanofind: {len(failures)} of {len(args.micrographs)} files failed: {', '.join(failures)}",
               file=sys.stderr)
@@ -300,12 +323,16 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     output = args.output or "nanofind-analysis"
     cleaning = replace(CleaningSettings(), min_area_nm2=args.min_area, split=not args.no_split)
     settings = AnalysisSettings(model=args.model, threshold=args.threshold, pixel_size_A=args.pixel_size,
-                                tta=args.tta, cleaning=cleaning)
+                                tta=args.tta, precision=args.precision, backend=args.backend,
+                                max_memory_gb=args.max_memory, cleaning=cleaning)
     summary = analyze_batch(inputs, output, settings, progress=not args.quiet, resume=args.resume)
     sizes = summary["size_distribution"]
     size = f", mean equivalent diameter {sizes['mean']:.2f} {sizes['unit']}" if "mean" in sizes else ""
     print(f"{summary['particles']} particles in {summary['images']} images{size}; "
           f"report: {Path(output) / 'report.html'}", file=sys.stderr)
+    for w in summary["warnings"]:
+        frame = "" if w["frame"] is None else f" frame {w['frame']}"
+        print(f"nanofind: warning: {w['file']}{frame}: {w['warning']}", file=sys.stderr)
     for f in summary["failed"]:
         print(f"nanofind: failed: {f['error']}", file=sys.stderr)
     if summary["failed"]:
@@ -316,6 +343,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from nanofind.learn.engine import make_runner
     from nanofind.learn.evaluate import evaluate
     from nanofind.learn.model_file import load_model
 
@@ -325,7 +353,8 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     items = []
     for batch in _load_items(args.data, keep_raw=True):
         items += split(batch, _parse_fold(args.fold), args.split_seed)[1] if args.fold else batch
-    summary = evaluate(model, card, items, args.output, baselines=not args.no_baselines, progress=not args.quiet,
+    runner = make_runner(model, args.precision, args.backend)
+    summary = evaluate(runner, card, items, args.output, baselines=not args.no_baselines, progress=not args.quiet,
                        tta=args.tta)
     print(f"{'method':10s} {'Dice':>7s} {'IoU':>7s} {'prec.':>7s} {'recall':>7s} {'acc.':>7s}")
     for name, m in summary["methods"].items():

@@ -116,3 +116,27 @@ def test_stages_accept_a_micrograph(tmp_path):
     rows, labels, prob = analyze_frame(model, card, micrograph)
     same, _, _ = analyze_frame(model, card, micrograph.array, micrograph.pixel_size_A)
     assert rows == same and rows and rows[0]["equivalent_diameter_nm"] is not None
+
+
+def test_disk_morphology_by_distance_transform_equals_scipy():
+    from scipy import ndimage as ndi
+    from skimage.morphology import disk
+
+    from nanofind.analyze.measure import dilate_disk, erode_disk
+
+    rng = np.random.default_rng(0)
+    for _ in range(20):
+        shape = tuple(int(n) for n in rng.integers(5, 50, 2))
+        mask = ndi.gaussian_filter(rng.random(shape), rng.uniform(0.5, 3)) > rng.uniform(0.4, 0.6)
+        for r in range(7):
+            np.testing.assert_array_equal(erode_disk(mask, r), ndi.binary_erosion(mask, disk(r)))
+            np.testing.assert_array_equal(dilate_disk(mask, r), ndi.binary_dilation(mask, disk(r)))
+    assert not dilate_disk(np.zeros((8, 8), bool), 3).any()
+
+
+def test_cleaning_at_an_implausible_pixel_size_stays_bounded():
+    # 0.2 nm at 1e-4 Å per pixel would be a 20 000 px radius; it is capped, and the mask survives the call
+    mask = np.zeros((128, 128), bool)
+    mask[30:100, 40:110] = True
+    cleaned = clean_mask(mask, 1e-4)
+    assert cleaned.shape == mask.shape

@@ -10,9 +10,10 @@ from PIL import Image
 from nanofind.cli import main
 from nanofind.errors import NanofindInputError
 from nanofind.io import read_micrograph
-from nanofind.learn.inference import model_zoom, predict_normalised, predict_probability
+from nanofind.learn.inference import predict_normalised, predict_probability
 from nanofind.learn.model_file import save_model
 from nanofind.learn.networks import build_network
+from nanofind.learn.scale_guard import model_zoom
 
 from .conftest import disc_field
 
@@ -28,7 +29,7 @@ def test_small_image_is_one_pass():
     torch.manual_seed(0)
     model = build_network("seed_unet", width=8).eval()
     image = np.random.default_rng(0).normal(size=(70, 90)).astype(np.float32)
-    prob = predict_normalised(model, image, window_px=128, bf16=False)
+    prob = predict_normalised(model, image, window_px=128)
     with torch.no_grad():
         direct = torch.softmax(model(torch.from_numpy(image)[None, None]), 1)[0, 1].numpy()
     np.testing.assert_allclose(prob, direct, atol=1e-6)
@@ -38,15 +39,15 @@ def test_mirror_averaging_makes_any_network_mirror_equivariant():
     torch.manual_seed(0)
     model = build_network("seed_unet", width=8).eval()
     image = np.random.default_rng(2).normal(size=(96, 128)).astype(np.float32)
-    plain = predict_normalised(model, image, bf16=False)
-    averaged = predict_normalised(model, image, bf16=False, tta=True)
+    plain = predict_normalised(model, image)
+    averaged = predict_normalised(model, image, tta=True)
     # an untrained network is not mirror-symmetric; its mirror average is, whole-image and tiled alike
-    assert np.abs(predict_normalised(model, image[:, ::-1].copy(), bf16=False)[:, ::-1] - plain).max() > 1e-3
+    assert np.abs(predict_normalised(model, image[:, ::-1].copy())[:, ::-1] - plain).max() > 1e-3
     for flip in (lambda a: a[:, ::-1], lambda a: a[::-1, :], lambda a: a[::-1, ::-1]):
-        mirrored = predict_normalised(model, flip(image).copy(), bf16=False, tta=True)
+        mirrored = predict_normalised(model, flip(image).copy(), tta=True)
         np.testing.assert_allclose(flip(mirrored), averaged, atol=1e-5)
-    tiled = predict_normalised(model, image, window_px=64, overlap=0.5, bf16=False, tta=True)
-    tiled_mirror = predict_normalised(model, image[::-1, ::-1].copy(), window_px=64, overlap=0.5, bf16=False,
+    tiled = predict_normalised(model, image, window_px=64, overlap=0.5, tta=True)
+    tiled_mirror = predict_normalised(model, image[::-1, ::-1].copy(), window_px=64, overlap=0.5,
                                       tta=True)
     np.testing.assert_allclose(tiled_mirror[::-1, ::-1], tiled, atol=1e-4)
 
@@ -54,8 +55,8 @@ def test_mirror_averaging_makes_any_network_mirror_equivariant():
 def test_sliding_window_blending_equals_a_single_pass():
     # blended overlapping windows reproduce a single pass exactly when the output is local
     image = np.random.default_rng(1).normal(size=(300, 260)).astype(np.float32)
-    tiled = predict_normalised(Pointwise(), image, window_px=64, overlap=0.25, batch=3, bf16=False)
-    single = predict_normalised(Pointwise(), image, window_px=512, bf16=False)
+    tiled = predict_normalised(Pointwise(), image, window_px=64, overlap=0.25, batch=3)
+    single = predict_normalised(Pointwise(), image, window_px=512)
     assert tiled.shape == image.shape
     np.testing.assert_allclose(tiled, single, atol=1e-5)
     np.testing.assert_allclose(single, 1 / (1 + np.exp(-4 * image)), atol=1e-5)
@@ -73,7 +74,7 @@ def test_pixel_size_resampling_into_the_training_range():
     # the probability map comes back on the micrograph's own grid, and resampling keeps the geometry
     image = np.full((150, 170), 100.0, np.float32)
     image[40:100, 50:120] = 40.0
-    prob = predict_probability(Pointwise(), card, -image, pixel_size_A=1.4, bf16=False)
+    prob = predict_probability(Pointwise(), card, -image, pixel_size_A=1.4)
     assert prob.shape == image.shape
     inside = (prob > 0.5)
     assert inside[45:95, 55:115].all() and not inside[:30].any()

@@ -15,7 +15,7 @@ from nanofind.learn.networks import build_network
 from nanofind.learn.train import COSINE_FLOOR, TrainConfig, learning_rate_at, train
 
 TINY = {"architecture": "seed_unet", "options": {"width": 8}, "batch_size": 4, "crop_px": 64, "steps_per_epoch": 4,
-        "bf16": False, "augmentation": NO_AUGMENTATION}
+        "precision": "fp32", "augmentation": NO_AUGMENTATION}
 
 
 def _synthetic_items(n=6, size=64, seed=0):

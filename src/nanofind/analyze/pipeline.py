@@ -36,6 +36,7 @@ from nanofind.analyze.measure import (
 from nanofind.analyze.report import write_report
 from nanofind.errors import NanofindInputError
 from nanofind.io.micrograph import SUFFIXES, array_and_pixel_size, read_micrograph
+from nanofind.learn.scale_guard import MEMORY_LIMIT_GB, ScalePlan, max_image_pixels, plan_scale
 
 #: Bundled example micrographs (simulated by nanofind, see ``examples.json`` there).
 EXAMPLES_DIR = Path(__file__).with_name("examples")
@@ -56,6 +57,9 @@ class AnalysisSettings:
     pixel_size_A: float | None = None  #: overrides the files' pixel size, Å
     window_px: int = 512
     tta: bool = False  #: average the model over mirror images (2.4-3.2× the time; see docs/benchmarks.md)
+    precision: str = "auto"  #: auto, fp32 or bf16 (see nanofind.learn.engine)
+    backend: str = "auto"  #: auto, torch or onnx
+    max_memory_gb: float = MEMORY_LIMIT_GB  #: peak memory to stay within (see nanofind.learn.scale_guard)
     cleaning: CleaningSettings = field(default_factory=CleaningSettings)
 
     def to_dict(self) -> dict:
@@ -143,13 +147,20 @@ def write_histogram(rows: list[dict], path: Path) -> Path:
 
 
 def analyze_frame(model, card: dict, array, pixel_size_A: float | None = None,
-                  settings: AnalysisSettings | None = None):
-    """Segment and measure one 2D image (array, or a 2D ``Micrograph``); returns (rows, labels, probability)."""
+                  settings: AnalysisSettings | None = None, plan: ScalePlan | None = None):
+    """Segment and measure one 2D image (array, or a 2D ``Micrograph``); returns (rows, labels, probability).
+
+    ``model`` is a network or a runner (:func:`nanofind.learn.engine.make_runner`); ``plan`` is the
+    image's checked resampling (:func:`nanofind.learn.scale_guard.plan_scale`), made here if not given.
+    """
     from nanofind.learn.inference import predict_probability
 
     settings = settings or AnalysisSettings()
     array, pixel_size_A = array_and_pixel_size(array, pixel_size_A)
-    prob = predict_probability(model, card, array, pixel_size_A, window_px=settings.window_px, tta=settings.tta)
+    if plan is None:
+        plan = plan_scale(array.shape, pixel_size_A, card, settings.max_memory_gb, "analyze")
+    prob = predict_probability(model, card, array, pixel_size_A, window_px=settings.window_px, tta=settings.tta,
+                               plan=plan)
     threshold = card["threshold"] if settings.threshold is None else settings.threshold
     mask = clean_mask(prob >= threshold, pixel_size_A, settings.cleaning)
     labels = split_particles(mask, settings.cleaning.split_depth) if settings.cleaning.split else label(mask)
@@ -160,10 +171,12 @@ def analyze_frame(model, card: dict, array, pixel_size_A: float | None = None,
 def _analyze_file(model, card: dict, path: Path, out: Path, settings: AnalysisSettings) -> dict:
     """Analyse every frame of one file, writing its masks and overlays; returns its images and rows."""
     images, all_rows = [], []
-    micrograph = read_micrograph(path, settings.pixel_size_A)
+    micrograph = read_micrograph(path, settings.pixel_size_A,
+                                 max_pixels=max_image_pixels(settings.max_memory_gb, "analyze"))
     for frame in micrograph.frames():
         t = time.perf_counter()
-        rows, labels, _ = analyze_frame(model, card, frame.array, frame.pixel_size_A, settings)
+        plan = plan_scale(frame.array.shape, frame.pixel_size_A, card, settings.max_memory_gb, "analyze", str(path))
+        rows, labels, _ = analyze_frame(model, card, frame.array, frame.pixel_size_A, settings, plan)
         k = frame.metadata.get("frame")
         stem = frame.name
         _write_labels(labels, out / "masks", stem)
@@ -175,7 +188,8 @@ def _analyze_file(model, card: dict, path: Path, out: Path, settings: AnalysisSe
                        "coverage": s["coverage"], "pixel_size_A": frame.pixel_size_A,
                        "mean_diameter_nm": s.get("diameter_mean") if s["unit"] == "nm" else None,
                        "mean_diameter_px": float(np.mean([r["equivalent_diameter_px"] for r in rows])) if rows else 0.0,
-                       "seconds": round(time.perf_counter() - t, 2), "summary": s})
+                       "seconds": round(time.perf_counter() - t, 2), "warnings": plan.warnings,
+                       "zoom": plan.zoom, "working_pixel_size_A": plan.working_pixel_size_A, "summary": s})
     return {"images": images, "rows": all_rows}
 
 
@@ -218,6 +232,7 @@ def analyze_batch(inputs: list[str | Path], out_dir: str | Path, settings: Analy
     file is recorded in ``out_dir/.records``; with ``resume``, files finished by an interrupted run
     with the same settings (and unchanged since) are taken from there instead of analysed again.
     """
+    from nanofind.learn.engine import make_runner
     from nanofind.learn.model_file import load_model
 
     settings = settings or AnalysisSettings()
@@ -232,14 +247,16 @@ def analyze_batch(inputs: list[str | Path], out_dir: str | Path, settings: Analy
         raise NanofindInputError("no micrographs found", " ".join(str(i) for i in inputs))
     model, card = load_model(settings.model)
     start = time.perf_counter()
+    runner = make_runner(model, settings.precision, settings.backend, warm_up_px=settings.window_px)
     all_rows, images, failed = [], [], []
     with ProgressBar("analysing", len(files), enabled=progress) as bar:
+        bar.print(f"running {runner.engine.describe()}")
         for path in files:
             bar.describe(f"analysing {path.name}")
             try:
                 done = _load_record(out, path, settings) if resume else None
                 if done is None:
-                    done = _analyze_file(model, card, path, out, settings)
+                    done = _analyze_file(runner, card, path, out, settings)
                     _save_record(out, path, settings, done)
                 images.extend(done["images"])
                 all_rows.extend(done["rows"])
@@ -259,13 +276,16 @@ def analyze_batch(inputs: list[str | Path], out_dir: str | Path, settings: Analy
                               if k.startswith("diameter") or k == "unit"},
         "coverage_mean": round(float(np.mean([i["coverage"] for i in images])), 5) if images else None,
         "per_image": images,
+        "warnings": [{"file": i["file"], "frame": i["frame"], "warning": w} for i in images
+                     for w in i.get("warnings", [])],
         "seconds": round(time.perf_counter() - start, 2), "settings": settings.to_dict(),
+        "engine": runner.engine.record(),
         "model": {"architecture": card["architecture"], "threshold": card["threshold"],
                   "directory": str(settings.model)},
     }
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=1, ensure_ascii=False))
     write_report(out / "report.html", images=images, particles=all_rows, summary=summary, card=card,
-                 settings=settings.to_dict(), histogram_png=histogram)
+                 settings={**settings.to_dict(), "engine": runner.engine.record()}, histogram_png=histogram)
     return summary
 
 

@@ -43,6 +43,7 @@ h3 { font-size: 15px; margin: 16px 0 6px; }
 .alert ul { margin: 4px 0 0; padding-left: 20px; }
 .alert.error { background: #fdecea; border-color: #c5221f; color: #7a1410; }
 .alert.warn { background: #fff4e0; border-color: #c77c02; color: #6b4200; }
+.warn-text { color: #a35f00; font-weight: 600; }
 .alert code { background: rgba(0, 0, 0, .06); padding: 0 4px; border-radius: 3px; }
 .gallery { display: grid; grid-template-columns: repeat(auto-fill, minmax(340px, 1fr)); gap: 16px; }
 figure.wide { grid-column: 1 / -1; }
@@ -188,6 +189,11 @@ def _header(generated: str) -> str:
             f'<div class="meta">Generated {escape(generated)} · nanofind {escape(__version__)}</div></header>')
 
 
+def _image_title(image: dict) -> str:
+    name, frame = str(image.get("file", "")), image.get("frame")
+    return name if frame is None else f"{name}, frame {frame}"
+
+
 def _alerts(images: list[dict], summary: dict) -> str:
     parts = []
     failed = summary.get("failed") or []
@@ -197,6 +203,13 @@ def _alerts(images: list[dict], summary: dict) -> str:
             for item in failed)
         parts.append(f'<section class="alert error" id="failed"><h2>Files that failed ({len(failed)})</h2>'
                      f"<p>These files could not be analysed and are not in the results below.</p>"
+                     f"<ul>{items}</ul></section>")
+    warned = [im for im in images if im.get("warnings")]
+    if warned:
+        items = "".join(
+            f"<li><code>{escape(_image_title(im))}</code>: {escape(w)}</li>" for im in warned for w in im["warnings"])
+        parts.append(f'<section class="alert warn" id="warnings"><h2>Questionable images ({len(warned)})</h2>'
+                     f"<p>These images were analysed, but their results may be unreliable.</p>"
                      f"<ul>{items}</ul></section>")
     unknown = [im for im in images if im.get("pixel_size_A") is None]
     unit = (summary.get("size_distribution") or {}).get("unit")
@@ -244,9 +257,7 @@ def _gallery(images: list[dict]) -> str:
         return '<section id="images"><h2>Images</h2><p class="note">No images were analysed.</p></section>'
     figures = []
     for k, image in enumerate(images):
-        name = str(image.get("file", ""))
-        frame = image.get("frame")
-        title = name if frame is None else f"{name}, frame {frame}"
+        title = _image_title(image)
         uri = _png_uri(image.get("overlay_png"))
         if uri is None:
             picture = f'<div class="missing">overlay not available: {escape(str(image.get("overlay_png")))}</div>'
@@ -265,6 +276,10 @@ def _gallery(images: list[dict]) -> str:
                  "coverage " + ("–" if _is_missing(coverage) else f"{100 * float(coverage):.1f} %"),
                  f"mean diameter {escape(size)}",
                  "pixel " + ("unknown" if _is_missing(pixel) else f"{_number(pixel, 3)} Å"),
+                 "" if _is_missing(image.get("zoom")) or image["zoom"] == 1 else
+                 f"segmented at {_number(image['zoom'], 3)}× ({_number(image.get('working_pixel_size_A'), 3)} Å)",
+                 f'<span class="warn-text">⚠ {len(image["warnings"])} warning(s), see above</span>'
+                 if image.get("warnings") else "",
                  "" if _is_missing(image.get("seconds")) else f"{float(image['seconds']):.1f} s"]
         figures.append(f'<figure id="image-{k}">{picture}<figcaption><div class="file">{escape(title)}</div>'
                        f'<div class="stats">{" · ".join(s for s in stats if s)}</div></figcaption></figure>')

@@ -34,7 +34,9 @@ def evaluate(model, card: dict, items: list[LabelledImage], out_dir: str | Path,
              progress: bool = True, tta: bool = False) -> dict:
     """Segment every image with the model (at the card's threshold) and the baselines; score them.
 
-    ``tta`` averages the model over mirror images, as ``segment --tta`` and ``analyze --tta`` do.
+    ``model`` is a network (run in PyTorch fp32) or a runner (:func:`nanofind.learn.engine.make_runner`),
+    whose engine the summary records. ``tta`` averages the model over mirror images, as
+    ``segment --tta`` and ``analyze --tta`` do.
 
     ``items`` must keep their raw images (``keep_raw=True`` when loading). Returns the summary.
     """
@@ -62,6 +64,8 @@ def evaluate(model, card: dict, items: list[LabelledImage], out_dir: str | Path,
             bar.advance()
     curve = precision_recall_curve(probs, [x.mask > 0 for x in items])
     summary = {"images": len(items), "model_threshold": threshold, **({"tta": True} if tta else {}), "methods": {}}
+    if hasattr(model, "engine"):
+        summary["engine"] = model.engine.record()
     empty = [k for k, x in enumerate(items) if not x.mask.any()]
     for name in methods:
         pooled = pooled_scores(confs[name])

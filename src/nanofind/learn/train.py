@@ -17,7 +17,6 @@ from __future__ import annotations
 import csv
 import json
 import time
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Literal
 
@@ -31,6 +30,7 @@ from nanofind._version import __version__
 from nanofind.errors import NanofindInputError
 from nanofind.learn.augment import Augmentation, random_crops
 from nanofind.learn.data import LabelledImage, describe
+from nanofind.learn.engine import Engine, TorchRunner, choose_engine
 from nanofind.learn.inference import predict_normalised
 from nanofind.learn.losses import SegmentationLoss
 from nanofind.learn.metrics import (
@@ -68,7 +68,7 @@ class TrainConfig(BaseModel):
     real_fraction: float | None = Field(default=None, ge=0, le=1)
     augmentation: Augmentation = Field(default_factory=Augmentation)
     max_minutes: float | None = Field(default=None, gt=0)
-    bf16: bool = True
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  #: auto: bf16 on CPUs with native bf16, else fp32
     init: str | None = None
 
 
@@ -107,12 +107,13 @@ def _sampling_probabilities(items: list[LabelledImage], real_fraction: float | N
     return p / p.sum()
 
 
-def evaluate_items(model, items: list[LabelledImage], loss_fn, bf16: bool) -> tuple[dict, list[np.ndarray]]:
+def evaluate_items(model, items: list[LabelledImage], loss_fn, engine: Engine) -> tuple[dict, list[np.ndarray]]:
     """Validation loss, pooled scores at 0.5 (overall and per domain), and the probabilities."""
     probs, confs, losses = [], [], []
+    runner = TorchRunner(model, engine)
     with torch.inference_mode():
         for item in items:
-            prob = predict_normalised(model, item.image, bf16=bf16)
+            prob = predict_normalised(runner, item.image)
             probs.append(prob)
             confs.append(confusion(prob >= 0.5, item.mask > 0))
             p = torch.from_numpy(np.stack([1 - prob, prob]))[None].clamp(1e-6, 1 - 1e-6)
@@ -241,7 +242,10 @@ def train(config: TrainConfig, train_items: list[LabelledImage], val_items: list
             model = build_network(config.architecture, **config.options)
         except (TypeError, ValueError) as exc:
             raise NanofindInputError(str(exc), "--arch") from None
-    model = model.to(memory_format=torch.channels_last)
+    engine = choose_engine(config.precision, training=True)
+    bf16 = engine.precision == "bf16"
+    memory_format = torch.channels_last if bf16 else torch.contiguous_format  # channels-last pays with bf16 only
+    model = model.to(memory_format=memory_format)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)
     loss_fn = SegmentationLoss(config.loss)
     config_record = config.model_dump(mode="json")
@@ -272,16 +276,15 @@ def train(config: TrainConfig, train_items: list[LabelledImage], val_items: list
             for _ in range(config.steps_per_epoch):
                 images, masks = random_crops(train_items, probabilities, config.batch_size, config.crop_px,
                                              config.augmentation, rng)
-                ctx = torch.autocast("cpu", dtype=torch.bfloat16) if config.bf16 else nullcontext()
-                with ctx:
-                    logits = model(images.contiguous(memory_format=torch.channels_last))
+                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                    logits = model(images.contiguous(memory_format=memory_format))
                 loss = loss_fn(logits.float(), masks)
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 losses.append(float(loss.detach()))
                 bar.advance(1, f"epoch {epoch} loss {np.mean(losses):.4f}")
-            val, _ = evaluate_items(model, val_items, loss_fn, config.bf16)
+            val, _ = evaluate_items(model, val_items, loss_fn, engine)
             row = _history_row(epoch, float(np.mean(losses)), val, time.perf_counter() - t0)
             state["history"].append(row)
             bar.print(" ".join(f"{k} {v}" for k, v in row.items()))
@@ -302,7 +305,7 @@ def train(config: TrainConfig, train_items: list[LabelledImage], val_items: list
                 break
     if state["best_state"] is not None:
         model.load_state_dict(state["best_state"])
-    val, probs = evaluate_items(model, val_items, loss_fn, config.bf16)
+    val, probs = evaluate_items(model, val_items, loss_fn, engine)
     curve = precision_recall_curve(probs, [x.mask > 0 for x in val_items])
     threshold = best_threshold(curve)
     plot_pr_curve({"model (validation)": curve}, out / "pr_curve.png", title="Validation precision and recall")
@@ -321,6 +324,7 @@ def train(config: TrainConfig, train_items: list[LabelledImage], val_items: list
                      "train_data": describe(train_items),
                      "validation_data": describe(val_items), "epochs": state["epoch"],
                      "best_epoch": state["best_epoch"], "stopped": stopped, "seconds": round(state["seconds"], 1),
+                     "engine": engine.record(),
                      "init": init_card.get("training", {}).get("config") if init_card else None},
         "metrics": {"validation_at_threshold": {k: round(v, 5) for k, v in at_threshold.items()},
                     "validation_by_domain": {d: {k: round(v, 5) for k, v in s.items()} for d, s in by_domain.items()},

@@ -1,0 +1,319 @@
+"""How networks run on this machine: the CPU's abilities, the precision and backend chosen, ONNX Runtime.
+
+CPUs differ more than one default can serve. bfloat16 autocast with channels-last memory is about
+3× faster than float32 on CPUs with native bf16 instructions (AVX-512 BF16 or AMX), and up to 8×
+*slower* on CPUs without them (AVX2-only machines, most laptops), where PyTorch emulates it. ONNX
+Runtime runs float32 networks faster than PyTorch's float32 on such CPUs. So with ``auto``:
+
+- precision is bf16 when the CPU reports native bf16 (``avx512_bf16`` or ``amx_bf16`` in
+  ``/proc/cpuinfo``), else fp32; fp32 is never slower than itself, so ``auto`` never loses to fp32;
+- the backend is PyTorch for bf16 (ONNX Runtime has no fast bf16 path on CPUs) and ONNX Runtime for
+  fp32 when ``onnxruntime`` is installed, else PyTorch.
+
+The environment variable ``NANOFIND_CPU_FLAGS`` (comma-separated, e.g. ``avx2,fma``) replaces the
+flags read from the CPU, to show or test the other machine's path; every record says when it was set.
+
+ONNX files are exported from the network at first use (``torch.onnx.export``, TorchScript exporter,
+opset 17) and cached in the user cache (``$NANOFIND_CACHE_DIR``, else ``$XDG_CACHE_HOME/nanofind``,
+else ``~/.cache/nanofind``) under a hash of the weights, the architecture and the exporter's
+versions, never beside the package. When no cache folder is writable the export stays in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import time
+from dataclasses import dataclass, field
+from functools import cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from nanofind.errors import NanofindInputError
+
+#: CPU flags that decide the precision and backend, recorded beside every time figure.
+RELEVANT_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
+#: Flags that mean the CPU computes bfloat16 natively.
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+PRECISIONS = ("auto", "fp32", "bf16")
+BACKENDS = ("auto", "torch", "onnx")
+#: ONNX opset of exported networks.
+ONNX_OPSET = 17
+#: Bumped when the exported graph changes, so cached files from older exports are not reused.
+ONNX_EXPORT_VERSION = 1
+FLAGS_ENV = "NANOFIND_CPU_FLAGS"
+CACHE_ENV = "NANOFIND_CACHE_DIR"
+
+
+@cache
+def _cpuinfo() -> tuple[str, frozenset[str]]:
+    """CPU model name and flags from /proc/cpuinfo (Linux); the platform's processor name elsewhere."""
+    model, flags = platform.processor() or platform.machine(), frozenset()
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        return model, flags
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key = key.strip()
+        if key == "model name" and model in ("", platform.machine(), platform.processor()):
+            model = value.strip()
+        elif key in ("flags", "Features") and not flags:
+            flags = frozenset(value.split())
+    return model, flags
+
+
+def cpu_flags() -> frozenset[str]:
+    """The CPU's instruction-set flags, or those named in ``$NANOFIND_CPU_FLAGS`` when it is set."""
+    override = os.environ.get(FLAGS_ENV)
+    if override is not None:
+        return frozenset(f.strip().lower() for f in override.split(",") if f.strip())
+    return _cpuinfo()[1]
+
+
+def has_native_bf16(flags: frozenset[str] | None = None) -> bool:
+    """Whether the CPU computes bfloat16 natively (AVX-512 BF16 or AMX-BF16)."""
+    flags = cpu_flags() if flags is None else flags
+    return any(f in flags for f in BF16_FLAGS)
+
+
+def onnxruntime_version() -> str | None:
+    """The installed ONNX Runtime's version, or None when it is not installed."""
+    try:
+        from importlib.metadata import version
+
+        return version("onnxruntime")
+    except Exception:  # not installed (PackageNotFoundError) or broken metadata
+        return None
+
+
+def machine_info() -> dict:
+    """The CPU model, its relevant flags, threads and library versions: recorded beside every time figure."""
+    flags = cpu_flags()
+    return {"cpu_model": _cpuinfo()[0], "cpu_flags": [f for f in RELEVANT_FLAGS if f in flags],
+            "cpu_flags_overridden": os.environ.get(FLAGS_ENV) is not None, "native_bf16": has_native_bf16(flags),
+            "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "onnxruntime": onnxruntime_version()}
+
+
+@dataclass(frozen=True)
+class Engine:
+    """A resolved backend (``torch`` or ``onnx``) and precision (``fp32`` or ``bf16``), with why."""
+
+    backend: str
+    precision: str
+    reason: str = ""
+    machine: dict = field(default_factory=machine_info, compare=False)
+
+    def record(self) -> dict:
+        """JSON-able record for model cards, summaries, reports and benchmarks."""
+        return {"backend": self.backend, "precision": self.precision, "reason": self.reason, **self.machine}
+
+    def describe(self) -> str:
+        """One line for the terminal."""
+        return f"{self.backend} {self.precision} on {self.machine['cpu_model']} ({self.reason})"
+
+
+def choose_engine(precision: str = "auto", backend: str = "auto", training: bool = False) -> Engine:
+    """Resolve ``auto`` precision and backend for this machine (see the module docstring).
+
+    Training always runs in PyTorch. Raises :class:`NanofindInputError` for an unknown value or a
+    combination that cannot run (ONNX Runtime with bf16, or ONNX Runtime not installed).
+    """
+    if precision not in PRECISIONS:
+        raise NanofindInputError(f"must be one of {', '.join(PRECISIONS)}, got {precision!r}", "--precision")
+    if backend not in BACKENDS:
+        raise NanofindInputError(f"must be one of {', '.join(BACKENDS)}, got {backend!r}", "--backend")
+    native = has_native_bf16()
+    if precision == "auto":
+        if backend == "onnx":
+            precision, why = "fp32", "ONNX Runtime runs fp32"
+        elif native:
+            precision, why = "bf16", "the CPU has native bf16"
+        else:
+            precision, why = "fp32", "the CPU has no native bf16 (emulated bf16 is slower than fp32)"
+    else:
+        why = f"--precision {precision}"
+    if training:
+        if backend == "onnx":
+            raise NanofindInputError("training runs in PyTorch; ONNX Runtime is for inference", "--backend")
+        return Engine("torch", precision, why)
+    have_ort = onnxruntime_version() is not None
+    if backend == "auto":
+        if precision == "fp32" and have_ort:
+            backend, why = "onnx", why + "; ONNX Runtime is faster than PyTorch at fp32"
+        else:
+            backend = "torch"
+            why += "; PyTorch (ONNX Runtime is not installed)" if precision == "fp32" else "; PyTorch for bf16"
+    elif backend == "onnx":
+        if precision == "bf16":
+            raise NanofindInputError("ONNX Runtime runs fp32 only; use --precision fp32 or auto", "--backend")
+        if not have_ort:
+            raise NanofindInputError("ONNX Runtime is not installed (pip install onnxruntime onnx)", "--backend")
+    return Engine(backend, precision, why)
+
+
+# --- runners: a batch (N, 1, H, W) of normalised images in, particle probabilities (N, 1, H, W) out -------------
+
+
+def particle_probability(logits: torch.Tensor) -> torch.Tensor:
+    """The particle channel of the softmax over two classes, float32 (N, 1, H, W).
+
+    With two classes the softmax's second channel is the logistic function of the logit
+    difference, which ONNX Runtime computes without the channel transposes a softmax needs.
+    """
+    logits = logits.float()
+    return torch.sigmoid(logits[:, 1:2] - logits[:, :1])
+
+
+class TorchRunner:
+    """Runs a PyTorch network in eval mode, in fp32 or under bf16 autocast with channels-last memory."""
+
+    def __init__(self, model: torch.nn.Module, engine: Engine | None = None):
+        self.engine = engine or Engine("torch", "fp32", "PyTorch fp32 (given)")
+        self.bf16 = self.engine.precision == "bf16"
+        # channels-last pays only with bf16 kernels; in fp32 it is slower on AVX2 CPUs
+        self.model = model.eval().to(memory_format=torch.channels_last if self.bf16 else torch.contiguous_format)
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bf16:
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                logits = self.model(x.contiguous(memory_format=torch.channels_last))
+        else:
+            logits = self.model(x.contiguous())
+        return particle_probability(logits)
+
+
+class _ProbabilityGraph(torch.nn.Module):
+    """What is exported to ONNX: the bare network and the particle probability (no padding wrapper)."""
+
+    def __init__(self, net: torch.nn.Module):
+        super().__init__()
+        self.net = net
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return particle_probability(self.net(x))
+
+
+def cache_dir() -> Path:
+    """The user cache folder of nanofind (ONNX exports); see the module docstring."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "nanofind"
+
+
+def network_fingerprint(model: torch.nn.Module) -> str:
+    """A hash of a network's class, weights and buffers, and of the exporter's versions (hex, 24 digits)."""
+    h = hashlib.sha256(f"{type(model).__name__}|{torch.__version__}|{ONNX_OPSET}|{ONNX_EXPORT_VERSION}".encode())
+    for name, tensor in model.state_dict().items():
+        h.update(name.encode())
+        h.update(str(tuple(tensor.shape)).encode())
+        h.update(tensor.detach().contiguous().cpu().numpy().tobytes())
+    return h.hexdigest()[:24]
+
+
+def _bare(model: torch.nn.Module) -> tuple[torch.nn.Module, int]:
+    """The network inside :class:`~nanofind.learn.networks.PadToMultiple` and the multiple it pads to."""
+    from nanofind.learn.networks import PadToMultiple
+
+    if isinstance(model, PadToMultiple):
+        return model.net, model.multiple
+    return model, 1
+
+
+def export_onnx(model: torch.nn.Module) -> bytes:
+    """The network's probability graph as ONNX bytes (dynamic batch, height and width)."""
+    import io
+    import warnings
+
+    net, multiple = _bare(model)
+    graph = _ProbabilityGraph(net).eval()
+    side = max(64, multiple)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the exporter's deprecation and instance-norm notices
+        torch.onnx.export(graph, (torch.zeros(1, 1, side, side),), buffer, dynamo=False, opset_version=ONNX_OPSET,
+                          input_names=["image"], output_names=["probability"],
+                          dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
+                                        "probability": {0: "batch", 2: "height", 3: "width"}})
+    return buffer.getvalue()
+
+
+def onnx_model_bytes(model: torch.nn.Module) -> tuple[bytes, str | None]:
+    """ONNX bytes of ``model`` from the user cache, exported (and cached when possible) on first use.
+
+    Returns the bytes and the cache file (None when the export could not be cached).
+    """
+    from nanofind._files import atomic_path
+
+    path = cache_dir() / "onnx" / f"{network_fingerprint(_bare(model)[0])}.onnx"
+    try:
+        return path.read_bytes(), str(path)
+    except OSError:
+        pass
+    data = export_onnx(model)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+        return data, str(path)
+    except OSError:  # read-only home or cache: keep the export in memory for this run
+        return data, None
+
+
+class OnnxRunner:
+    """Runs a network exported to ONNX in ONNX Runtime (fp32), padding inputs as the network's wrapper does."""
+
+    def __init__(self, model: torch.nn.Module, engine: Engine | None = None, threads: int | None = None):
+        import onnxruntime as ort
+
+        self.engine = engine or Engine("onnx", "fp32", "ONNX Runtime (given)")
+        data, self.onnx_path = onnx_model_bytes(model)
+        self.multiple = _bare(model)[1]
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        array = np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)
+        h, w = array.shape[-2:]
+        pad_h, pad_w = -h % self.multiple, -w % self.multiple
+        top, left = pad_h // 2, pad_w // 2  # as PadToMultiple: reflect, split as evenly as possible
+        if pad_h or pad_w:
+            array = np.pad(array, ((0, 0), (0, 0), (top, pad_h - top), (left, pad_w - left)), mode="reflect")
+        prob = self.session.run(None, {"image": array})[0]
+        return torch.from_numpy(np.ascontiguousarray(prob[..., top:top + h, left:left + w]))
+
+
+def make_runner(model: torch.nn.Module, precision: str = "auto", backend: str = "auto",
+                warm_up_px: int | None = None) -> TorchRunner | OnnxRunner:
+    """A runner for ``model`` with the engine :func:`choose_engine` picks; ``warm_up_px`` runs one window first.
+
+    ONNX Runtime's first calls at a new input size are several times slower than later ones;
+    a warm-up at the window size keeps that out of the first micrograph's time.
+    """
+    engine = choose_engine(precision, backend)
+    runner = OnnxRunner(model, engine) if engine.backend == "onnx" else TorchRunner(model, engine)
+    if warm_up_px:
+        with torch.inference_mode():
+            for _ in range(2):
+                runner(torch.zeros(1, 1, warm_up_px, warm_up_px))
+    return runner
+
+
+def timed(runner, x: torch.Tensor, repeats: int = 3) -> float:
+    """Median seconds of ``runner(x)`` over ``repeats`` calls after one warm-up call (benchmarks)."""
+    with torch.inference_mode():
+        runner(x)
+        times = []
+        for _ in range(repeats):
+            t = time.perf_counter()
+            runner(x)
+            times.append(time.perf_counter() - t)
+    return float(np.median(times))
