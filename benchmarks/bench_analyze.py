@@ -8,9 +8,11 @@ splitting (touching particles merge in a footprint mask); predicted
 and true particles are matched one to one by IoU > 0.5. Reported: the mean absolute error of the
 particle count per field, and for isolated true particles of at least 3 nm (not cut by the edge,
 not agglomerates) the relative error of the equivalent diameter, and the seconds the analysis of
-one field takes (segmentation to measurements; the first includes warm-up). The last line is JSON.
+one field takes (segmentation to measurements, with the engine ``auto`` picks unless told). The last
+line is JSON, with the CPU and the engine.
 
     python benchmarks/bench_analyze.py [DATASET.h5] [--model DIR] [--threshold T] [--tta] [--details CSV]
+        [--precision P] [--backend B]
 """
 
 from __future__ import annotations
@@ -44,22 +46,27 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, help="decision threshold (default: the model's)")
     parser.add_argument("--tta", action="store_true", help="mirror-image averaging (nanofind analyze --tta)")
     parser.add_argument("--details", help="write every isolated particle's error and imaging conditions to this CSV")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
     args = parser.parse_args()
 
     from nanofind.analyze.measure import CleaningSettings, clean_mask, measure_particles, split_particles
     from nanofind.analyze.pipeline import AnalysisSettings, analyze_frame
     from nanofind.datasets import DatasetReader
+    from nanofind.learn.engine import make_runner
     from nanofind.learn.model_file import load_model
 
     model, card = load_model(args.model)
-    settings = AnalysisSettings(model=args.model or "default", threshold=args.threshold, tta=args.tta)
+    settings = AnalysisSettings(model=args.model or "default", threshold=args.threshold, tta=args.tta,
+                                precision=args.precision, backend=args.backend)
+    runner = make_runner(model, args.precision, args.backend, warm_up_px=settings.window_px)
     count_errors, size_errors, details, seconds = [], [], [], []
     with DatasetReader(args.dataset) as reader:
         for k in range(len(reader)):
             s = reader.sample(k)
             pixel = s.params["pixel_size_A"]
             t = time.perf_counter()
-            rows, labels, _ = analyze_frame(model, card, s.image, pixel, settings)
+            rows, labels, _ = analyze_frame(runner, card, s.image, pixel, settings)
             seconds.append(time.perf_counter() - t)
             truth = split_particles(clean_mask(s.mask > 0, pixel), CleaningSettings().split_depth)
             true_rows = measure_particles(truth, pixel_size_A=pixel)
@@ -101,7 +108,8 @@ def main() -> None:
                   round(float(np.mean([abs(e) <= 0.10 for e in found])), 4) if found else None,
               "diameter_median_abs_error": round(float(np.median(np.abs(found))), 4) if found else None,
               "diameter_max_abs_error": round(float(np.max(np.abs(found))), 4) if found else None,
-              "diameter_mean_error": round(float(np.mean(found)), 4) if found else None}
+              "diameter_mean_error": round(float(np.mean(found)), 4) if found else None,
+              "engine": runner.engine.record()}
     print(json.dumps(result))
 
 

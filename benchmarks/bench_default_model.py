@@ -47,10 +47,12 @@ def main() -> None:
                          "--quiet", *tta]) == 0
         result["real-fold-0"] = json.loads((work / "eval-real" / "summary.json").read_text())["methods"]
     fp_key = "empty_field_false_positive_fraction"
-    print(json.dumps({name: {"model_dice": m["model"]["dice"], "otsu_dice": m["otsu"]["dice"],
-                             "fourier_dice": m["fourier"]["dice"],
-                             **({fp_key: m["model"][fp_key]} if fp_key in m["model"] else {})}
-                      for name, m in result.items()}))
+    from nanofind.learn.engine import choose_engine
+
+    print(json.dumps({**{name: {"model_dice": m["model"]["dice"], "otsu_dice": m["otsu"]["dice"],
+                                "fourier_dice": m["fourier"]["dice"],
+                                **({fp_key: m["model"][fp_key]} if fp_key in m["model"] else {})}
+                         for name, m in result.items()}, "engine": choose_engine().record()}))
 
 
 if __name__ == "__main__":

@@ -129,6 +129,9 @@ def main() -> None:
     print(f"nanofind fast mode    {fast:.3f} s/image")
     print(f"exit waves per scene  multislice {wave_multislice:.3f} s, fast {wave_fast:.3f} s "
           f"({wave_multislice / wave_fast:.1f}x)")
+    from nanofind.learn.engine import machine_info
+
+    result["machine"] = machine_info()
     print(json.dumps(result))
 
 

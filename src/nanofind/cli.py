@@ -267,19 +267,17 @@ def _cmd_segment(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from nanofind.io.micrograph import read_micrograph
-    from nanofind.learn.engine import make_runner
+    from nanofind.learn.engine import load_runner
     from nanofind.learn.inference import predict_probability
-    from nanofind.learn.model_file import load_model
     from nanofind.learn.scale_guard import max_image_pixels, plan_scale
 
-    model, card = load_model(args.model)
+    runner, card = load_runner(args.model, args.precision, args.backend, warm_up_px=args.window)
     threshold = card["threshold"] if args.threshold is None else args.threshold
     out = Path(args.output)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise NanofindInputError(f"cannot create ({exc.strerror or exc})", str(out)) from None
-    runner = make_runner(model, args.precision, args.backend, warm_up_px=args.window)
     if not args.quiet:
         print(f"nanofind: running {runner.engine.describe()}", file=sys.stderr)
     failures = []
@@ -343,17 +341,15 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from nanofind.learn.engine import make_runner
+    from nanofind.learn.engine import load_runner
     from nanofind.learn.evaluate import evaluate
-    from nanofind.learn.model_file import load_model
 
-    model, card = load_model(args.model)
+    runner, card = load_runner(args.model, args.precision, args.backend)
     from nanofind.learn.data import split
 
     items = []
     for batch in _load_items(args.data, keep_raw=True):
         items += split(batch, _parse_fold(args.fold), args.split_seed)[1] if args.fold else batch
-    runner = make_runner(model, args.precision, args.backend)
     summary = evaluate(runner, card, items, args.output, baselines=not args.no_baselines, progress=not args.quiet,
                        tta=args.tta)
     print(f"{'method':10s} {'Dice':>7s} {'IoU':>7s} {'prec.':>7s} {'recall':>7s} {'acc.':>7s}")

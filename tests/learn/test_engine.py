@@ -93,7 +93,7 @@ def test_onnx_cache_follows_the_weights_and_survives_an_unwritable_cache(tmp_pat
     a = build_network("seed_unet", width=8)
     torch.manual_seed(1)
     b = build_network("seed_unet", width=8)
-    assert engine_module.network_fingerprint(a) != engine_module.network_fingerprint(b)
+    assert engine_module.weights_fingerprint(a.state_dict()) != engine_module.weights_fingerprint(b.state_dict())
     blocker = tmp_path / "a-file"
     blocker.write_text("not a folder")
     monkeypatch.setenv("NANOFIND_CACHE_DIR", str(blocker / "cache"))
@@ -101,6 +101,31 @@ def test_onnx_cache_follows_the_weights_and_survives_an_unwritable_cache(tmp_pat
     assert runner.onnx_path is None  # kept in memory
     image = np.random.default_rng(3).normal(size=(64, 96)).astype(np.float32)
     assert np.abs(predict_normalised(runner, image) - predict_normalised(a, image)).max() < 1e-4
+
+
+def test_cached_export_runs_without_importing_torch_or_monai(tmp_path, monkeypatch):
+    import subprocess
+    import sys
+
+    from safetensors.numpy import load_file
+
+    from nanofind.learn.model_file import DEFAULT_MODEL_DIR
+
+    monkeypatch.setenv("NANOFIND_CACHE_DIR", str(tmp_path / "cache"))
+    model, _ = load_model("default")
+    OnnxRunner(model)  # exports into the cache
+    # the file's weights find the export made from the network in memory
+    assert engine_module.weights_fingerprint(load_file(str(DEFAULT_MODEL_DIR / "model.safetensors"))) == \
+        engine_module.weights_fingerprint(model.state_dict())
+    code = ("import sys, numpy as np\n"
+            "from nanofind.learn.engine import load_runner\n"
+            "from nanofind.learn.inference import predict_normalised\n"
+            "runner, card = load_runner('default', 'fp32', 'onnx', warm_up_px=64)\n"
+            "p = predict_normalised(runner, np.random.default_rng(0).normal(size=(600, 700)).astype(np.float32))\n"
+            "print(p.shape, 'torch' in sys.modules, 'monai' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**__import__("os").environ, "NANOFIND_CACHE_DIR": str(tmp_path / "cache")})
+    assert out.stdout.split() == ["(600,", "700)", "False", "False"], out.stdout + out.stderr
 
 
 def test_bf16_runner_stays_close_to_fp32():

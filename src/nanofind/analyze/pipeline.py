@@ -232,8 +232,7 @@ def analyze_batch(inputs: list[str | Path], out_dir: str | Path, settings: Analy
     file is recorded in ``out_dir/.records``; with ``resume``, files finished by an interrupted run
     with the same settings (and unchanged since) are taken from there instead of analysed again.
     """
-    from nanofind.learn.engine import make_runner
-    from nanofind.learn.model_file import load_model
+    from nanofind.learn.engine import load_runner
 
     settings = settings or AnalysisSettings()
     out = Path(out_dir)
@@ -245,9 +244,8 @@ def analyze_batch(inputs: list[str | Path], out_dir: str | Path, settings: Analy
     files = expand_inputs(inputs)
     if not files:
         raise NanofindInputError("no micrographs found", " ".join(str(i) for i in inputs))
-    model, card = load_model(settings.model)
     start = time.perf_counter()
-    runner = make_runner(model, settings.precision, settings.backend, warm_up_px=settings.window_px)
+    runner, card = load_runner(settings.model, settings.precision, settings.backend, warm_up_px=settings.window_px)
     all_rows, images, failed = [], [], []
     with ProgressBar("analysing", len(files), enabled=progress) as bar:
         bar.print(f"running {runner.engine.describe()}")

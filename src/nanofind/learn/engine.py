@@ -24,13 +24,13 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
+import sys
 import time
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from nanofind.errors import NanofindInputError
 
@@ -80,14 +80,29 @@ def has_native_bf16(flags: frozenset[str] | None = None) -> bool:
     return any(f in flags for f in BF16_FLAGS)
 
 
-def onnxruntime_version() -> str | None:
-    """The installed ONNX Runtime's version, or None when it is not installed."""
+def _package_version(name: str) -> str | None:
     try:
         from importlib.metadata import version
 
-        return version("onnxruntime")
+        return version(name)
     except Exception:  # not installed (PackageNotFoundError) or broken metadata
         return None
+
+
+def onnxruntime_version() -> str | None:
+    """The installed ONNX Runtime's version, or None when it is not installed."""
+    return _package_version("onnxruntime")
+
+
+def compute_threads() -> int:
+    """Threads for network inference: PyTorch's setting once it is imported, else the CPUs this process may use."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        return torch.get_num_threads()
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
 
 
 def machine_info() -> dict:
@@ -95,7 +110,7 @@ def machine_info() -> dict:
     flags = cpu_flags()
     return {"cpu_model": _cpuinfo()[0], "cpu_flags": [f for f in RELEVANT_FLAGS if f in flags],
             "cpu_flags_overridden": os.environ.get(FLAGS_ENV) is not None, "native_bf16": has_native_bf16(flags),
-            "logical_cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "torch": torch.__version__,
+            "logical_cpus": os.cpu_count(), "threads": compute_threads(), "torch": _package_version("torch"),
             "onnxruntime": onnxruntime_version()}
 
 
@@ -156,46 +171,38 @@ def choose_engine(precision: str = "auto", backend: str = "auto", training: bool
     return Engine(backend, precision, why)
 
 
-# --- runners: a batch (N, 1, H, W) of normalised images in, particle probabilities (N, 1, H, W) out -------------
+# --- runners: a batch (N, 1, H, W) of normalised images in, particle probabilities (N, 1, H, W) out, numpy ---------
 
 
-def particle_probability(logits: torch.Tensor) -> torch.Tensor:
-    """The particle channel of the softmax over two classes, float32 (N, 1, H, W).
+def particle_probability(logits):
+    """The particle channel of the softmax over two classes, float32 (N, 1, H, W), of a torch tensor of logits.
 
     With two classes the softmax's second channel is the logistic function of the logit
     difference, which ONNX Runtime computes without the channel transposes a softmax needs.
     """
     logits = logits.float()
-    return torch.sigmoid(logits[:, 1:2] - logits[:, :1])
+    return (logits[:, 1:2] - logits[:, :1]).sigmoid()
 
 
 class TorchRunner:
     """Runs a PyTorch network in eval mode, in fp32 or under bf16 autocast with channels-last memory."""
 
-    def __init__(self, model: torch.nn.Module, engine: Engine | None = None):
+    def __init__(self, model, engine: Engine | None = None):
+        import torch
+
         self.engine = engine or Engine("torch", "fp32", "PyTorch fp32 (given)")
         self.bf16 = self.engine.precision == "bf16"
         # channels-last pays only with bf16 kernels; in fp32 it is slower on AVX2 CPUs
-        self.model = model.eval().to(memory_format=torch.channels_last if self.bf16 else torch.contiguous_format)
+        self.memory_format = torch.channels_last if self.bf16 else torch.contiguous_format
+        self.model = model.eval().to(memory_format=self.memory_format)
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        if self.bf16:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                logits = self.model(x.contiguous(memory_format=torch.channels_last))
-        else:
-            logits = self.model(x.contiguous())
-        return particle_probability(logits)
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        import torch
 
-
-class _ProbabilityGraph(torch.nn.Module):
-    """What is exported to ONNX: the bare network and the particle probability (no padding wrapper)."""
-
-    def __init__(self, net: torch.nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return particle_probability(self.net(x))
+        batch = torch.from_numpy(np.ascontiguousarray(x, np.float32)).contiguous(memory_format=self.memory_format)
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
+            prob = particle_probability(self.model(batch))
+        return prob.numpy()
 
 
 def cache_dir() -> Path:
@@ -206,17 +213,21 @@ def cache_dir() -> Path:
     return Path(base) / "nanofind"
 
 
-def network_fingerprint(model: torch.nn.Module) -> str:
-    """A hash of a network's class, weights and buffers, and of the exporter's versions (hex, 24 digits)."""
-    h = hashlib.sha256(f"{type(model).__name__}|{torch.__version__}|{ONNX_OPSET}|{ONNX_EXPORT_VERSION}".encode())
-    for name, tensor in model.state_dict().items():
-        h.update(name.encode())
-        h.update(str(tuple(tensor.shape)).encode())
-        h.update(tensor.detach().contiguous().cpu().numpy().tobytes())
+def weights_fingerprint(state: dict) -> str:
+    """A hash (hex, 24 digits) of named weight arrays (numpy or torch) and of the exporter's settings.
+
+    The same for a network in memory and for its safetensors file, so either finds the cached export.
+    """
+    h = hashlib.sha256(f"nanofind-onnx|{ONNX_OPSET}|{ONNX_EXPORT_VERSION}".encode())
+    for name in sorted(state):
+        array = state[name]
+        array = array.detach().cpu().numpy() if hasattr(array, "detach") else np.asarray(array)
+        h.update(f"{name}|{array.dtype.str}|{array.shape}".encode())
+        h.update(np.ascontiguousarray(array).tobytes())
     return h.hexdigest()[:24]
 
 
-def _bare(model: torch.nn.Module) -> tuple[torch.nn.Module, int]:
+def _bare(model):
     """The network inside :class:`~nanofind.learn.networks.PadToMultiple` and the multiple it pads to."""
     from nanofind.learn.networks import PadToMultiple
 
@@ -225,13 +236,23 @@ def _bare(model: torch.nn.Module) -> tuple[torch.nn.Module, int]:
     return model, 1
 
 
-def export_onnx(model: torch.nn.Module) -> bytes:
+def export_onnx(model) -> bytes:
     """The network's probability graph as ONNX bytes (dynamic batch, height and width)."""
     import io
     import warnings
 
+    import torch
+
+    class ProbabilityGraph(torch.nn.Module):  # the bare network and the particle probability, no padding wrapper
+        def __init__(self, net):
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return particle_probability(self.net(x))
+
     net, multiple = _bare(model)
-    graph = _ProbabilityGraph(net).eval()
+    graph = ProbabilityGraph(net).eval()
     side = max(64, multiple)
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
@@ -243,77 +264,137 @@ def export_onnx(model: torch.nn.Module) -> bytes:
     return buffer.getvalue()
 
 
-def onnx_model_bytes(model: torch.nn.Module) -> tuple[bytes, str | None]:
+def _cached_onnx(fingerprint: str, multiple: int) -> Path:
+    """Where an export is cached; the name carries the size multiple the network needs, read without PyTorch."""
+    return cache_dir() / "onnx" / f"{fingerprint}-m{multiple}.onnx"
+
+
+def _find_cached_onnx(fingerprint: str) -> tuple[Path, int] | None:
+    for path in sorted((cache_dir() / "onnx").glob(f"{fingerprint}-m*.onnx")):
+        try:
+            return path, int(path.stem.rsplit("-m", 1)[1])
+        except ValueError:
+            continue
+    return None
+
+
+def _store_onnx(fingerprint: str, multiple: int, data: bytes) -> str | None:
+    """Keep an export in the user cache; its path, or None when no cache folder is writable."""
+    from nanofind._files import atomic_path
+
+    path = _cached_onnx(fingerprint, multiple)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(data)
+        return str(path)
+    except OSError:  # read-only home or cache: keep the export in memory for this run
+        return None
+
+
+def onnx_model_bytes(model) -> tuple[bytes, str | None]:
     """ONNX bytes of ``model`` from the user cache, exported (and cached when possible) on first use.
 
     Returns the bytes and the cache file (None when the export could not be cached).
     """
-    from nanofind._files import atomic_path
-
-    path = cache_dir() / "onnx" / f"{network_fingerprint(_bare(model)[0])}.onnx"
+    multiple = _bare(model)[1]
+    fingerprint = weights_fingerprint(model.state_dict())  # the keys of the model file
+    path = _cached_onnx(fingerprint, multiple)
     try:
         return path.read_bytes(), str(path)
     except OSError:
         pass
     data = export_onnx(model)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp:
-            tmp.write_bytes(data)
-        return data, str(path)
-    except OSError:  # read-only home or cache: keep the export in memory for this run
-        return data, None
+    return data, _store_onnx(fingerprint, multiple, data)
 
 
 class OnnxRunner:
-    """Runs a network exported to ONNX in ONNX Runtime (fp32), padding inputs as the network's wrapper does."""
+    """Runs a network exported to ONNX in ONNX Runtime (fp32), padding inputs as the network's wrapper does.
 
-    def __init__(self, model: torch.nn.Module, engine: Engine | None = None, threads: int | None = None):
+    Made from a PyTorch network (``model``) or, without importing PyTorch, from ONNX bytes
+    (``onnx_bytes``) and the size multiple the network needs.
+    """
+
+    def __init__(self, model=None, engine: Engine | None = None, threads: int | None = None,
+                 onnx_bytes: bytes | None = None, multiple: int | None = None, onnx_path: str | None = None):
         import onnxruntime as ort
 
         self.engine = engine or Engine("onnx", "fp32", "ONNX Runtime (given)")
-        data, self.onnx_path = onnx_model_bytes(model)
-        self.multiple = _bare(model)[1]
+        if onnx_bytes is None:
+            onnx_bytes, onnx_path = onnx_model_bytes(model)
+            multiple = _bare(model)[1]
+        self.onnx_path = onnx_path
+        self.multiple = multiple or 1
         options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.intra_op_num_threads = threads or compute_threads()
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        self.session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+        self.session = ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
 
-    def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        array = np.ascontiguousarray(x.detach().cpu().numpy(), np.float32)
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        array = np.ascontiguousarray(x, np.float32)
         h, w = array.shape[-2:]
         pad_h, pad_w = -h % self.multiple, -w % self.multiple
         top, left = pad_h // 2, pad_w // 2  # as PadToMultiple: reflect, split as evenly as possible
         if pad_h or pad_w:
             array = np.pad(array, ((0, 0), (0, 0), (top, pad_h - top), (left, pad_w - left)), mode="reflect")
         prob = self.session.run(None, {"image": array})[0]
-        return torch.from_numpy(np.ascontiguousarray(prob[..., top:top + h, left:left + w]))
+        return np.ascontiguousarray(prob[..., top:top + h, left:left + w])
 
 
-def make_runner(model: torch.nn.Module, precision: str = "auto", backend: str = "auto",
-                warm_up_px: int | None = None) -> TorchRunner | OnnxRunner:
-    """A runner for ``model`` with the engine :func:`choose_engine` picks; ``warm_up_px`` runs one window first.
-
-    ONNX Runtime's first calls at a new input size are several times slower than later ones;
-    a warm-up at the window size keeps that out of the first micrograph's time.
-    """
-    engine = choose_engine(precision, backend)
-    runner = OnnxRunner(model, engine) if engine.backend == "onnx" else TorchRunner(model, engine)
-    if warm_up_px:
-        with torch.inference_mode():
-            for _ in range(2):
-                runner(torch.zeros(1, 1, warm_up_px, warm_up_px))
+def _warm_up(runner, side: int | None):
+    """Two calls on a window of ``side`` (ONNX Runtime's first calls at a new size are several times slower)."""
+    if side:
+        for _ in range(2):
+            runner(np.zeros((1, 1, side, side), np.float32))
     return runner
 
 
-def timed(runner, x: torch.Tensor, repeats: int = 3) -> float:
+def make_runner(model, precision: str = "auto", backend: str = "auto", warm_up_px: int | None = None):
+    """A runner for the network ``model`` with the engine :func:`choose_engine` picks.
+
+    ``warm_up_px``: see :func:`load_runner`.
+    """
+    engine = choose_engine(precision, backend)
+    runner = OnnxRunner(model, engine) if engine.backend == "onnx" else TorchRunner(model, engine)
+    return _warm_up(runner, warm_up_px)
+
+
+def load_runner(model_dir=None, precision: str = "auto", backend: str = "auto", warm_up_px: int | None = None):
+    """The runner and card of a model directory (``None`` or ``"default"``: the shipped model).
+
+    With ONNX Runtime and an export already in the user cache, neither PyTorch nor MONAI is imported
+    (seconds of start-up); otherwise the network is built and, for ONNX Runtime, exported and cached.
+    ``warm_up_px`` runs the network twice on a window of that side first, so that ONNX Runtime's slow
+    first calls at a new size stay out of the first micrograph's time.
+    """
+    from nanofind.learn.model_file import WEIGHTS, load_model, read_card, resolve_model_dir
+
+    engine = choose_engine(precision, backend)
+    directory = resolve_model_dir(model_dir)
+    if engine.backend == "onnx":
+        card = read_card(directory)
+        try:
+            from safetensors.numpy import load_file
+
+            found = _find_cached_onnx(weights_fingerprint(load_file(str(directory / WEIGHTS))))
+            data = None if found is None else found[0].read_bytes()
+        except Exception:  # no cached export yet, or unreadable weights: load_model says which, below
+            data = None
+        if data is not None:
+            runner = OnnxRunner(engine=engine, onnx_bytes=data, multiple=found[1], onnx_path=str(found[0]))
+            return _warm_up(runner, warm_up_px), card
+    model, card = load_model(directory)
+    runner = OnnxRunner(model, engine) if engine.backend == "onnx" else TorchRunner(model, engine)
+    return _warm_up(runner, warm_up_px), card
+
+
+def timed(runner, x: np.ndarray, repeats: int = 3) -> float:
     """Median seconds of ``runner(x)`` over ``repeats`` calls after one warm-up call (benchmarks)."""
-    with torch.inference_mode():
+    runner(x)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
         runner(x)
-        times = []
-        for _ in range(repeats):
-            t = time.perf_counter()
-            runner(x)
-            times.append(time.perf_counter() - t)
+        times.append(time.perf_counter() - t)
     return float(np.median(times))

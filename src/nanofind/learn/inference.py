@@ -1,7 +1,7 @@
 """Whole-micrograph inference: overlapping sliding windows with Gaussian blending, in batches.
 
 Any image size works: windows of ``window_px`` (default 512) overlap by ``overlap`` and are blended
-with Gaussian importance weights (MONAI ``sliding_window_inference``), so tile seams vanish. An
+with Gaussian importance weights (as MONAI's ``sliding_window_inference``), so tile seams vanish. An
 image no larger than one window is one forward pass. When the micrograph's pixel size is known and
 lies outside the model's training range, the image is resampled to the nearest end of that range
 and the probabilities are resampled back to the original grid, within the bounds of the scale guard
@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import torch
 
 from nanofind.io.micrograph import array_and_pixel_size
 from nanofind.learn.engine import OnnxRunner, TorchRunner
@@ -29,14 +28,16 @@ BATCH = 4
 
 #: Mirror images averaged by test-time augmentation (axes of an (N, C, H, W) batch).
 TTA_FLIPS = ((), (3,), (2,), (2, 3))
+#: Standard deviation of the Gaussian blending weights, as a fraction of the window side.
+SIGMA_SCALE = 0.125
 
 
 def as_runner(model) -> TorchRunner | OnnxRunner:
-    """``model`` itself when it is a runner (:func:`nanofind.learn.engine.make_runner`), else a PyTorch fp32 runner."""
+    """``model`` itself when it is a runner (:mod:`nanofind.learn.engine`), else a PyTorch fp32 runner of it."""
     return model if isinstance(model, TorchRunner | OnnxRunner) else TorchRunner(model)
 
 
-def _forward(runner, x: torch.Tensor, tta: bool = False) -> torch.Tensor:
+def _forward(runner, x: np.ndarray, tta: bool = False) -> np.ndarray:
     """Particle probability (N, 1, H, W) float32 of a batch of normalised images.
 
     With ``tta`` the probabilities of the batch and of its three mirror images are averaged
@@ -44,23 +45,45 @@ def _forward(runner, x: torch.Tensor, tta: bool = False) -> torch.Tensor:
     """
     flips = TTA_FLIPS if tta else ((),)
     total = None
-    for dims in flips:
-        prob = runner(torch.flip(x, dims) if dims else x)
-        prob = torch.flip(prob, dims) if dims else prob
+    for axes in flips:
+        prob = runner(np.flip(x, axes) if axes else x)
+        prob = np.flip(prob, axes) if axes else prob
         total = prob if total is None else total + prob
-    return total / len(flips)
+    return total / len(flips) if tta else total
+
+
+def window_starts(size: int, window: int, overlap: float) -> list[int]:
+    """First pixels of the windows along one axis of ``size`` pixels (the last window ends at the edge)."""
+    if window >= size:
+        return [0]
+    step = max(1, int(window * (1 - overlap)))
+    count = next(k for k in range(math.ceil(size / step)) if k * step + window >= size) + 1
+    return [min(k * step, size - window) for k in range(count)]
+
+
+def gaussian_weights(shape: tuple[int, int]) -> np.ndarray:
+    """Blending weights of one window (float32): a Gaussian of σ = :data:`SIGMA_SCALE` × side, floor 1e-3."""
+    axes = []
+    for n in shape:
+        x = np.arange(-(n - 1) / 2.0, (n - 1) / 2.0 + 1, dtype=np.float32)
+        axes.append(np.exp(x**2 / np.float32(-2 * (n * SIGMA_SCALE) ** 2)).astype(np.float32))
+    weights = axes[0][:, None] * axes[1][None, :]
+    return np.maximum(weights, max(float(weights.min()), 1e-3)).astype(np.float32)
 
 
 def predict_normalised(model, image: np.ndarray, window_px: int = WINDOW_PX, overlap: float = OVERLAP,
                        batch: int = BATCH, tta: bool = False) -> np.ndarray:
     """Particle probability (H, W) float32 of an already normalised image.
 
+    Windows overlap by ``overlap`` and their probabilities are blended with Gaussian weights
+    (the scheme of MONAI's ``sliding_window_inference`` with ``mode="gaussian"``, computed here in
+    numpy so that ONNX Runtime runs without importing PyTorch or MONAI; a test checks the two agree).
+
     Parameters
     ----------
     model : torch.nn.Module or runner
         A network returning 2-class logits at the input size (run in PyTorch fp32), or a runner
-        from :func:`nanofind.learn.engine.make_runner` (the backend and precision chosen for this
-        machine).
+        from :mod:`nanofind.learn.engine` (the backend and precision chosen for this machine).
     image : numpy.ndarray
         (H, W) normalised image.
     window_px : int
@@ -72,18 +95,24 @@ def predict_normalised(model, image: np.ndarray, window_px: int = WINDOW_PX, ove
     tta : bool
         Average over the image and its mirror images (test-time augmentation, 4× the time).
     """
-    from monai.inferers import sliding_window_inference
-
     runner = as_runner(model)
-    x = torch.from_numpy(np.ascontiguousarray(image, np.float32))[None, None]
-    h, w = image.shape
-    with torch.inference_mode():
-        if h <= window_px and w <= window_px:
-            return _forward(runner, x, tta)[0, 0].numpy()
-        size = (min(window_px, h), min(window_px, w))
-        prob = sliding_window_inference(x, size, batch, lambda t: _forward(runner, t, tta), overlap=overlap,
-                                        mode="gaussian", padding_mode="reflect")
-    return np.asarray(prob[0, 0], np.float32)
+    x = np.ascontiguousarray(image, np.float32)
+    h, w = x.shape
+    if h <= window_px and w <= window_px:
+        return np.ascontiguousarray(_forward(runner, x[None, None], tta)[0, 0], np.float32)
+    wh, ww = min(window_px, h), min(window_px, w)
+    corners = [(r, c) for r in window_starts(h, wh, overlap) for c in window_starts(w, ww, overlap)]
+    weights = gaussian_weights((wh, ww))
+    total = np.zeros((h, w), np.float32)
+    norm = np.zeros((h, w), np.float32)
+    for first in range(0, len(corners), batch):
+        group = corners[first:first + batch]
+        prob = _forward(runner, np.stack([x[r:r + wh, c:c + ww] for r, c in group])[:, None], tta)
+        for (r, c), p in zip(group, prob[:, 0], strict=True):
+            total[r:r + wh, c:c + ww] += weights * p
+            norm[r:r + wh, c:c + ww] += weights
+    total /= norm
+    return total
 
 
 def predict_probability(model, card: dict, image, pixel_size_A: float | None = None,
@@ -124,5 +153,4 @@ def predict_probability(model, card: dict, image, pixel_size_A: float | None = N
 
 def windows_for(shape: tuple[int, int], window_px: int = WINDOW_PX, overlap: float = OVERLAP) -> int:
     """Number of sliding windows an image of ``shape`` takes (for progress reporting)."""
-    step = max(1, int(window_px * (1 - overlap)))
-    return int(np.prod([1 if n <= window_px else math.ceil((n - window_px) / step) + 1 for n in shape]))
+    return math.prod(len(window_starts(n, min(window_px, n), overlap)) for n in shape)
