@@ -69,3 +69,23 @@ def test_vendor_settings_are_kept():
     assert zeiss["vendor"] == "Zeiss" and zeiss["voltage_V"] == 5000.0 and zeiss["magnification"] == 50000.0
     dm = read_micrograph(conformance_file("tiff_saved_with_DM.tif")).metadata
     assert dm["vendor"] == "DigitalMicrograph" and dm["pixel_unit"] == "µm"
+
+
+def test_tia_search_image_is_analysed_with_a_scale_warning(tmp_path):
+    # 52.6 Å per pixel: far outside the shipped model's range; bounded resampling, a warning, no blow-up
+    import json
+    import shutil
+
+    from nanofind.cli import main
+
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name in ("tia_TEM_search_1.ser", "tia_TEM_search.emi"):
+        shutil.copy(conformance_file(name), folder)
+    out = tmp_path / "out"
+    assert main(["analyze", str(folder), "-o", str(out), "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    (image,) = summary["per_image"]
+    assert image["pixel_size_A"] == pytest.approx(52.6121, rel=1e-4) and image["zoom"] == 4.0
+    (warning,) = summary["warnings"]
+    assert "52.6121 Å is far outside" in warning["warning"]

@@ -145,3 +145,22 @@ def test_training_records_the_engine(tmp_path, labelled_folder, monkeypatch):
     engine = card["training"]["engine"]
     assert engine["precision"] == "fp32" and engine["backend"] == "torch" and engine["cpu_flags_overridden"]
     assert card["training"]["config"]["precision"] == "auto"
+
+
+def test_auto_masks_agree_with_fp32_on_the_bundled_examples():
+    # the acceptance figure (pooled pixel Dice >= 0.999) is measured by benchmarks/bench_engines.py on each
+    # kind of CPU; here a margin for other bf16 implementations: at most 0.2 % of mask pixels change
+    from nanofind.analyze.pipeline import EXAMPLES_DIR, expand_inputs
+    from nanofind.io import read_micrograph
+    from nanofind.learn.engine import load_runner
+    from nanofind.learn.inference import predict_probability
+
+    auto, card = load_runner("default")
+    fp32, _ = load_runner("default", precision="fp32", backend="torch")
+    same = total = 0
+    for path in expand_inputs([EXAMPLES_DIR]):
+        m = read_micrograph(path)
+        a = predict_probability(auto, card, m) >= card["threshold"]
+        b = predict_probability(fp32, card, m) >= card["threshold"]
+        same, total = same + 2 * int((a & b).sum()), total + int(a.sum() + b.sum())
+    assert total > 0 and same / total >= 0.998
