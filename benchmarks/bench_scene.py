@@ -58,10 +58,8 @@ print(json.dumps({"seconds": seconds, "atoms": len(atoms), "n_C": int((atoms.num
                   "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
 """
 
-PLAIN_RSA_CASE = r"""
-import json, resource, time
-import numpy as np
-from scipy.spatial import cKDTree
+#: The plain vectorised cKDTree random sequential addition both baselines time (72 200 C atoms, 1.3 Å).
+RSA_LOOP = r"""
 rng = np.random.default_rng(0)
 box = np.array([120.0, 120.0, 50.0]); n_target = 72200; d = 1.3
 start = time.perf_counter()
@@ -73,7 +71,13 @@ while len(pos) < n_target:
     pairs = cKDTree(cand).query_pairs(d, output_type="ndarray")
     keep = np.ones(len(cand), bool); keep[pairs[:, 1]] = False
     pos = np.vstack([pos, cand[keep]])
-seconds = time.perf_counter() - start
+"""
+
+PLAIN_RSA_CASE = r"""
+import json, resource, time
+import numpy as np
+from scipy.spatial import cKDTree
+""" + RSA_LOOP + r"""seconds = time.perf_counter() - start
 print(json.dumps({"seconds": seconds, "atoms": len(pos), "n_C": len(pos),
                   "min_CC_A": float(cKDTree(pos).query(pos, k=2)[0][:, 1].min()),
                   "peak_rss_MB": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -122,18 +126,7 @@ import numpy as np
 from scipy.spatial import cKDTree
 from ase import Atoms
 import ase.io, ase.io.extxyz  # noqa
-rng = np.random.default_rng(0)
-box = np.array([120.0, 120.0, 50.0]); n_target = 72200; d = 1.3
-start = time.perf_counter()
-pos = np.zeros((0, 3))
-while len(pos) < n_target:
-    cand = rng.uniform(0, box, size=(n_target - len(pos), 3))
-    if len(pos):
-        cand = cand[cKDTree(pos).query(cand, distance_upper_bound=d)[0] > d]
-    pairs = cKDTree(cand).query_pairs(d, output_type="ndarray")
-    keep = np.ones(len(cand), bool); keep[pairs[:, 1]] = False
-    pos = np.vstack([pos, cand[keep]])
-rsa_seconds = time.perf_counter() - start
+""" + RSA_LOOP + r"""rsa_seconds = time.perf_counter() - start
 atoms = Atoms(numbers=np.full(len(pos), 6), positions=pos, cell=[120.0, 120.0, 53.0], pbc=(True, True, False))
 ase.io.write(sys.argv[1], atoms, format="extxyz")
 seconds = time.perf_counter() - start

@@ -164,3 +164,16 @@ def test_auto_masks_agree_with_fp32_on_the_bundled_examples():
         b = predict_probability(fp32, card, m) >= card["threshold"]
         same, total = same + 2 * int((a & b).sum()), total + int(a.sum() + b.sum())
     assert total > 0 and same / total >= 0.998
+
+
+def test_a_damaged_cached_export_is_made_again(tmp_path, monkeypatch):
+    from nanofind.learn.engine import load_runner
+
+    monkeypatch.setenv("NANOFIND_CACHE_DIR", str(tmp_path / "cache"))
+    runner, card = load_runner("default", "fp32", "onnx")  # first use: exported and cached
+    (cached,) = (tmp_path / "cache" / "onnx").glob("*.onnx")
+    cached.write_bytes(b"not an onnx model")
+    again, _ = load_runner("default", "fp32", "onnx")
+    image = np.random.default_rng(5).normal(size=(64, 64)).astype(np.float32)
+    np.testing.assert_allclose(predict_normalised(again, image), predict_normalised(runner, image), atol=1e-6)
+    assert cached.read_bytes() != b"not an onnx model"

@@ -56,14 +56,10 @@ def _cpuinfo() -> tuple[str, frozenset[str]]:
         text = Path("/proc/cpuinfo").read_text(errors="replace")
     except OSError:
         return model, flags
-    for line in text.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key == "model name" and model in ("", platform.machine(), platform.processor()):
-            model = value.strip()
-        elif key in ("flags", "Features") and not flags:
-            flags = frozenset(value.split())
-    return model, flags
+    names = [v.strip() for k, _, v in (line.partition(":") for line in text.splitlines()) if k.strip() == "model name"]
+    lists = [v.split() for k, _, v in (line.partition(":") for line in text.splitlines())
+             if k.strip() in ("flags", "Features")]
+    return (names[0] if names else model), frozenset(lists[0] if lists else ())
 
 
 def cpu_flags() -> frozenset[str]:
@@ -382,8 +378,11 @@ def load_runner(model_dir=None, precision: str = "auto", backend: str = "auto", 
         except Exception:  # no cached export yet, or unreadable weights: load_model says which, below
             data = None
         if data is not None:
-            runner = OnnxRunner(engine=engine, onnx_bytes=data, multiple=found[1], onnx_path=str(found[0]))
-            return _warm_up(runner, warm_up_px), card
+            try:
+                runner = OnnxRunner(engine=engine, onnx_bytes=data, multiple=found[1], onnx_path=str(found[0]))
+                return _warm_up(runner, warm_up_px), card
+            except Exception:  # a damaged cache file: export again below
+                found[0].unlink(missing_ok=True)
     model, card = load_model(directory)
     runner = OnnxRunner(model, engine) if engine.backend == "onnx" else TorchRunner(model, engine)
     return _warm_up(runner, warm_up_px), card
