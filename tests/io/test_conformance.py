@@ -89,3 +89,4 @@ def test_tia_search_image_is_analysed_with_a_scale_warning(tmp_path):
     assert image["pixel_size_A"] == pytest.approx(52.6121, rel=1e-4) and image["zoom"] == 4.0
     (warning,) = summary["warnings"]
     assert "52.6121 Å is far outside" in warning["warning"]
+    assert summary["size_distribution_excludes"] == []  # nothing else to take the sizes from

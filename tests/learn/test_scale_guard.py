@@ -108,6 +108,8 @@ def test_analyze_batch_with_questionable_and_broken_files(tmp_path, capsys):
     warned = {w["file"].rsplit("/", 1)[1]: w["warning"] for w in summary["warnings"]}
     assert set(warned) == {"search_50A.mrc", "tiny_pixel.mrc", "huge_pixel.mrc"}
     assert "pixel size 50 Å is far outside" in warned["search_50A.mrc"]
+    # their particles stay in the table but not in the batch's size statistics
+    assert {e["file"].rsplit("/", 1)[1] for e in summary["size_distribution_excludes"]} == set(warned)
     for image_record in summary["per_image"]:
         assert image_record["zoom"] <= ZOOM_LIMITS[1]
     assert summary["engine"]["backend"] in ("torch", "onnx") and summary["engine"]["cpu_model"]
@@ -115,6 +117,7 @@ def test_analyze_batch_with_questionable_and_broken_files(tmp_path, capsys):
     assert "warning:" in err and "search_50A.mrc" in err and "corrupt.mrc" in err and "Traceback" not in err
     html = (out / "report.html").read_text()
     assert "Questionable images" in html and "far outside" in html and "cpu_model" in html
+    assert "not in the size statistics" in html
 
 
 def test_segment_warns_and_refuses_by_the_memory_limit(tmp_path, capsys):

@@ -264,14 +264,19 @@ def analyze_batch(inputs: list[str | Path], out_dir: str | Path, settings: Analy
                 failed.append({"file": str(path), "error": f"{type(exc).__name__}: {exc}"})
             bar.advance()
     _write_csv(all_rows, out / "particles.csv")
-    histogram = write_histogram(all_rows, out / "size_histogram.png")
+    # the batch's sizes leave out images the scale guard warned about, unless nothing else is left
+    questionable = [i for i in images if i.get("warnings")]
+    excluded = {(i["file"], i["frame"]) for i in questionable} if len(questionable) < len(images) else set()
+    sized_rows = [r for r in all_rows if (r["file"], r["frame"]) not in excluded]
+    histogram = write_histogram(sized_rows, out / "size_histogram.png")
     known = [i["pixel_size_A"] is not None for i in images]
-    batch = summarise(all_rows)
+    batch = summarise(sized_rows)
     summary = {
         "files": len(files), "images": len(images), "particles": len(all_rows),
         "failed": failed, "pixel_size_known": bool(images) and all(known),
         "size_distribution": {k.removeprefix("diameter_"): v for k, v in batch.items()
                               if k.startswith("diameter") or k == "unit"},
+        "size_distribution_excludes": [{"file": f, "frame": k} for f, k in sorted(excluded, key=str)],
         "coverage_mean": round(float(np.mean([i["coverage"] for i in images])), 5) if images else None,
         "per_image": images,
         "warnings": [{"file": i["file"], "frame": i["frame"], "warning": w} for i in images

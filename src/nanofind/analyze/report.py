@@ -208,8 +208,10 @@ def _alerts(images: list[dict], summary: dict) -> str:
     if warned:
         items = "".join(
             f"<li><code>{escape(_image_title(im))}</code>: {escape(w)}</li>" for im in warned for w in im["warnings"])
+        left_out = (" Their particles are in the table but not in the size statistics and histogram."
+                    if summary.get("size_distribution_excludes") else "")
         parts.append(f'<section class="alert warn" id="warnings"><h2>Questionable images ({len(warned)})</h2>'
-                     f"<p>These images were analysed, but their results may be unreliable.</p>"
+                     f"<p>These images were analysed, but their results may be unreliable.{left_out}</p>"
                      f"<ul>{items}</ul></section>")
     unknown = [im for im in images if im.get("pixel_size_A") is None]
     unit = (summary.get("size_distribution") or {}).get("unit")
