@@ -40,7 +40,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from nanofind.io.micrograph import _axes_pixel_size, _describe, _number, _scalar, length_in_A
+from nanofind.io.micrograph import _describe, length_in_A
+from nanofind.io.vendor_formats import _axes_pixel_size, _number, _scalar
 
 #: Tags (on the first page) that make a TIFF a vendor file whose calibration RosettaSciIO reads, in
 #: the order RosettaSciIO checks them. JEOL SightX files are recognised by their ``Make`` tag instead.
