@@ -15,8 +15,9 @@ flags read from the CPU, to show or test the other machine's path; every record 
 
 ONNX files are exported from the network at first use (``torch.onnx.export``, TorchScript exporter,
 opset 17) and cached in the user cache (``$NANOFIND_CACHE_DIR``, else ``$XDG_CACHE_HOME/nanofind``,
-else ``~/.cache/nanofind``) under a hash of the weights, the architecture and the exporter's
-versions, never beside the package. When no cache folder is writable the export stays in memory.
+else ``~/.cache/nanofind``, else a per-user folder in the temporary directory), named by a hash of
+the weights and the export settings, never beside the package. When no cache folder is writable the
+export stays in memory. With an export cached, ONNX Runtime runs without importing PyTorch or MONAI.
 """
 
 from __future__ import annotations
@@ -205,8 +206,14 @@ def cache_dir() -> Path:
     """The user cache folder of nanofind (ONNX exports); see the module docstring."""
     if os.environ.get(CACHE_ENV):
         return Path(os.environ[CACHE_ENV])
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "nanofind"
+    if os.environ.get("XDG_CACHE_HOME"):
+        return Path(os.environ["XDG_CACHE_HOME"]) / "nanofind"
+    try:
+        return Path.home() / ".cache" / "nanofind"
+    except (RuntimeError, KeyError):  # no home folder (a service account): a per-user temporary cache
+        import tempfile
+
+        return Path(tempfile.gettempdir()) / f"nanofind-cache-{os.getuid()}"
 
 
 def weights_fingerprint(state: dict) -> str:
