@@ -30,6 +30,7 @@ ENGINES = (("torch", "fp32"), ("torch", "bf16"), ("onnx", "fp32"))
 def train_steps_per_second(model: torch.nn.Module, precision: str, steps: int) -> float:
     """Training steps per second of ``model`` on random 256² crops, batch 8 (after two warm-up steps)."""
     from nanofind.learn.losses import SegmentationLoss
+    from nanofind.learn.train import training_step
 
     bf16 = precision == "bf16"
     fmt = torch.channels_last if bf16 else torch.contiguous_format
@@ -42,12 +43,7 @@ def train_steps_per_second(model: torch.nn.Module, precision: str, steps: int) -
     times = []
     for k in range(steps + 2):
         t = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            logits = model(images.contiguous(memory_format=fmt))
-        loss = loss_fn(logits.float(), masks)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        training_step(model, optimizer, loss_fn, images, masks, bf16)
         if k >= 2:
             times.append(time.perf_counter() - t)
     return 1.0 / float(np.median(times))

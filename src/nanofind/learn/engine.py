@@ -359,8 +359,11 @@ def make_runner(model, precision: str = "auto", backend: str = "auto", warm_up_p
     ``warm_up_px``: see :func:`load_runner`.
     """
     engine = choose_engine(precision, backend)
-    runner = OnnxRunner(model, engine) if engine.backend == "onnx" else TorchRunner(model, engine)
-    return _warm_up(runner, warm_up_px)
+    return _warm_up(_runner_for(model, engine), warm_up_px)
+
+
+def _runner_for(model, engine: Engine):
+    return OnnxRunner(model, engine) if engine.backend == "onnx" else TorchRunner(model, engine)
 
 
 def load_runner(model_dir=None, precision: str = "auto", backend: str = "auto", warm_up_px: int | None = None):
@@ -391,8 +394,7 @@ def load_runner(model_dir=None, precision: str = "auto", backend: str = "auto", 
             except Exception:  # a damaged cache file: export again below
                 found[0].unlink(missing_ok=True)
     model, card = load_model(directory)
-    runner = OnnxRunner(model, engine) if engine.backend == "onnx" else TorchRunner(model, engine)
-    return _warm_up(runner, warm_up_px), card
+    return _warm_up(_runner_for(model, engine), warm_up_px), card
 
 
 def timed(runner, x: np.ndarray, repeats: int = 3) -> float:

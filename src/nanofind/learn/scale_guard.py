@@ -86,12 +86,10 @@ def model_zoom(pixel_size_A: float | None, card: dict) -> float:
     particles best in part of its training range), else its training ``pixel_size_range_A``.
     1 when the pixel size is unknown.
     """
-    if not pixel_size_A:
+    working = _working_range(card)
+    if not pixel_size_A or working is None:
         return 1.0
-    lo, hi = card.get("working_pixel_size_range_A") or card.get("pixel_size_range_A") or (card["pixel_size_A"],) * 2
-    if lo is None or hi is None:
-        return 1.0
-    target = min(max(pixel_size_A, lo), hi)
+    target = min(max(pixel_size_A, working[0]), working[1])
     return pixel_size_A / target
 
 

@@ -107,6 +107,18 @@ def _sampling_probabilities(items: list[LabelledImage], real_fraction: float | N
     return p / p.sum()
 
 
+def training_step(model, optimizer, loss_fn, images: torch.Tensor, masks: torch.Tensor, bf16: bool) -> float:
+    """One optimiser step on a batch (under bf16 autocast with channels-last memory when ``bf16``); the loss."""
+    memory_format = torch.channels_last if bf16 else torch.contiguous_format
+    with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+        logits = model(images.contiguous(memory_format=memory_format))
+    loss = loss_fn(logits.float(), masks)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
+
+
 def evaluate_items(model, items: list[LabelledImage], loss_fn, engine: Engine) -> tuple[dict, list[np.ndarray]]:
     """Validation loss, pooled scores at 0.5 (overall and per domain), and the probabilities."""
     probs, confs, losses = [], [], []
@@ -276,13 +288,7 @@ def train(config: TrainConfig, train_items: list[LabelledImage], val_items: list
             for _ in range(config.steps_per_epoch):
                 images, masks = random_crops(train_items, probabilities, config.batch_size, config.crop_px,
                                              config.augmentation, rng)
-                with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                    logits = model(images.contiguous(memory_format=memory_format))
-                loss = loss_fn(logits.float(), masks)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                losses.append(float(loss.detach()))
+                losses.append(training_step(model, optimizer, loss_fn, images, masks, bf16))
                 bar.advance(1, f"epoch {epoch} loss {np.mean(losses):.4f}")
             val, _ = evaluate_items(model, val_items, loss_fn, engine)
             row = _history_row(epoch, float(np.mean(losses)), val, time.perf_counter() - t0)
