@@ -186,9 +186,9 @@ def _add_model_options(parser: argparse.ArgumentParser, tta: bool) -> None:
                         help="average the model over the image and its mirror images (test-time augmentation; "
                              f"slower, see docs/benchmarks.md; default: {'on' if tta else 'off'})")
     _add_engine_options(parser)
-    parser.add_argument("--max-memory", type=_number("--max-memory", 0.5), default=4.0, metavar="GB",
-                        help="peak memory to stay within, GB (default 4): larger images are refused, and "
-                             "resampling is bounded to fit")
+    parser.add_argument("--max-memory", type=_number("--max-memory", 1.0, 1e6, low_included=True), default=4.0,
+                        metavar="GB", help="peak memory to stay within, GB (1 or more; default 4): larger images "
+                                           "are refused, and resampling is bounded to fit")
 
 
 def _number(name: str, low: float, high: float = float("inf"), low_included: bool = False):

@@ -127,5 +127,8 @@ def test_segment_warns_and_refuses_by_the_memory_limit(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "warning" in err and "far outside" in err and "running" in err
     big = write_mrc(tmp_path / "big.mrc", np.random.default_rng(1).normal(size=(2000, 2000)), 0.3)
-    assert main(["segment", str(big), "-o", str(tmp_path / "out"), "--max-memory", "0.8", "--quiet"]) == 1
+    assert main(["segment", str(big), "-o", str(tmp_path / "out"), "--max-memory", "1", "--quiet"]) == 1
     assert "--max-memory" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:  # below what the process itself needs: a usage error
+        main(["segment", str(big), "-o", str(tmp_path / "out"), "--max-memory", "0.6"])
+    assert usage.value.code == 2
