@@ -30,11 +30,11 @@ def main() -> None:
 
     from nanofind.learn.data import load_dataset, split
     from nanofind.learn.engine import machine_info, make_runner
-    from nanofind.learn.inference import predict_normalised
     from nanofind.learn.metrics import confusion, pooled_scores
     from nanofind.learn.model_file import load_model
     from nanofind.learn.networks import count_parameters
     from nanofind.learn.train import TrainConfig, train
+    from nanofind.segment.inference import predict_normalised
 
     train_items, val_items = split(load_dataset(args.train), 0.15, seed=0)
     test_items = load_dataset(args.test)

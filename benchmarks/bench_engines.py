@@ -65,8 +65,8 @@ def main() -> None:
     from nanofind.analyze.pipeline import EXAMPLES_DIR, expand_inputs
     from nanofind.io import read_micrograph
     from nanofind.learn.engine import choose_engine, machine_info, make_runner, timed
-    from nanofind.learn.inference import predict_probability
     from nanofind.learn.model_file import load_model
+    from nanofind.segment.inference import predict_probability
 
     model, card = load_model(args.model)
     auto = choose_engine()

@@ -84,8 +84,8 @@ def main() -> None:
         return
     t0 = time.perf_counter()
     from nanofind.learn.engine import make_runner
-    from nanofind.learn.inference import WINDOW_PX, predict_probability, windows_for
     from nanofind.learn.model_file import load_model
+    from nanofind.segment.inference import WINDOW_PX, predict_probability, windows_for
 
     model, card = load_model(args.model)
     runner = make_runner(model, args.precision, args.backend, warm_up_px=WINDOW_PX)

@@ -268,8 +268,8 @@ def _cmd_segment(args: argparse.Namespace) -> int:
 
     from nanofind.io.micrograph import read_micrograph
     from nanofind.learn.engine import load_runner
-    from nanofind.learn.inference import predict_probability
     from nanofind.learn.scale_guard import max_image_pixels, plan_scale
+    from nanofind.segment.inference import predict_probability
 
     runner, card = load_runner(args.model, args.precision, args.backend, warm_up_px=args.window)
     threshold = card["threshold"] if args.threshold is None else args.threshold
@@ -342,7 +342,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from nanofind.learn.engine import load_runner
-    from nanofind.learn.evaluate import evaluate
+    from nanofind.segment.evaluate import evaluate
 
     runner, card = load_runner(args.model, args.precision, args.backend)
     from nanofind.learn.data import split

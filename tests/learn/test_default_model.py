@@ -1,10 +1,9 @@
 import numpy as np
 
-from nanofind.learn.inference import predict_probability
 from nanofind.learn.metrics import segmentation_scores
 from nanofind.learn.model_file import DEFAULT_MODEL_DIR, WEIGHTS, load_model
-
-from .conftest import disc_field
+from nanofind.segment.inference import predict_probability
+from tests.learning_fixtures import disc_field
 
 
 def test_shipped_model_is_small_documented_and_finds_particles():

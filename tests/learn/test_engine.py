@@ -15,9 +15,9 @@ from nanofind.learn.engine import (
     machine_info,
     make_runner,
 )
-from nanofind.learn.inference import predict_normalised
 from nanofind.learn.model_file import load_model
 from nanofind.learn.networks import build_network
+from nanofind.segment.inference import predict_normalised
 
 AVX2_ONLY = "avx2,fma"
 WITH_BF16 = "avx2,fma,avx512f,avx512_bf16"
@@ -119,7 +119,7 @@ def test_cached_export_runs_without_importing_torch_or_monai(tmp_path, monkeypat
         engine_module.weights_fingerprint(model.state_dict())
     code = ("import sys, numpy as np\n"
             "from nanofind.learn.engine import load_runner\n"
-            "from nanofind.learn.inference import predict_normalised\n"
+            "from nanofind.segment.inference import predict_normalised\n"
             "runner, card = load_runner('default', 'fp32', 'onnx', warm_up_px=64)\n"
             "p = predict_normalised(runner, np.random.default_rng(0).normal(size=(600, 700)).astype(np.float32))\n"
             "print(p.shape, 'torch' in sys.modules, 'monai' in sys.modules)")
@@ -153,7 +153,7 @@ def test_auto_masks_agree_with_fp32_on_the_bundled_examples():
     from nanofind.analyze.pipeline import EXAMPLES_DIR, expand_inputs
     from nanofind.io import read_micrograph
     from nanofind.learn.engine import load_runner
-    from nanofind.learn.inference import predict_probability
+    from nanofind.segment.inference import predict_probability
 
     auto, card = load_runner("default")
     fp32, _ = load_runner("default", precision="fp32", backend="torch")

@@ -8,7 +8,6 @@ import torch
 from nanofind.cli import main
 from nanofind.errors import NanofindInputError
 from nanofind.io import read_micrograph
-from nanofind.learn.inference import predict_probability
 from nanofind.learn.scale_guard import (
     BYTES_PER_IMAGE_PX,
     BYTES_PER_WORK_PX,
@@ -17,8 +16,8 @@ from nanofind.learn.scale_guard import (
     max_image_pixels,
     plan_scale,
 )
-
-from .conftest import disc_field
+from nanofind.segment.inference import predict_probability
+from tests.learning_fixtures import disc_field
 
 CARD = {"pixel_size_A": 0.3, "pixel_size_range_A": [0.2, 0.7], "working_pixel_size_range_A": [0.25, 0.35],
         "threshold": 0.5, "normalisation": {}}

@@ -153,7 +153,7 @@ def analyze_frame(model, card: dict, array, pixel_size_A: float | None = None,
     ``model`` is a network or a runner (:func:`nanofind.learn.engine.make_runner`); ``plan`` is the
     image's checked resampling (:func:`nanofind.learn.scale_guard.plan_scale`), made here if not given.
     """
-    from nanofind.learn.inference import predict_probability
+    from nanofind.segment.inference import predict_probability
 
     settings = settings or AnalysisSettings()
     array, pixel_size_A = array_and_pixel_size(array, pixel_size_A)

@@ -31,7 +31,6 @@ from nanofind.errors import NanofindInputError
 from nanofind.learn.augment import Augmentation, random_crops
 from nanofind.learn.data import LabelledImage, describe
 from nanofind.learn.engine import Engine, TorchRunner, choose_engine
-from nanofind.learn.inference import predict_normalised
 from nanofind.learn.losses import SegmentationLoss
 from nanofind.learn.metrics import (
     best_threshold,
@@ -43,6 +42,7 @@ from nanofind.learn.metrics import (
 )
 from nanofind.learn.model_file import load_model, save_model
 from nanofind.learn.preprocess import NORMALISATION
+from nanofind.segment.inference import predict_normalised
 
 CHECKPOINT = "checkpoint"
 HISTORY = "history.csv"

@@ -10,12 +10,11 @@ from PIL import Image
 from nanofind.cli import main
 from nanofind.errors import NanofindInputError
 from nanofind.io import read_micrograph
-from nanofind.learn.inference import predict_normalised, predict_probability
 from nanofind.learn.model_file import save_model
 from nanofind.learn.networks import build_network
 from nanofind.learn.scale_guard import model_zoom
-
-from .conftest import disc_field
+from nanofind.segment.inference import predict_normalised, predict_probability
+from tests.learning_fixtures import disc_field
 
 
 class Pointwise(torch.nn.Module):
@@ -171,7 +170,7 @@ def test_sliding_window_blending_matches_monai():
     from monai.inferers import sliding_window_inference
 
     from nanofind.learn.engine import TorchRunner
-    from nanofind.learn.inference import windows_for
+    from nanofind.segment.inference import windows_for
 
     torch.manual_seed(0)
     model = build_network("seed_unet", width=8).eval()

@@ -16,9 +16,7 @@ import numpy as np
 
 from nanofind._files import atomic_path, write_text_atomic
 from nanofind._progress import ProgressBar
-from nanofind.learn.baselines import BASELINES
 from nanofind.learn.data import LabelledImage
-from nanofind.learn.inference import predict_probability
 from nanofind.learn.metrics import (
     confusion,
     plot_pr_curve,
@@ -28,6 +26,8 @@ from nanofind.learn.metrics import (
     scores,
     sum_confusions,
 )
+from nanofind.segment.baselines import BASELINES
+from nanofind.segment.inference import predict_probability
 
 
 def evaluate(model, card: dict, items: list[LabelledImage], out_dir: str | Path, baselines: bool = True,

@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from nanofind.learn.baselines import (
+from nanofind.learn.metrics import segmentation_scores
+from nanofind.segment.baselines import (
     BASELINES,
     bragg_peak_mask,
     bragg_peak_score,
@@ -12,7 +13,6 @@ from nanofind.learn.baselines import (
     lattice_band,
     otsu_mask,
 )
-from nanofind.learn.metrics import segmentation_scores
 
 PIXEL_A = 0.3
 SPACING_A = 2.35  # Au {111}

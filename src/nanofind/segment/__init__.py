@@ -1,0 +1,5 @@
+"""Particle segmentation.
+
+Sliding-window inference, baselines, evaluation, and the batch machinery that ``nanofind segment``
+and ``nanofind analyze`` share.
+"""
