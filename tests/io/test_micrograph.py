@@ -1,6 +1,7 @@
 import os
 import struct
 import time
+import tracemalloc
 import zlib
 from pathlib import Path
 
@@ -266,6 +267,57 @@ def test_absurd_declared_sizes_are_refused_before_reading(tmp_path):
         group.create_dataset("Data", shape=(100_000, 100_000, 1), dtype=np.uint16)
     refused(velox, "100000x100000x1", "MAX_PIXELS")
     assert MAX_PIXELS == 2**31
+
+
+def peak_traced_MB(function):
+    """Peak memory (MB) that Python and numpy allocate while ``function`` runs."""
+    tracemalloc.start()
+    try:
+        function()
+        return tracemalloc.get_traced_memory()[1] / 1e6
+    finally:
+        tracemalloc.stop()
+
+
+def mrc_bytes(data, order, stamp, voxel_A=0.8, extended_bytes=0):
+    """An MRC file of uint16 (mode 6) ``data`` written field by field in byte order ``order``."""
+    rows, cols = data.shape
+    header = bytearray(1024)
+    struct.pack_into(order + "10i", header, 0, cols, rows, 1, 6, 0, 0, 0, cols, rows, 1)  # nx ny nz mode ... mx my mz
+    struct.pack_into(order + "3f", header, 40, voxel_A * cols, voxel_A * rows, voxel_A)  # cell lengths, Å
+    struct.pack_into(order + "3i", header, 64, 1, 2, 3)  # columns along x, rows along y
+    struct.pack_into(order + "i", header, 92, extended_bytes)
+    header[208:216] = b"MAP " + stamp
+    return bytes(header) + data.astype(order + "u2").tobytes()
+
+
+@pytest.mark.parametrize(("order", "stamp"), [("<", b"\x44\x44\x00\x00"), (">", b"\x11\x11\x00\x00"),
+                                              (">", b"\x44\x44\x00\x00"), ("<", b"\x00\x00\x00\x00")],
+                         ids=["little", "big", "big-with-little-stamp", "little-without-stamp"])
+def test_mrc_byte_orders(tmp_path, order, stamp):
+    # The pixels read are the ones written, whatever the byte order; a machine stamp that contradicts
+    # the data (seen in the wild) is overruled by the one byte order in which the mode is valid.
+    (tmp_path / "a.mrc").write_bytes(mrc_bytes(IMAGE, order, stamp))
+    m = read_micrograph(tmp_path / "a.mrc")
+    np.testing.assert_array_equal(m.array, IMAGE)
+    assert m.pixel_size_A == pytest.approx(0.8) and m.metadata["mode"] == 6
+
+
+def test_damaged_headers_allocate_nothing(tmp_path):
+    # A page of text saved as .mrc: its bytes read as a header declare a ~1.7 GB extended header.
+    notes = tmp_path / "notes.mrc"
+    notes.write_text("These are my notes about the sample, not an image.\n" * 40)
+    assert peak_traced_MB(lambda: refused(notes, "not a valid MRC file", "text file")) < 16
+    huge_extended = tmp_path / "extended.mrc"
+    huge_extended.write_bytes(mrc_bytes(IMAGE, "<", b"\x44\x44\x00\x00", extended_bytes=2**31 - 1))
+    assert peak_traced_MB(lambda: refused(huge_extended, "truncated MRC file", "90x70x1 voxels")) < 16
+    # One 30000 x 30000 uint16 image declared in a SER file of a few kB (1.8 GB if allocated).
+    ser = make(tmp_path, ".ser", name="declared")
+    data = bytearray(ser.read_bytes())
+    first = struct.unpack_from("<I", data, struct.unpack_from("<I", data, 22)[0])[0]
+    struct.pack_into("<II", data, first + 42, 30_000, 30_000)
+    ser.write_bytes(bytes(data))
+    assert peak_traced_MB(lambda: refused(ser, "truncated SER file", "30000x30000 pixels")) < 16
 
 
 def patch_dm_dimensions(path, n):

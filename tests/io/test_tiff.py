@@ -11,7 +11,7 @@ import pytest
 import tifffile
 
 from nanofind.io import micrograph as mg
-from nanofind.io import tiff_metadata
+from nanofind.io.formats import tiff as tiff_format
 from nanofind.io.micrograph import read_micrograph
 
 from .test_micrograph import IMAGE, STACK, refused, write_tif
@@ -220,10 +220,10 @@ def test_vendor_tags_are_recognised(tmp_path):
     for vendor, write in writers.items():
         write(tmp_path / f"{vendor}.tif", IMAGE)
         with tifffile.TiffFile(tmp_path / f"{vendor}.tif") as tif:
-            assert tiff_metadata.tiff_vendor(tif.pages.first) == vendor
+            assert tiff_format.tiff_vendor(tif.pages.first) == vendor
     write_tif(tmp_path / "plain.tif")
     with tifffile.TiffFile(tmp_path / "plain.tif") as tif:
-        assert tiff_metadata.tiff_vendor(tif.pages.first) is None
+        assert tiff_format.tiff_vendor(tif.pages.first) is None
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="needs /proc/self/fd")

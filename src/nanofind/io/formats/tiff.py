@@ -1,7 +1,8 @@
-r"""Pixel size and microscope settings of a TIFF file, from vendor metadata when it has some.
+r"""TIFF micrographs: pixels through tifffile, pixel size and settings from vendor metadata when there is some.
 
-tifffile reads the pixels (:func:`nanofind.io.micrograph.read_micrograph`); this module only
-finds the calibration, in this order:
+tifffile reads the pixels (with imagecodecs for JPEG, LZW, Deflate, ZSTD and the other compressions
+vendor software writes); the declared shape and the data's byte ranges are checked before. The
+pixel size comes from, in order:
 
 1. **Vendor metadata, through RosettaSciIO's TIFF reader** (``rsciio.tiff.file_reader`` with
    ``lazy=True``: it parses the tags again but reads no pixel). It is consulted only when the first
@@ -37,11 +38,16 @@ Consulting RosettaSciIO costs about 0.4 s once per process (importing its TIFF r
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 
-from nanofind.io.micrograph import _describe, length_in_A
-from nanofind.io.vendor_formats import _axes_pixel_size, _number, _scalar
+import numpy as np
+
+from nanofind.errors import NanofindInputError
+from nanofind.io.checks import check_extent, check_pixels, length_in_A
+from nanofind.io.files import check_signature, describe_exception, not_valid
+from nanofind.io.formats.rsciio_metadata import axes_pixel_size, finite_number, json_scalar, nested_get
 
 #: Tags (on the first page) that make a TIFF a vendor file whose calibration RosettaSciIO reads, in
 #: the order RosettaSciIO checks them. JEOL SightX files are recognised by their ``Make`` tag instead.
@@ -81,6 +87,66 @@ _ZEISS = (("voltage_V", "ap_actualkv"), ("magnification", "ap_mag"), ("microscop
           ("detector", "dp_detector_channel"), ("acquisition_date", "ap_date"), ("acquisition_time", "ap_time"))
 _VOLTS = {"v": 1.0, "kv": 1e3, "mv": 1e6}
 _MAGNIFICATION = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:[eE][-+]?[0-9]+)?)\s*([kKmM]?)\s*[xX]?\s*$")
+
+
+def read_tiff(path: Path, *, size_bytes: int, head: bytes, format_name: str):
+    """Pixels of the first series of a TIFF file, its pixel size (Å; None when not recorded) and metadata.
+
+    Colour samples come last, RGB included; ``metadata["pixel_size_source"]`` says where the pixel
+    size came from, ``metadata["vendor"]`` names a vendor file.
+    """
+    import tifffile
+
+    fmt, size = format_name, size_bytes
+    check_signature(path, fmt, head)
+    with tifffile.TiffFile(path) as tif:
+        if not tif.series:
+            raise not_valid(path, fmt, "it holds no image")
+        series = tif.series[0]
+        shape = tuple(int(n) for n in series.shape)
+        samples = shape[series.axes.index("S")] if "S" in series.axes and len(shape) == len(series.axes) else 1
+        what = "x".join(map(str, shape)) + f" {series.dtype} values"
+        check_pixels(path, format_name=fmt, n_pixels=math.prod(shape) // max(samples, 1), what=what)
+        if series.dataoffset is not None:  # one contiguous, uncompressed block
+            end = int(series.dataoffset) + int(series.nbytes)
+        else:
+            end = max((int(o) + int(c) for page in series.pages if page is not None
+                       for o, c in zip(page.dataoffsets, page.databytecounts, strict=False)), default=0)
+        check_extent(path, format_name=fmt, end_byte=end, size_bytes=size, what=what)
+        page = tif.pages.first
+        compression = getattr(page.compression, "name", str(page.compression))
+        try:
+            data = series.asarray()
+        except MemoryError:
+            raise
+        except Exception as exc:
+            if int(page.compression) == 1:
+                raise
+            if isinstance(exc, ImportError) or "imagecodecs" in str(exc):
+                raise NanofindInputError(f"reading this {compression}-compressed TIFF file needs the Python "
+                                         "package imagecodecs (pip install imagecodecs)", str(path)) from None
+            raise NanofindInputError(f"corrupt TIFF file: its {compression}-compressed image data cannot be "
+                                     f"decoded ({describe_exception(exc, path)})", str(path)) from None
+        if "S" in series.axes and data.ndim == len(series.axes):  # colour samples last (planar RGB too)
+            data = np.moveaxis(data, series.axes.index("S"), -1)
+        rows, cols = data.shape[-3:-1] if samples > 1 and data.ndim >= 3 else data.shape[-2:]
+        meta = {"format": "tiff", "dtype": str(data.dtype)}
+        if int(page.compression) != 1:
+            meta["compression"] = compression.lower()
+        vendor = tiff_vendor(page)
+        pixel, source = resolution_pixel_size(tif, page, vendor)
+        ij = tif.imagej_metadata or {}
+        if ij:
+            meta["imagej"] = {k: v for k, v in ij.items() if isinstance(v, str | int | float)}
+    if vendor is not None:  # after the pixels: RosettaSciIO opens the file again, lazily (tags only)
+        meta["vendor"] = vendor
+        calibrated, vendor_meta = rsciio_calibration(path, vendor, int(rows), int(cols))
+        meta.update(vendor_meta)  # with pixel_size_source when calibrated
+        if calibrated is not None:
+            pixel, source = calibrated, vendor_meta["pixel_size_source"]
+    if pixel is not None:
+        meta["pixel_size_source"] = source
+    return data, pixel, meta
 
 
 def tiff_vendor(page) -> str | None:
@@ -142,7 +208,7 @@ def rsciio_calibration(path: Path, vendor: str, rows: int, cols: int) -> tuple[f
         sizes = (int(height.get("size", rows)), int(width.get("size", cols)))
         if sizes != (rows, cols):
             return None, {"rsciio_error": f"its axes are {sizes[0]}x{sizes[1]}, the image {rows}x{cols}"}
-        pixel, calibration = _axes_pixel_size([height, width])
+        pixel, calibration = axes_pixel_size([height, width])
         if not calibration.get("pixel_unit"):
             calibration = {}
         meta = {**calibration, **vendor_metadata(signal.get("original_metadata") or {},
@@ -153,7 +219,7 @@ def rsciio_calibration(path: Path, vendor: str, rows: int, cols: int) -> tuple[f
             meta["pixel_size_source"] = f"rsciio tiff ({_SOURCES[vendor]})"
         return pixel, meta
     except Exception as exc:  # RosettaSciIO fails on a file tifffile reads: fall back, say why
-        return None, {"rsciio_error": _describe(exc, path)}
+        return None, {"rsciio_error": describe_exception(exc, path)}
     finally:
         _close(signals)
 
@@ -162,7 +228,7 @@ def vendor_metadata(om: dict, md: dict, rows: int) -> dict:
     """Microscope settings from RosettaSciIO's original metadata, as JSON-able scalars."""
     meta: dict = {}
     for name, keys, factor in _PATHS:
-        value = _scalar(_get(om, keys)) if factor is None else _number(_get(om, keys), factor)
+        value = json_scalar(nested_get(om, keys)) if factor is None else finite_number(nested_get(om, keys), factor)
         if value is not None and name not in meta:
             meta[name] = value
     zeiss = om.get("CZ_SEM")
@@ -173,33 +239,27 @@ def vendor_metadata(om: dict, md: dict, rows: int) -> dict:
                 meta[name] = value
     tvips = om.get("TVIPS")
     if isinstance(tvips, dict):  # TemMode 3 is diffraction: the "magnification" is then a camera length
-        value = _number(tvips.get("TemMagnification"), 1.0)
+        value = finite_number(tvips.get("TemMagnification"), 1.0)
         if value is not None:
             meta["camera_length" if tvips.get("TemMode") == 3 else "magnification"] = value
-    forming = _get(om, ("ImageDescription", "ImageFormingSystem"))
+    forming = nested_get(om, ("ImageDescription", "ImageFormingSystem"))
     if isinstance(forming, dict) and forming.get("ModeString") == "MAG":  # JEOL SightX
-        value = _number(forming.get("SelectorValue"), 1.0)
+        value = finite_number(forming.get("SelectorValue"), 1.0)
         if value is not None:
             meta["magnification"] = value
-    height = _number(_get(om, ("fei_metadata", "Image", "ResolutionY")), 1.0)
+    height = finite_number(nested_get(om, ("fei_metadata", "Image", "ResolutionY")), 1.0)
     if height and 0 < height < rows:  # the FEI data bar is stored below the image
         meta["data_bar_rows"] = int(rows - height)
     general = md.get("General") if isinstance(md, dict) else None
     if isinstance(general, dict):
         for key in ("date", "time"):
-            value = _scalar(general.get(key))
+            value = json_scalar(general.get(key))
             if value is not None:
                 meta.setdefault(f"acquisition_{key}", value)
-        title = _scalar(general.get("title"))
+        title = json_scalar(general.get("title"))
         if title is not None:
             meta["title"] = title
     return meta
-
-
-def _get(node, keys):
-    for key in keys:
-        node = node.get(key) if isinstance(node, dict) else None
-    return node
 
 
 def _zeiss_value(name: str, entry):
@@ -209,13 +269,13 @@ def _zeiss_value(name: str, entry):
     value, unit = entry[1], str(entry[2]) if len(entry) > 2 else ""
     if name == "voltage_V":
         factor = _VOLTS.get(unit.strip().lower())
-        return _number(value, factor) if factor else None
+        return finite_number(value, factor) if factor else None
     if name == "magnification":  # '50.00 K X'
         match = _MAGNIFICATION.match(str(value))
         if match is None:
             return None
         return float(match.group(1)) * {"": 1.0, "k": 1e3, "m": 1e6}[match.group(2).lower()]
-    return _scalar(value)
+    return json_scalar(value)
 
 
 def _close(signals) -> None:
