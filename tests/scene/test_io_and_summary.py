@@ -28,9 +28,7 @@ def small_scene():
         "particles": [{"material": "Au", "shape": "sphere", "diameter_A": 12, "position_A": [8, 15]},
                       {"material": "Pt", "shape": "sphere", "diameter_A": 10, "position_A": [23, 15]}],
     })
-    atoms, spec = build_scene(recipe, 3)
-    atoms.info["nanofind_recipe"] = recipe.model_dump(mode="json", exclude_none=True)
-    atoms.info["nanofind_spec"] = spec
+    atoms, _ = build_scene(recipe, 3)  # with its provenance: recipe, spec, seed, version
     return atoms
 
 
@@ -129,7 +127,7 @@ def test_extxyz_is_what_ase_writes_and_round_trips(small_scene, tmp_path, monkey
     assert list(back.pbc) == list(atoms.pbc)
     for key in LABEL_ARRAYS:
         np.testing.assert_array_equal(back.arrays[key], atoms.arrays[key])
-    for key in ("nanofind_recipe", "nanofind_spec", "object_names", "nanofind_seed"):
+    for key in ("nanofind_recipe", "nanofind_spec", "object_names", "nanofind_seed", "nanofind_version"):
         assert back.info[key] == json.loads(json.dumps(atoms.info[key])), key
     # and ASE reads it as it reads its own file
     mine, theirs = read(tmp_path / "scene.extxyz"), read(tmp_path / "ase.extxyz")

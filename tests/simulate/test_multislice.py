@@ -68,6 +68,21 @@ def test_phase_object_agrees_with_multislice_for_a_thin_particle():
     assert np.abs(ms - po).mean() < 0.25 * np.abs(ms - 1).mean() + 1e-3 or r > 0.97
 
 
+def test_users_abtem_settings_are_kept_and_do_not_change_the_result():
+    import abtem
+
+    atoms = _scene(substrate=False, diameter=8.0, position=(20.0, 20.0))
+    optics = Optics(300e3, defocus_A=50.0)
+    reference = simulate_exit_waves(atoms, 300e3, (64, 64), MultisliceSettings(), 0)
+    reference_image = image_intensity(reference, optics)
+    users = {"fft": "fftw", "dask.lazy": True, "precision": "float64"}  # none of them nanofind's
+    with abtem.config.set(users):
+        waves = simulate_exit_waves(atoms, 300e3, (64, 64), MultisliceSettings(), 0)
+        image = image_intensity(waves, optics)
+        assert {key: abtem.config.get(key) for key in users} == users
+    assert np.array_equal(waves.array, reference.array) and np.array_equal(image, reference_image)
+
+
 def test_frozen_phonons_displace_by_debye_waller_sigma():
     from nanofind.simulate.multislice import _displaced
 

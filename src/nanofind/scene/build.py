@@ -3,6 +3,9 @@
 Randomness: one master seed is split with ``numpy.random.SeedSequence`` into independent
 streams for drawing the specification, the substrate, the placement and each particle, so
 the same recipe and seed always give the same atoms.
+
+:func:`build_scene` (recipe and seed) is what ``nanofind scene`` runs: its atoms carry their
+provenance (recipe, seed, concrete specification, nanofind version) in ``info``.
 """
 
 from __future__ import annotations
@@ -11,13 +14,17 @@ import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from contextlib import contextmanager
+from pathlib import Path
 
 import numpy as np
 from ase import Atoms
 
+from nanofind import __version__
 from nanofind.errors import NanofindInputError
 from nanofind.scene.amorphous import AmorphousGenerator
+from nanofind.scene.concrete import MULTIPLY_TWINNED_SHAPES, ConcreteParticle
 from nanofind.scene.crystal import CrystalGenerator, GeneratedAtoms, PlanarDefect
+from nanofind.scene.distributions import DISTRIBUTION_TYPES
 from nanofind.scene.lattice import (
     close_packed_plane,
     equivalent_plane_normals,
@@ -116,25 +123,28 @@ def _mtp_axis_rotation(shape: str, axis) -> np.ndarray:
                              + (", 3fold or 2fold" if shape == "icosahedron" else " or 2fold"), "zone_axis")
 
 
-def particle_object(p: Mapping, seed: int, priority: int = 0) -> SceneObject:
-    """Build the scene object of one concrete particle specification, centred on the origin."""
+def particle_object(p: ConcreteParticle | Mapping, seed: int, priority: int = 0) -> SceneObject:
+    """Build the scene object of one concrete particle, centred on the origin.
+
+    ``p`` is a :class:`ConcreteParticle` or its mapping (a ``nanofind_spec`` particle entry; keys
+    left out take the defaults of :class:`ConcreteParticle`).
+    """
+    p = ConcreteParticle.from_mapping(p)
     rng = np.random.default_rng(seed)
-    unit_cell = load_unit_cell(p["material"])
-    shape, diameter = p["shape"], float(p["diameter_A"])
-    if diameter <= 0:
-        raise NanofindInputError(f"must be > 0 Å, got {diameter}", "diameter_A")
-    tilt = tilt_rotation(p.get("tilt_deg", 0.0), p.get("tilt_azimuth_deg", 0.0))
-    in_plane = rotation_about_axis([0, 0, 1], p.get("in_plane_deg", 0.0))
-    axis = p.get("zone_axis", [1, 1, 0])
-    name = f"{p['material'] if isinstance(p['material'], str) else unit_cell.get_chemical_formula()} {shape}"
-    if shape in ("decahedron", "icosahedron"):
+    unit_cell = load_unit_cell(p.material)
+    shape, diameter = p.shape, p.diameter_A
+    tilt = tilt_rotation(p.tilt_deg, p.tilt_azimuth_deg)
+    in_plane = rotation_about_axis([0, 0, 1], p.in_plane_deg)
+    axis = p.zone_axis
+    name = f"{p.material if isinstance(p.material, str) else unit_cell.get_chemical_formula()} {shape}"
+    if shape in MULTIPLY_TWINNED_SHAPES:
         element, d_nn = fcc_metal_parameters(unit_cell)
         base = random_rotation(rng) if axis == "random" else _mtp_axis_rotation(shape, axis)
         rotation = tilt @ in_plane @ base
         if shape == "decahedron":
-            unit = DecahedronGenerator(element, d_nn, p.get("gap", "strain")).bipyramid(1)
+            unit = DecahedronGenerator(element, d_nn, p.gap).bipyramid(1)
             n = max(1, int(round(diameter / equivalent_diameter_A(unit.volume_A3()))))
-            gen = DecahedronGenerator(element, d_nn, p.get("gap", "strain"), (n % 2) * d_nn / 2, rotation)
+            gen = DecahedronGenerator(element, d_nn, p.gap, (n % 2) * d_nn / 2, rotation)
             volume = gen.bipyramid(n)
         else:
             unit = IcosahedronGenerator(element, d_nn).mackay(1)
@@ -150,42 +160,42 @@ def particle_object(p: Mapping, seed: int, priority: int = 0) -> SceneObject:
         base = random_rotation(rng) if axis == "random" else zone_axis_rotation(cell, axis)
         rotation = tilt @ in_plane @ base
         defects = ()
-        if p.get("planar_defect"):
-            kind = "twin" if p["planar_defect"] in ("twin", "lamellae") else p["planar_defect"]
-            plane = _defect_planes(unit_cell, rotation, p.get("defect_plane", "edge_on"), rng)
-            defects = tuple(PlanarDefect(kind, plane, x) for x in p.get("planar_positions_A", [0.0]))
+        if p.planar_defect:
+            kind = "twin" if p.planar_defect in ("twin", "lamellae") else p.planar_defect
+            plane = _defect_planes(unit_cell, rotation, p.defect_plane, rng)
+            defects = tuple(PlanarDefect(kind, plane, x) for x in p.planar_positions_A)
         gen = CrystalGenerator(unit_cell, rotation, defects)
         if shape == "sphere":
             volume = Sphere(np.zeros(3), diameter / 2)
         elif shape == "wulff":
-            energies = ({parse_miller(k): v for k, v in p["surface_energies"].items()}
-                        if p.get("surface_energies") else default_surface_energies(unit_cell))
+            energies = ({parse_miller(k): v for k, v in p.surface_energies.items()}
+                        if p.surface_energies else default_surface_energies(unit_cell))
             volume = wulff_polyhedron(cell, energies, diameter, rotation)
         elif shape == "polyhedron":
-            facets = {parse_miller(k): v for k, v in (p.get("facets") or {}).items()}
+            facets = {parse_miller(k): v for k, v in (p.facets or {}).items()}
             if not facets:
                 raise NanofindInputError("shape 'polyhedron' needs facets", "facets")
             volume = faceted_polyhedron(cell, facets, rotation)
         else:
             raise NanofindInputError(f"unknown shape {shape!r}", "shape")
     obj = SceneObject(gen, volume, priority=priority, name=name, is_particle=True,
-                      vacancy_fraction=float(p.get("vacancy_fraction", 0.0)), substitution=p.get("substitution"),
+                      vacancy_fraction=p.vacancy_fraction, substitution=p.substitution,
                       seed=int(rng.integers(2**63)))
     if len(obj.local_atoms().numbers) == 0:
         raise NanofindInputError(f"the particle holds no atoms (diameter {diameter} Å is too small)", "diameter_A")
     return obj
 
 
-def _check_fixed_positions(specs, fixed, radii, field) -> None:
+def _check_fixed_positions(particles: list[ConcreteParticle], fixed, radii, field) -> None:
     """Fixed positions must lie in the field and their projected footprints must not overlap."""
     for k in fixed:
-        x, y = specs[k]["position_A"]
+        x, y = particles[k].position_A
         if not (0 <= x <= field[0] and 0 <= y <= field[1]):
             raise NanofindInputError(f"({x}, {y}) Å lies outside the {field[0]:g} x {field[1]:g} Å field",
                                      f"particles[{k}].position_A")
         for j in fixed:
-            if j < k and not specs[k].get("touching"):
-                gap = np.hypot(x - specs[j]["position_A"][0], y - specs[j]["position_A"][1]) - radii[j] - radii[k]
+            if j < k and not particles[k].touching:
+                gap = np.hypot(x - particles[j].position_A[0], y - particles[j].position_A[1]) - radii[j] - radii[k]
                 if gap < 0:
                     raise NanofindInputError(f"particle overlaps particle {j} in projection by {-gap:.1f} Å; "
                                              "move them apart", f"particles[{k}].position_A")
@@ -203,6 +213,24 @@ def _field_context(prefix: str):
         raise NanofindInputError(err.message, field) from None
 
 
+def _substrate_object(sub: Mapping, period: tuple[float, float], seed: int) -> SceneObject:
+    """The substrate slab of a spec's ``substrate`` entry, its atoms reused from an earlier scene when equal."""
+    lx, ly = period
+    gen = AmorphousGenerator(sub["composition"], sub["density_g_cm3"], sub["min_distance_A"], period)
+    box = ConvexPolyhedron.box([0, 0, SUBSTRATE_BASE_A], [lx, ly, SUBSTRATE_BASE_A + sub["thickness_A"]])
+    fields = {"priority": 1_000_000, "name": "substrate", "is_particle": False, "seed": seed}
+    key = (tuple(sorted(sub["composition"].items())), sub["density_g_cm3"], repr(sub["min_distance_A"]),
+           lx, ly, sub["thickness_A"], seed)
+    if key in _SUBSTRATE_ATOMS:
+        _SUBSTRATE_ATOMS.move_to_end(key)
+        return SceneObject.from_generated(_SUBSTRATE_ATOMS[key], gen, box, **fields)
+    substrate = SceneObject(gen, box, **fields)
+    _SUBSTRATE_ATOMS[key] = substrate.local_atoms()
+    while len(_SUBSTRATE_ATOMS) > SUBSTRATE_CACHE_SIZE:
+        _SUBSTRATE_ATOMS.popitem(last=False)
+    return substrate
+
+
 def build_scene_from_spec(spec: Mapping, seed: int) -> Atoms:
     """Atoms with label arrays for one concrete specification (see :func:`sample_scene_spec`)."""
     substrate_ss, placement_ss, particles_ss = np.random.SeedSequence(seed).spawn(3)
@@ -212,48 +240,40 @@ def build_scene_from_spec(spec: Mapping, seed: int) -> Atoms:
     sub = spec.get("substrate")
     if sub:
         with _field_context("substrate"):
-            gen = AmorphousGenerator(sub["composition"], sub["density_g_cm3"], sub["min_distance_A"], period)
-            box = ConvexPolyhedron.box([0, 0, SUBSTRATE_BASE_A], [lx, ly, SUBSTRATE_BASE_A + sub["thickness_A"]])
             sub_seed = int(sub["seed"]) if sub.get("seed") is not None else int(substrate_ss.generate_state(1)[0])
-            substrate = SceneObject(gen, box, priority=1_000_000, name="substrate", is_particle=False,
-                                    seed=sub_seed)
-            key = (tuple(sorted(sub["composition"].items())), sub["density_g_cm3"], repr(sub["min_distance_A"]),
-                   lx, ly, sub["thickness_A"], sub_seed)
-            if key in _SUBSTRATE_ATOMS:
-                substrate._local = _SUBSTRATE_ATOMS[key]
-                _SUBSTRATE_ATOMS.move_to_end(key)
+            substrate = _substrate_object(sub, period, sub_seed)
             support = substrate.atoms()
-            _SUBSTRATE_ATOMS[key] = substrate._local
-            while len(_SUBSTRATE_ATOMS) > SUBSTRATE_CACHE_SIZE:
-                _SUBSTRATE_ATOMS.popitem(last=False)
     else:
         substrate, support = None, GeneratedAtoms.empty()
     rng = np.random.default_rng(placement_ss)
-    specs = list(spec.get("particles", []))
+    specs = []
+    for k, p in enumerate(spec.get("particles", [])):
+        with _field_context(f"particles[{k}]"):
+            specs.append(ConcreteParticle.from_mapping(p))
     seeds = [int(s.generate_state(1)[0]) for s in particles_ss.spawn(len(specs))]
     objects = []
     for k, (p, s) in enumerate(zip(specs, seeds, strict=True)):
         with _field_context(f"particles[{k}]"):
             objects.append(particle_object(p, s, priority=k))
     radii = [lateral_radius_A(o) for o in objects]
-    touching = [bool(p.get("touching")) and k > 0 for k, p in enumerate(specs)]
+    touching = [p.touching and k > 0 for k, p in enumerate(specs)]
     # a particle that touches the previous one reserves room beside it
     reserve = list(radii)
     for k in range(1, len(objects)):
         if touching[k]:
             reserve[k - 1] = radii[k - 1] + 2 * radii[k] + 3.0
-    fixed = [k for k, p in enumerate(specs) if p.get("position_A") is not None]
+    fixed = [k for k, p in enumerate(specs) if p.position_A is not None]
     _check_fixed_positions(specs, fixed, radii, (lx, ly))
     free = [k for k in range(len(objects)) if k not in fixed and not touching[k]]
-    occupied = [(specs[k]["position_A"], reserve[k]) for k in fixed]
-    centres = scatter_xy([reserve[k] for k in free], (lx, ly), rng, edge_cut=[specs[k]["edge_cut"] for k in free],
+    occupied = [(specs[k].position_A, reserve[k]) for k in fixed]
+    centres = scatter_xy([reserve[k] for k in free], (lx, ly), rng, edge_cut=[specs[k].edge_cut for k in free],
                          occupied=occupied)
-    xy = {k: np.asarray(specs[k]["position_A"], float) for k in fixed}
+    xy = {k: np.asarray(specs[k].position_A, float) for k in fixed}
     xy.update({k: c for k, c in zip(free, centres, strict=True)})
     placed: list[SceneObject] = []
     for k, obj in enumerate(objects):
         if touching[k]:
-            d_contact = max(nearest_neighbour_distance(load_unit_cell(specs[j]["material"])) for j in (k - 1, k))
+            d_contact = max(nearest_neighbour_distance(load_unit_cell(specs[j].material)) for j in (k - 1, k))
             obj = rest_touching(obj, placed[k - 1], support, float(rng.uniform(0, 360)),
                                 contact_A=d_contact, clearance_A=scene.clearance_A, lateral_period_A=period)
         else:
@@ -269,18 +289,30 @@ def build_scene_from_spec(spec: Mapping, seed: int) -> Atoms:
     return atoms
 
 
-def build_scene(recipe: SceneRecipe, seed: int, substrate: Mapping | None = None) -> tuple[Atoms, dict]:
-    """Draw a specification from ``recipe`` with ``seed`` and build it.
+def build_scene(recipe: SceneRecipe, seed: int, substrate: Mapping | None = None,
+                recipe_path: str | Path | None = None) -> tuple[Atoms, dict]:
+    """Draw a specification from ``recipe`` with ``seed`` and build it: the atoms ``nanofind scene`` writes.
 
-    ``substrate``, when given, replaces the drawn substrate specification (keys as in the spec's
-    ``substrate`` entry, optionally with its own ``seed``).
+    Parameters
+    ----------
+    recipe : SceneRecipe
+        The validated recipe.
+    seed : int
+        Master seed; the same recipe and seed give the same atoms.
+    substrate : mapping, optional
+        Replaces the drawn substrate specification (keys as in the spec's ``substrate`` entry,
+        optionally with its own ``seed``).
+    recipe_path : str or Path, optional
+        The recipe's file, recorded as ``nanofind_recipe_path``.
 
     Returns
     -------
     atoms : ase.Atoms
-        With label arrays and ``info`` entries ``nanofind_seed`` and ``nanofind_spec``.
+        With label arrays and provenance in ``info``: ``nanofind_seed``, ``nanofind_recipe`` (the
+        recipe as JSON-able data), ``nanofind_recipe_path`` (when given), ``nanofind_spec`` (the
+        concrete specification) and ``nanofind_version``.
     spec : dict
-        The concrete specification that was built.
+        The concrete specification that was built (the object stored as ``nanofind_spec``).
     """
     streams = np.random.SeedSequence(seed).spawn(2 * MAX_DRAWS)
     for attempt in range(MAX_DRAWS):
@@ -294,17 +326,21 @@ def build_scene(recipe: SceneRecipe, seed: int, substrate: Mapping | None = None
                 raise
             continue
         spec["draw_attempt"] = attempt
+        # the key order is the order of the comment line of a written extended XYZ file
         atoms.info["nanofind_seed"] = int(seed)
+        atoms.info["nanofind_recipe"] = recipe.model_dump(mode="json", exclude_none=True)
+        if recipe_path is not None:
+            atoms.info["nanofind_recipe_path"] = str(recipe_path)
+        atoms.info["nanofind_spec"] = spec
+        atoms.info["nanofind_version"] = __version__
         return atoms, spec
     raise AssertionError("unreachable")
 
 
 def _is_fixed(recipe: SceneRecipe) -> bool:
     """Whether the recipe describes one scene (no distributions to redraw)."""
-    from nanofind.scene.recipe import _DISTS
-
     def walk(v):
-        if isinstance(v, _DISTS):
+        if isinstance(v, DISTRIBUTION_TYPES):
             return False
         if isinstance(v, dict):
             return all(walk(x) for x in v.values())

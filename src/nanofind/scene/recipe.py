@@ -8,8 +8,11 @@ Any value may be given fixed or as a distribution, which is drawn anew for every
 - ``{choice: [a, b, c], weights: [0.5, 0.3, 0.2]}`` (weights optional; entries may be any value,
   including lists such as zone axes).
 
+(The distribution models, checks and draws are in :mod:`nanofind.scene.distributions`.)
+
 :func:`load_recipe` validates a file (unknown keys are rejected, every error names its field);
-:func:`sample_scene_spec` draws one concrete scene specification, a plain JSON-able dict that
+:func:`sample_scene_spec` draws one concrete scene specification, a plain JSON-able dict (each
+particle a :class:`nanofind.scene.concrete.ConcreteParticle` as a dict) that
 :func:`nanofind.scene.build.build_scene_from_spec` turns into atoms and that is stored with
 the output.
 """
@@ -22,82 +25,34 @@ from typing import Any, Literal
 
 import numpy as np
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from nanofind.errors import NanofindInputError
+from nanofind.scene.concrete import (
+    DEFAULT_MTP_AXIS,
+    DEFAULT_ZONE_AXIS,
+    MULTIPLY_TWINNED_SHAPES,
+    SHAPES,
+    ConcreteParticle,
+)
+from nanofind.scene.distributions import (
+    DISTRIBUTION_TYPES,
+    Choice,
+    Number,
+    StrictModel,
+    Uniform,
+    as_choice,
+    check_fraction,
+    check_numeric,
+    check_positive,
+    checked_field,
+    choice_options,
+    draw,
+    lower_bound,
+)
 
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-
-class Uniform(_Strict):
-    """``{uniform: [low, high]}``."""
-
-    uniform: tuple[float, float]
-    min: float | None = None
-    max: float | None = None
-
-    @model_validator(mode="after")
-    def _order(self):
-        if self.uniform[1] < self.uniform[0]:
-            raise ValueError(f"uniform needs low <= high, got {list(self.uniform)}")
-        return self
-
-
-class _NormalParams(_Strict):
-    mean: float
-    std: float = Field(ge=0)
-
-
-class Normal(_Strict):
-    """``{normal: {mean, std}}``."""
-
-    normal: _NormalParams
-    min: float | None = None
-    max: float | None = None
-
-
-class _LogNormalParams(_Strict):
-    median: float = Field(gt=0)
-    sigma: float = Field(ge=0)
-
-
-class LogNormal(_Strict):
-    """``{lognormal: {median, sigma}}``: log of the value is normal."""
-
-    lognormal: _LogNormalParams
-    min: float | None = None
-    max: float | None = None
-
-
-class Choice(_Strict):
-    """``{choice: [...], weights: [...]}``."""
-
-    choice: list[Any] = Field(min_length=1)
-    weights: list[float] | None = None
-
-    @model_validator(mode="after")
-    def _weights(self):
-        if self.weights is not None:
-            if len(self.weights) != len(self.choice):
-                raise ValueError(f"weights has {len(self.weights)} entries for {len(self.choice)} choices")
-            if any(w < 0 for w in self.weights) or sum(self.weights) <= 0:
-                raise ValueError("weights must be >= 0 with a positive sum")
-        return self
-
-
-Number = float | Uniform | Normal | LogNormal | Choice
-_DISTS = (Uniform, Normal, LogNormal, Choice)
-
-
-def _numeric(value: Any) -> Any:
-    """Reject choices among non-numbers (or non-finite numbers) for a numeric field."""
-    if isinstance(value, Choice):
-        for item in value.choice:
-            if isinstance(item, bool) or not isinstance(item, (int, float)) or not np.isfinite(item):
-                raise ValueError(f"choices for a number must be finite numbers, got {item!r}")
-    return value
+#: Defaults of a particle's fields that a recipe shares with a concrete particle.
+_DEFAULT = ConcreteParticle()
 
 
 def _may_be_positive(value: Any) -> bool:
@@ -124,65 +79,6 @@ def _pair_table(table: dict[str, float]) -> dict[str, float]:
     return table
 
 
-def _lower_bound(value: Any) -> float | None:
-    if isinstance(value, (int, float)):
-        return float(value)
-    if isinstance(value, Uniform):
-        return value.min if value.min is not None else value.uniform[0]
-    if isinstance(value, Choice):
-        vals = [v for v in value.choice if isinstance(v, (int, float))]
-        return min(vals) if vals else None
-    if isinstance(value, (Normal, LogNormal)):
-        return value.min if value.min is not None else (0.0 if isinstance(value, LogNormal) else None)
-    return None
-
-
-def _positive(value: Any, unit: str, allow_zero: bool = False) -> Any:
-    low = _lower_bound(value)
-    if isinstance(value, Normal) and value.min is None:
-        raise ValueError("a normal distribution for this field needs a 'min' so it stays positive")
-    if low is not None and (low < 0 or (low == 0 and not allow_zero)):
-        raise ValueError(f"must be {'>=' if allow_zero else '>'} 0{unit}, got {low}")
-    return value
-
-
-def _fraction(value: Any) -> Any:
-    low = _lower_bound(value)
-    if low is not None and low < 0:
-        raise ValueError(f"must be in [0, 1], got {low}")
-    if isinstance(value, (int, float)) and value > 1:
-        raise ValueError(f"must be in [0, 1], got {value}")
-    if isinstance(value, Uniform) and value.uniform[1] > 1:
-        raise ValueError(f"must be in [0, 1], got {value.uniform[1]}")
-    return value
-
-
-def _as_choice(value: Any) -> Any:
-    """Turn ``{choice: [...], weights: [...]}`` into a Choice; other values pass through."""
-    if not isinstance(value, dict) or "choice" not in value:
-        return value
-    try:
-        return Choice.model_validate(value)
-    except ValidationError as err:
-        raise ValueError(err.errors()[0]["msg"].removeprefix("Value error, ")) from None
-
-
-def checked_field(check, *fields: str, allow: tuple = ()):
-    """A pydantic field validator that passes ``fields`` through ``check`` (values in ``allow`` pass as they are).
-
-    Assign it in a model's body; ``check`` takes the value, returns it (possibly converted) or raises
-    ``ValueError`` with the message the user sees.
-    """
-    def run(cls, value):
-        return value if value in allow else check(value)
-
-    return field_validator(*fields)(classmethod(run))
-
-
-def _options(value: Any) -> list:
-    return value.choice if isinstance(value, Choice) else [value]
-
-
 def _check_axis(axis: Any) -> None:
     if axis == "random":
         return
@@ -198,7 +94,7 @@ def _check_axis(axis: Any) -> None:
         raise ValueError(f"four-index axis {axis} needs its third index = -(first + second)")
 
 
-class FieldSpec(_Strict):
+class FieldSpec(StrictModel):
     """Field of view."""
 
     size_A: tuple[float, float] = (100.0, 100.0)
@@ -212,7 +108,7 @@ class FieldSpec(_Strict):
         return v
 
 
-class SubstrateSpec(_Strict):
+class SubstrateSpec(StrictModel):
     """Amorphous substrate slab spanning the field laterally."""
 
     composition: dict[str, float] = Field(default_factory=lambda: {"C": 1.0})
@@ -234,8 +130,8 @@ class SubstrateSpec(_Strict):
                 raise ValueError(f"amount of {element} must be > 0, got {amount}")
         return v
 
-    _thick = checked_field(lambda v: _positive(_numeric(v), " Å"), "thickness_A")
-    _dens = checked_field(lambda v: _positive(_numeric(v), " g/cm³"), "density_g_cm3")
+    _thick = checked_field(lambda v: check_positive(check_numeric(v), " Å"), "thickness_A")
+    _dens = checked_field(lambda v: check_positive(check_numeric(v), " g/cm³"), "density_g_cm3")
 
     @field_validator("min_distance_A")
     @classmethod
@@ -247,7 +143,7 @@ class SubstrateSpec(_Strict):
         return v
 
 
-class DefectSpec(_Strict):
+class DefectSpec(StrictModel):
     """Defect probabilities (planar defects are exclusive: at most one kind per particle)."""
 
     twin: Number = 0.0
@@ -255,17 +151,17 @@ class DefectSpec(_Strict):
     lamella_count: Number = Field(default_factory=lambda: Choice(choice=[2, 3]))
     intrinsic_fault: Number = 0.0
     extrinsic_fault: Number = 0.0
-    plane: list[float] | Literal["edge_on", "random"] = "edge_on"
-    vacancy_fraction: Number = 0.0
+    plane: list[float] | Literal["edge_on", "random"] = _DEFAULT.defect_plane
+    vacancy_fraction: Number = _DEFAULT.vacancy_fraction
     substitution: dict[str, Any] | None = None
 
-    _prob = checked_field(lambda v: _fraction(_numeric(v)), "twin", "lamellae", "intrinsic_fault", "extrinsic_fault",
-                          "vacancy_fraction")
+    _prob = checked_field(lambda v: check_fraction(check_numeric(v)), "twin", "lamellae", "intrinsic_fault",
+                          "extrinsic_fault", "vacancy_fraction")
 
     @field_validator("lamella_count")
     @classmethod
     def _lamellae(cls, v):
-        low = _lower_bound(_numeric(v))
+        low = lower_bound(check_numeric(v))
         if low is None or low < 1:
             raise ValueError(f"must be a whole number >= 1, got {low}")
         return v
@@ -298,38 +194,38 @@ class DefectSpec(_Strict):
         return v
 
 
-class ParticleSpec(_Strict):
+class ParticleSpec(StrictModel):
     """One particle, or a particle type when ``particles_per_field`` is set."""
 
-    material: Any = "Au"
-    shape: Any = "sphere"
-    diameter_A: Number = 50.0
-    zone_axis: Any = Field(default_factory=lambda: [1, 1, 0])
-    mtp_axis: Any = "5fold"
-    in_plane_deg: Number = 0.0
+    material: Any = _DEFAULT.material
+    shape: Any = _DEFAULT.shape
+    diameter_A: Number = _DEFAULT.diameter_A
+    zone_axis: Any = Field(default_factory=lambda: list(DEFAULT_ZONE_AXIS))
+    mtp_axis: Any = DEFAULT_MTP_AXIS
+    in_plane_deg: Number = _DEFAULT.in_plane_deg
     off_axis_fraction: Number = 0.0
     off_axis_tilt_deg: Number = Field(default_factory=lambda: Uniform(uniform=(3.0, 20.0)))
     facets: dict[str, float] | None = None
     surface_energies: dict[str, float] | None = None
-    gap: Literal["strain", "closed"] = "strain"
+    gap: Literal["strain", "closed"] = _DEFAULT.gap
     defects: DefectSpec = Field(default_factory=DefectSpec)
     position_A: tuple[float, float] | None = None
     edge_fraction: Number = 0.0
     touching_fraction: Number = 0.0
     weight: float = Field(default=1.0, gt=0)
 
-    _diam = checked_field(lambda v: _positive(_numeric(v), " Å"), "diameter_A")
-    _frac = checked_field(lambda v: _fraction(_numeric(v)), "off_axis_fraction", "edge_fraction", "touching_fraction")
-    _angle = checked_field(_numeric, "in_plane_deg", "off_axis_tilt_deg")
+    _diam = checked_field(lambda v: check_positive(check_numeric(v), " Å"), "diameter_A")
+    _frac = checked_field(lambda v: check_fraction(check_numeric(v)), "off_axis_fraction", "edge_fraction",
+                          "touching_fraction")
+    _angle = checked_field(check_numeric, "in_plane_deg", "off_axis_tilt_deg")
 
     @field_validator("shape")
     @classmethod
     def _shape(cls, v):
-        options = {"sphere", "wulff", "polyhedron", "decahedron", "icosahedron"}
-        v = _as_choice(v)
-        for shape in _options(v):
-            if not isinstance(shape, str) or shape not in options:
-                raise ValueError(f"unknown shape {shape!r}; use one of {sorted(options)}")
+        v = as_choice(v)
+        for shape in choice_options(v):
+            if not isinstance(shape, str) or shape not in SHAPES:
+                raise ValueError(f"unknown shape {shape!r}; use one of {sorted(SHAPES)}")
         return v
 
     @field_validator("material")
@@ -337,8 +233,8 @@ class ParticleSpec(_Strict):
     def _material(cls, v):
         from nanofind.scene.lattice import MATERIALS, load_unit_cell
 
-        v = _as_choice(v)
-        for material in _options(v):
+        v = as_choice(v)
+        for material in choice_options(v):
             if isinstance(material, dict) and set(material) in ({"cif"}, {"bulk"}):
                 load_unit_cell(material)  # a bad structure or a missing file is a field error now
                 continue
@@ -351,16 +247,16 @@ class ParticleSpec(_Strict):
     @field_validator("zone_axis")
     @classmethod
     def _axis(cls, v):
-        v = _as_choice(v)
-        for axis in _options(v):
+        v = as_choice(v)
+        for axis in choice_options(v):
             _check_axis(axis)
         return v
 
     @field_validator("mtp_axis")
     @classmethod
     def _mtp_axis(cls, v):
-        v = _as_choice(v)
-        for axis in _options(v):
+        v = as_choice(v)
+        for axis in choice_options(v):
             if axis not in ("5fold", "3fold", "2fold", "random"):
                 raise ValueError(f"mtp_axis must be 5fold, 3fold, 2fold or random, got {axis!r}")
         return v
@@ -380,9 +276,9 @@ class ParticleSpec(_Strict):
         d = self.defects
         kinds = [k for k, p in (("twin", d.twin), ("twin", d.lamellae), ("intrinsic", d.intrinsic_fault),
                                 ("extrinsic", d.extrinsic_fault)) if _may_be_positive(p)]
-        if not kinds or all(s in ("decahedron", "icosahedron") for s in _options(self.shape)):
+        if not kinds or all(s in MULTIPLY_TWINNED_SHAPES for s in choice_options(self.shape)):
             return self
-        for material in _options(self.material):
+        for material in choice_options(self.material):
             cell = load_unit_cell(material)
             plane = tuple(d.plane) if isinstance(d.plane, list) else close_packed_plane(cell.cell)
             for kind in dict.fromkeys(kinds):
@@ -393,7 +289,7 @@ class ParticleSpec(_Strict):
         return self
 
 
-class SceneRecipe(_Strict):
+class SceneRecipe(StrictModel):
     """A scene or a distribution of scenes."""
 
     name: str | None = None
@@ -404,7 +300,8 @@ class SceneRecipe(_Strict):
     particles_per_field: Number | None = None
     clearance_A: dict[str, float] = Field(default_factory=dict)
 
-    _count = checked_field(lambda v: _positive(_numeric(v), "", allow_zero=True), "particles_per_field", allow=(None,))
+    _count = checked_field(lambda v: check_positive(check_numeric(v), "", allow_zero=True), "particles_per_field",
+                           allow=(None,))
 
     @field_validator("clearance_A")
     @classmethod
@@ -425,7 +322,7 @@ def _format_validation_error(err: ValidationError, source: str) -> str:
     parts = []
     for item in first["loc"]:
         text = str(item)
-        if text.lower() in type_tags or text in {c.__name__ for c in _DISTS} or "[" in text:
+        if text.lower() in type_tags or text in {c.__name__ for c in DISTRIBUTION_TYPES} or "[" in text:
             continue
         parts.append(f"[{item}]" if isinstance(item, int) else text)
     loc = ".".join(parts).replace(".[", "[") or "recipe"
@@ -466,24 +363,8 @@ def load_recipe(path: str | Path) -> SceneRecipe:
 
 
 # ---- sampling -------------------------------------------------------------------------------
-def draw(value: Any, rng: np.random.Generator) -> Any:
-    """Draw a concrete value from a fixed value or a distribution."""
-    if isinstance(value, Choice):
-        p = None if value.weights is None else np.asarray(value.weights) / np.sum(value.weights)
-        return draw(value.choice[int(rng.choice(len(value.choice), p=p))], rng)
-    if isinstance(value, Uniform):
-        x = float(rng.uniform(*value.uniform))
-    elif isinstance(value, Normal):
-        x = float(rng.normal(value.normal.mean, value.normal.std))
-    elif isinstance(value, LogNormal):
-        x = float(value.lognormal.median * np.exp(rng.normal(0.0, value.lognormal.sigma)))
-    else:
-        return value
-    return float(np.clip(x, value.min if value.min is not None else -np.inf,
-                         value.max if value.max is not None else np.inf))
-
-
 def _draw_particle(p: ParticleSpec, rng: np.random.Generator) -> dict:
+    """One concrete particle (as its stored dict) of a particle type; the draws happen in this order."""
     defects = p.defects
     kinds = [("twin", draw(defects.twin, rng)), ("lamellae", draw(defects.lamellae, rng)),
              ("intrinsic", draw(defects.intrinsic_fault, rng)), ("extrinsic", draw(defects.extrinsic_fault, rng))]
@@ -494,7 +375,7 @@ def _draw_particle(p: ParticleSpec, rng: np.random.Generator) -> dict:
         if planar is None and u < acc:
             planar = kind
     shape = draw(p.shape, rng)
-    if shape in ("decahedron", "icosahedron"):
+    if shape in MULTIPLY_TWINNED_SHAPES:
         planar = None  # already multiply twinned; vacancies and alloying still apply
     count = {"twin": 1, "lamellae": max(1, int(round(draw(defects.lamella_count, rng)))), "intrinsic": 1,
              "extrinsic": 1}
@@ -506,27 +387,27 @@ def _draw_particle(p: ParticleSpec, rng: np.random.Generator) -> dict:
         start = -gaps.sum() / 2 + rng.uniform(-0.1, 0.1) * diameter
         positions = [float(x) for x in start + np.concatenate([[0.0], np.cumsum(gaps)])]
     off_axis = rng.uniform() < draw(p.off_axis_fraction, rng)
-    zone = draw(p.mtp_axis if shape in ("decahedron", "icosahedron") else p.zone_axis, rng)
-    return {
-        "material": draw(p.material, rng),
-        "shape": shape,
-        "diameter_A": diameter,
-        "zone_axis": zone if isinstance(zone, str) else [float(x) for x in zone],
-        "in_plane_deg": float(draw(p.in_plane_deg, rng)),
-        "tilt_deg": float(draw(p.off_axis_tilt_deg, rng)) if off_axis else 0.0,
-        "tilt_azimuth_deg": float(rng.uniform(0, 360)) if off_axis else 0.0,
-        "facets": p.facets,
-        "surface_energies": p.surface_energies,
-        "gap": p.gap,
-        "planar_defect": planar,
-        "planar_positions_A": positions,
-        "defect_plane": defects.plane,
-        "vacancy_fraction": float(draw(defects.vacancy_fraction, rng)),
-        "substitution": defects.substitution,
-        "position_A": None if p.position_A is None else [float(x) for x in p.position_A],
-        "edge_cut": bool(rng.uniform() < draw(p.edge_fraction, rng)),
-        "touching": bool(rng.uniform() < draw(p.touching_fraction, rng)),
-    }
+    zone = draw(p.mtp_axis if shape in MULTIPLY_TWINNED_SHAPES else p.zone_axis, rng)
+    return ConcreteParticle(
+        material=draw(p.material, rng),
+        shape=shape,
+        diameter_A=diameter,
+        zone_axis=zone if isinstance(zone, str) else [float(x) for x in zone],
+        in_plane_deg=float(draw(p.in_plane_deg, rng)),
+        tilt_deg=float(draw(p.off_axis_tilt_deg, rng)) if off_axis else 0.0,
+        tilt_azimuth_deg=float(rng.uniform(0, 360)) if off_axis else 0.0,
+        facets=p.facets,
+        surface_energies=p.surface_energies,
+        gap=p.gap,
+        planar_defect=planar,
+        planar_positions_A=positions,
+        defect_plane=defects.plane,
+        vacancy_fraction=float(draw(defects.vacancy_fraction, rng)),
+        substitution=defects.substitution,
+        position_A=p.position_A,
+        edge_cut=bool(rng.uniform() < draw(p.edge_fraction, rng)),
+        touching=bool(rng.uniform() < draw(p.touching_fraction, rng)),
+    ).to_dict()
 
 
 def sample_scene_spec(recipe: SceneRecipe, rng: np.random.Generator | int | None) -> dict:

@@ -87,6 +87,9 @@ class SceneObject:
         Whether the volume removes atoms of lower-priority objects inside it. Particles placed
         by :mod:`nanofind.scene.placement` do not need to: the clearance alone keeps them apart,
         so the substrate under a resting particle stays intact.
+
+    The atoms are generated on first use and kept; :meth:`from_generated` makes an object whose
+    atoms already exist (one generated before, e.g. a substrate reused between scenes).
     """
 
     generator: Any
@@ -99,7 +102,18 @@ class SceneObject:
     substitution: Mapping[str, Any] | None = None
     seed: int = 0
     carves: bool = True
-    _local: GeneratedAtoms | None = field(default=None, repr=False, compare=False)
+    _local: GeneratedAtoms | None = field(default=None, init=False, repr=False, compare=False)
+
+    @classmethod
+    def from_generated(cls, local_atoms: GeneratedAtoms, generator: Any, volume: Volume, **kwargs) -> SceneObject:
+        """An object whose local-frame atoms are ``local_atoms``, as :meth:`local_atoms` of an equal object returned.
+
+        ``local_atoms`` are used as they are: the generator is not run and point defects are not
+        applied again. ``kwargs`` are the other fields (priority, name, seed, ...).
+        """
+        obj = cls(generator, volume, **kwargs)
+        obj._local = local_atoms
+        return obj
 
     def local_atoms(self) -> GeneratedAtoms:
         """Atoms in the local frame (generated once, then cached)."""
@@ -121,8 +135,9 @@ class SceneObject:
 
     def translated(self, shift_A: Sequence[float]) -> SceneObject:
         """The same object moved by ``shift_A`` (Å); shares the generated atoms."""
-        self.local_atoms()
-        return replace(self, offset_A=self.offset_A + np.asarray(shift_A, dtype=float))
+        moved = replace(self, offset_A=self.offset_A + np.asarray(shift_A, dtype=float))
+        moved._local = self.local_atoms()
+        return moved
 
     def contains(self, points: np.ndarray) -> np.ndarray:
         """Whether scene-frame points lie inside the object's volume."""

@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 from ase import Atoms
 
+from nanofind.simulate.abtem_config import abtem_config
+
 #: Room-temperature Debye–Waller σ (rms displacement along one axis, Å), from B = 8π²σ²
 #: (B in Å² from Peng et al., Acta Cryst. A52 (1996) 456 and standard tables).
 DEFAULT_DEBYE_WALLER_SIGMA_A = {
@@ -26,14 +28,6 @@ DEFAULT_DEBYE_WALLER_SIGMA_A = {
     "Ce": 0.065, "O": 0.085, "Cd": 0.110, "Se": 0.095, "Zn": 0.090, "Si": 0.075, "C": 0.080,
 }
 _FALLBACK_SIGMA_A = 0.08
-
-
-def configure_abtem() -> None:
-    """Eager, single-threaded, deterministic abTEM (numpy FFT, no progress bars)."""
-    import abtem
-
-    abtem.config.set({"dask.lazy": False, "diagnostics.progress_bar": False, "fft": "numpy",
-                      "device": "cpu", "precision": "float32"})
 
 
 @dataclass(frozen=True)
@@ -195,17 +189,26 @@ def simulate_exit_waves(atoms: Atoms, energy_eV: float, gpts: tuple[int, int], s
     Returns
     -------
     ExitWaves
-    """
-    import abtem
-    from abtem.potentials.iam import PotentialArray
 
-    configure_abtem()
+    abTEM runs with :data:`nanofind.simulate.abtem_config.ABTEM_CONFIG`; the caller's abTEM settings
+    are restored on return.
+    """
     cell = atoms.cell.array
     if not np.allclose(cell, np.diag(np.diag(cell))):
         raise ValueError("the scene cell must be orthogonal")
+    with abtem_config():
+        return _exit_waves(atoms, energy_eV, (int(gpts[0]), int(gpts[1])), settings, seed, substrate_cache)
+
+
+def _exit_waves(atoms: Atoms, energy_eV: float, gpts: tuple[int, int], settings: MultisliceSettings, seed: int,
+                substrate_cache: SubstratePotentialCache | None) -> ExitWaves:
+    """:func:`simulate_exit_waves` after its checks, run inside nanofind's abTEM settings."""
+    import abtem
+    from abtem.potentials.iam import PotentialArray
+
+    cell = atoms.cell.array
     extent = (float(cell[0, 0]), float(cell[1, 1]))
     height = float(cell[2, 2])
-    gpts = (int(gpts[0]), int(gpts[1]))
     sampling = (extent[0] / gpts[0], extent[1] / gpts[1])
     is_particle = np.asarray(atoms.arrays.get("is_particle", np.ones(len(atoms), bool)), bool)
     particle, support = atoms[is_particle], atoms[~is_particle]

@@ -184,12 +184,15 @@ def image_intensity(exit_waves, optics: Optics) -> np.ndarray:
     if abs(optics.energy_eV - exit_waves.energy_eV) > 1e-6 * exit_waves.energy_eV:
         raise ValueError(f"optics energy {optics.energy_eV} eV differs from the exit waves' "
                          f"{exit_waves.energy_eV} eV")
-    waves = exit_waves.as_abtem()
+    from nanofind.simulate.abtem_config import abtem_config
+
     total = None
     envelope = optics.focal_points == 1
-    for defocus, weight in optics.focal_series():
-        intensity = waves.apply_ctf(optics.ctf(defocus, with_focal_envelope=envelope)).intensity().array
-        intensity = np.asarray(intensity, np.float64).reshape((-1,) + intensity.shape[-2:]).mean(axis=0)
-        total = weight * intensity if total is None else total + weight * intensity
+    with abtem_config():  # nanofind's abTEM settings for these calls only
+        waves = exit_waves.as_abtem()
+        for defocus, weight in optics.focal_series():
+            intensity = waves.apply_ctf(optics.ctf(defocus, with_focal_envelope=envelope)).intensity().array
+            intensity = np.asarray(intensity, np.float64).reshape((-1,) + intensity.shape[-2:]).mean(axis=0)
+            total = weight * intensity if total is None else total + weight * intensity
     # abTEM arrays are indexed [x, y]; nanofind images are [row = y, column = x]
     return np.ascontiguousarray(total.T, dtype=np.float32)

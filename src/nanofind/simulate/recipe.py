@@ -20,21 +20,19 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
-from nanofind.scene.recipe import (
+from nanofind.scene.distributions import (
     Choice,
     LogNormal,
     Normal,
     Number,
-    SceneRecipe,
+    StrictModel,
     Uniform,
-    _fraction,
-    _positive,
-    _Strict,
+    check_fraction,
+    check_positive,
     checked_field,
     draw,
-    parse_recipe,
-    read_recipe_yaml,
 )
+from nanofind.scene.recipe import SceneRecipe, parse_recipe, read_recipe_yaml
 from nanofind.simulate.detector import Detector
 from nanofind.simulate.multislice import MultisliceSettings
 from nanofind.simulate.optics import Optics, scherzer_defocus_A
@@ -63,7 +61,7 @@ def _not_negative(value: Any, allow_zero: bool) -> Any:
     """A number or distribution (or a choice of them) that cannot draw below zero (or zero)."""
     value = _number(value)
     for item in (value.choice if isinstance(value, Choice) else [value]):
-        _positive(item, "", allow_zero=allow_zero)
+        check_positive(item, "", allow_zero=allow_zero)
     return value
 
 
@@ -75,7 +73,7 @@ def _pos(value: Any) -> Any:
     return _not_negative(value, allow_zero=False)
 
 
-class MicroscopeSpec(_Strict):
+class MicroscopeSpec(StrictModel):
     """Objective-lens optics; lengths in Å (1 mm = 1e7 Å), angles in mrad or degrees."""
 
     energy_keV: Number = 300.0
@@ -102,7 +100,7 @@ class MicroscopeSpec(_Strict):
     _defocus = checked_field(_number, "defocus_A", allow=("scherzer",))
 
 
-class DetectorSpec(_Strict):
+class DetectorSpec(StrictModel):
     """Camera, dose and image defects."""
 
     shape: tuple[int, int] = (512, 512)
@@ -130,10 +128,10 @@ class DetectorSpec(_Strict):
     _positive_or_inf = checked_field(_pos, "dose_e_per_A2", "mtf_half_frequency", allow=("inf",))
     _nonnegative_values = checked_field(_nonneg, "read_noise", "drift_A", "distortion_A", "xray_rate_per_megapixel",
                                         "xray_brightness")
-    _fractions = checked_field(lambda v: _fraction(_number(v)), "mtf_floor", "gradient")
+    _fractions = checked_field(lambda v: check_fraction(_number(v)), "mtf_floor", "gradient")
 
 
-class MultisliceSpec(_Strict):
+class MultisliceSpec(StrictModel):
     """Simulation grid and physics."""
 
     max_sampling_A: float = Field(default=0.2, gt=0, le=1.0)
@@ -147,7 +145,7 @@ class MultisliceSpec(_Strict):
     substrate_pool: int | None = Field(default=None, ge=1)
 
 
-class GroundTruthSpec(_Strict):
+class GroundTruthSpec(StrictModel):
     """How the particle mask is defined."""
 
     mask: Literal["footprint", "phase"] = "footprint"

@@ -1,0 +1,24 @@
+"""The abTEM settings nanofind computes with, applied only while nanofind calls abTEM.
+
+abTEM keeps its settings in one process-wide configuration; a user's own abTEM work in the same
+process must not find it changed, so nanofind sets its values inside a context and abTEM's
+``config.set`` restores the previous ones on leaving it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+#: Eager, single-threaded, deterministic abTEM: numpy FFT on the CPU, single precision, no progress bars.
+ABTEM_CONFIG = {"dask.lazy": False, "diagnostics.progress_bar": False, "fft": "numpy", "device": "cpu",
+                "precision": "float32"}
+
+
+@contextmanager
+def abtem_config() -> Iterator[None]:
+    """Run the block with :data:`ABTEM_CONFIG`; abTEM's previous settings are back afterwards."""
+    import abtem
+
+    with abtem.config.set(ABTEM_CONFIG):
+        yield
