@@ -19,6 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 from scipy import ndimage
+from skimage.morphology import disk
 
 #: Default lattice band in Å⁻¹: d-spacings 1.33–4 Å, which covers the strong low-index fringes of
 #: fcc metals (Au/Pt/Pd {111} ≈ 2.3 Å, {200} ≈ 2.0 Å, {220} ≈ 1.4 Å) and of CdSe ({100} ≈ 3.7 Å,
@@ -60,16 +61,10 @@ def lattice_band(pixel_size_A: float | None = None, band_inv_A: tuple[float, flo
     return low, high
 
 
-def _disk(radius: float) -> np.ndarray:
-    r = int(np.floor(radius))
-    y, x = np.ogrid[-r:r + 1, -r:r + 1]
-    return x * x + y * y <= radius * radius
-
-
 def _clean(mask: np.ndarray, opening_px: float, min_area_px: float) -> np.ndarray:
-    """Opening with a disc of radius ``opening_px``, removal of components under ``min_area_px``, hole fill."""
+    """Opening by a disc of ``opening_px`` (whole pixels), then small components out and holes filled."""
     if opening_px >= 1:
-        mask = ndimage.binary_opening(mask, structure=_disk(opening_px))
+        mask = ndimage.binary_opening(mask, structure=disk(int(round(opening_px)), dtype=bool))
     if min_area_px > 0 and mask.any():
         labels, n = ndimage.label(mask)
         areas = np.bincount(labels.ravel(), minlength=n + 1)
