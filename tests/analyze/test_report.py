@@ -7,97 +7,78 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageDraw
+from PIL import Image
 
 from nanofind._version import __version__
+from nanofind.analyze.measure import measure_particles, summarise
+from nanofind.analyze.outputs import COLOURS, write_histogram, write_overlay
 from nanofind.analyze.report import MAX_TABLE_ROWS, write_report
+from nanofind.analyze.table import ParticleTable
 
-RED = (255, 0, 0)
 FAILED_FILE = "broken_scan_0042.tif"
 FAILED_ERROR = "unsupported TIFF compression <LZW-9> & no pixel size"
 
 
-def _overlay(path: Path, seed: int) -> Path:
-    """Grey noisy 'micrograph' with bright red particle outlines and numbers, as the real overlays have."""
+def _scene(shape, discs, seed):
+    """Label image of discs (row, column, radius px; label k + 1), a micrograph with them dark, a probability."""
+    yy, xx = np.mgrid[0:shape[0], 0:shape[1]]
+    labels = np.zeros(shape, np.int32)
+    for k, (cy, cx, r) in enumerate(discs):
+        labels[(yy - cy) ** 2 + (xx - cx) ** 2 <= r * r] = k + 1
     rng = np.random.default_rng(seed)
-    grey = np.clip(rng.normal(130, 25, (128, 128)), 0, 255).astype(np.uint8)
-    image = Image.fromarray(grey).convert("RGB")
-    draw = ImageDraw.Draw(image)
-    for k, (cx, cy, r) in enumerate([(40, 40, 18), (88, 76, 24)], start=1):
-        draw.ellipse((cx - r, cy - r, cx + r, cy + r), outline=RED, width=4)
-        draw.text((cx - 3, cy - 6), str(k), fill=RED)
-    image.save(path)
-    return path
+    image = (np.where(labels > 0, 80.0, 150.0) + rng.normal(0, 8, shape)).astype(np.float32)
+    probability = np.where(labels > 0, 0.95, 0.05).astype(np.float32)
+    return labels, image, probability
 
 
-def _histogram(path: Path) -> Path:
-    image = Image.new("RGB", (320, 200), "white")
-    draw = ImageDraw.Draw(image)
-    for k, h in enumerate([20, 60, 140, 90, 30]):
-        draw.rectangle((20 + 56 * k, 190 - h, 66 + 56 * k, 190), fill=(31, 119, 180))
-    image.save(path)
-    return path
+def _image(tmp_path, name, frame, labels, image, table, pixel_A):
+    overlay = write_overlay(image, labels, table, tmp_path / f"{Path(name).stem}_overlay.png")
+    s = summarise(table, labels)
+    return {"file": name, "frame": frame, "overlay_png": str(overlay), "n_particles": s["count"],
+            "coverage": s["coverage"], "pixel_size_A": pixel_A,
+            "mean_diameter_nm": s.get("diameter_mean") if s["unit"] == "nm" else None,
+            "mean_diameter_px": float(np.mean(table["equivalent_diameter_px"])), "seconds": 1.3}
 
 
-def _particle(file, frame, pid, d_px, pixel_A, **extra):
-    d_nm = None if pixel_A is None else d_px * pixel_A / 10
-    row = {"file": file, "frame": frame, "particle_id": pid, "area_px": round(np.pi * d_px**2 / 4, 1),
-           "area_nm2": None if d_nm is None else np.pi * d_nm**2 / 4, "equivalent_diameter_px": d_px,
-           "equivalent_diameter_nm": d_nm, "major_axis_nm": None if d_nm is None else d_nm * 1.1,
-           "minor_axis_nm": None if d_nm is None else d_nm * 0.9, "aspect_ratio": 1.22, "orientation_deg": 12.5,
-           "circularity": 0.93, "solidity": 0.97, "centroid_x_px": 40.0, "centroid_y_px": 41.5,
-           "mean_intensity": 88.2, "std_intensity": 9.1, "confidence": 0.981, "touches_edge": False,
-           "agglomerate": False}
-    row.update(extra)
-    return row
-
-
-def _inputs(tmp_path: Path, n_rows: int | None = None):
-    images = [
-        {"file": "grid_a.mrc", "frame": None, "overlay_png": _overlay(tmp_path / "a.png", 0), "n_particles": 2,
-         "coverage": 0.083, "pixel_size_A": 0.5, "mean_diameter_nm": 2.1, "mean_diameter_px": 42.0, "seconds": 1.3},
-        {"file": "stack_b.tif", "frame": 3, "overlay_png": _overlay(tmp_path / "b.png", 1), "n_particles": 1,
-         "coverage": 0.031, "pixel_size_A": None, "mean_diameter_nm": None, "mean_diameter_px": 36.0, "seconds": 0.9},
-    ]
-    particles = [
-        _particle("grid_a.mrc", None, 1, 36.2, 0.5),
-        _particle("grid_a.mrc", None, 2, 47.9, 0.5, touches_edge=True, agglomerate=True),
-        # a row from an image without pixel size: nm columns None, plus a missing confidence
-        _particle("stack_b.tif", 3, 1, 36.0, None, confidence=None),
-    ]
-    if n_rows is not None:
-        particles = [_particle("many.mrc", None, k, 30.0 + k % 7, 0.5) for k in range(1, n_rows + 1)]
+def _inputs(tmp_path: Path):
+    """What the pipeline hands the report for two images: one with a pixel size (0.5 Å) and a particle cut
+    by the edge, one frame of a stack without pixel size or probability (missing nm and confidence cells)."""
+    a_labels, a_image, a_prob = _scene((128, 160), [(40, 50, 18), (80, 150, 20)], 0)
+    b_labels, b_image, _ = _scene((128, 128), [(64, 64, 25)], 1)
+    a = measure_particles(a_labels, a_image, a_prob, pixel_size_A=0.5)
+    b = measure_particles(b_labels, b_image)
+    images = [_image(tmp_path, "grid_a.mrc", None, a_labels, a_image, a, 0.5),
+              _image(tmp_path, "stack_b.tif", 3, b_labels, b_image, b, None)]
+    particles = ParticleTable.concat([a.with_columns(file="grid_a.mrc", frame=None, first=True),
+                                      b.with_columns(file="stack_b.tif", frame=3, first=True)])
+    batch = summarise(particles)
     summary = {"files": 3, "images": 2, "particles": len(particles),
                "failed": [{"file": FAILED_FILE, "error": FAILED_ERROR}], "pixel_size_known": False,
-               "size_distribution": {"mean": 40.0, "median": 36.2, "std": 5.6, "min": 36.0, "max": 47.9, "unit": "px"},
-               "coverage_mean": 0.057}
+               "size_distribution": {k.removeprefix("diameter_"): v for k, v in batch.items()
+                                     if k.startswith("diameter") or k == "unit"},
+               "coverage_mean": float(np.mean([i["coverage"] for i in images]))}
     card = {"format": "nanofind-model/1", "architecture": "unet", "threshold": 0.5, "pixel_size_A": 0.5,
             "pixel_size_range_A": [0.25, 0.7], "normalisation": {"median_filter_px": 3, "centre": "median"},
             "metrics": {"test": {"real_held_out": {"images": 4, "dice": 0.98375, "iou": 0.96802}}}}
     settings = {"model": "default", "device": "cpu", "min_area_nm2": 1.0, "split": True, "tile_px": [512, 512]}
+    histogram = write_histogram(particles, tmp_path / "hist.png")
     return dict(images=images, particles=particles, summary=summary, card=card, settings=settings,
-                histogram_png=_histogram(tmp_path / "hist.png"))
+                histogram_png=histogram)
 
 
-def _chromium() -> str:
-    exe = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
-    if exe is None:
-        pytest.fail("chromium is not installed (needed to render the HTML report); run `make test`, which installs "
-                    "it, or `apt-get install -y chromium`")
-    return exe
+def _table_html(html: str) -> str:
+    table = html[html.index('id="particle-table"'):]
+    return table[:table.index("</table>")]
 
 
-def _run_chromium(exe: str, tmp_path: Path, name: str, *args: str) -> subprocess.CompletedProcess:
-    profile = tmp_path / f"profile-{name}"
-    profile.mkdir()
-    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-           "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-           f"--user-data-dir={profile}", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+def _cells(row_html: str) -> list[str]:
+    return [unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row_html)]
 
 
 def test_report_content(tmp_path):
-    out = write_report(tmp_path / "out" / "report.html", **_inputs(tmp_path))
+    inputs = _inputs(tmp_path)
+    particles = inputs["particles"]
+    out = write_report(tmp_path / "out" / "report.html", **inputs)
     assert out == tmp_path / "out" / "report.html"
     assert sorted(p.name for p in out.parent.iterdir()) == ["report.html"]  # no temporary file left behind
     html = out.read_text(encoding="utf-8")
@@ -105,17 +86,24 @@ def test_report_content(tmp_path):
     assert "nanofind particle report" in html and __version__ in html
     assert "Files that failed" in html and FAILED_FILE in html
     assert "unsupported TIFF compression &lt;LZW-9&gt; &amp; no pixel size" in html  # escaped
-    assert "&lt;LZW-9&gt;" in html and "<LZW-9>" not in html
+    assert "<LZW-9>" not in html
     assert "Sizes in pixels" in html and "1 of 2 images" in html
 
-    # three particle rows, every column, the None cells empty
-    table = html[html.index('id="particle-table"'):]
-    table = table[:table.index("</table>")]
-    assert table.count("<tr>") == 4  # header + 3 rows
-    for column in ("equivalent_diameter_nm", "touches_edge", "agglomerate", "centroid_y_px", "confidence"):
-        assert f"<th>{column}</th>" in table
-    assert "<td>stack_b.tif</td>" in table and "<td></td>" in table
-    assert ">47.9<" in table and ">yes<" in table
+    # one row per particle and every column of the table, in its order
+    table = _table_html(html)
+    assert re.findall(r"<th>(.*?)</th>", table) == list(particles.columns)
+    rows = re.findall(r"<tr>(.*?)</tr>", table, re.S)[1:]
+    assert len(rows) == len(particles) == 3
+    cells = [dict(zip(particles.columns, _cells(r), strict=True)) for r in rows]
+    assert [c["file"] for c in cells] == ["grid_a.mrc", "grid_a.mrc", "stack_b.tif"]
+    assert [c["frame"] for c in cells] == ["", "", "3"]
+    assert [int(c["area_px"]) for c in cells] == particles["area_px"].tolist()
+    # the disc at column 150 of a 160 px wide image is cut by the edge; the stack frame has no nm sizes
+    assert [c["touches_edge"] for c in cells] == ["no", "yes", "no"]
+    assert cells[2]["equivalent_diameter_nm"] == "" and cells[2]["confidence"] == ""
+    assert float(cells[0]["equivalent_diameter_nm"]) == pytest.approx(2 * 18 * 0.05, rel=0.02)
+    # numbers carry their exact value for sorting
+    assert f'data-v="{float(particles["area_px"][0])!r}"' in rows[0]
 
     assert html.count("data:image/png;base64,") == 3  # two overlays + histogram
     assert "grid_a.mrc" in html and "stack_b.tif, frame 3" in html
@@ -128,17 +116,30 @@ def test_report_content(tmp_path):
     assert not re.search(r"<script[^>]*\bsrc\b", html, re.I)
 
 
-def test_report_truncates_long_tables(tmp_path):
-    inputs = _inputs(tmp_path, n_rows=MAX_TABLE_ROWS + 123)
+def test_extra_columns_reach_the_report(tmp_path):
+    inputs = _inputs(tmp_path)
+    inputs["particles"] = inputs["particles"].with_columns(
+        defect_class=["twin", "<none>", "stacking fault"], defect_probability=[0.875, 0.0625, 0.5])
     html = write_report(tmp_path / "r.html", **inputs).read_text(encoding="utf-8")
-    table = html[html.index('id="particle-table"'):]
-    assert table[:table.index("</table>")].count("<tr>") == MAX_TABLE_ROWS + 1
-    assert f"first {MAX_TABLE_ROWS} of {MAX_TABLE_ROWS + 123}" in html and "123 rows are omitted" in html
+    table = _table_html(html)
+    assert re.findall(r"<th>(.*?)</th>", table)[-2:] == ["defect_class", "defect_probability"]
+    rows = re.findall(r"<tr>(.*?)</tr>", table, re.S)[1:]
+    assert [_cells(r)[-2:] for r in rows] == [["twin", "0.875"], ["<none>", "0.0625"], ["stacking fault", "0.5"]]
+    assert "&lt;none&gt;" in table  # text from a later stage is escaped too
+
+
+def test_report_truncates_long_tables(tmp_path):
+    inputs = _inputs(tmp_path)
+    n = MAX_TABLE_ROWS + 123
+    inputs["particles"] = inputs["particles"].select(np.arange(n) % 3)  # the measured rows, over and over
+    html = write_report(tmp_path / "r.html", **inputs).read_text(encoding="utf-8")
+    assert _table_html(html).count("<tr>") == MAX_TABLE_ROWS + 1
+    assert f"first {MAX_TABLE_ROWS} of {n}" in html and "123 rows are omitted" in html
 
 
 def test_report_without_card_histogram_or_particles(tmp_path):
     inputs = _inputs(tmp_path)
-    inputs.update(particles=[], card=None, histogram_png=None,
+    inputs.update(particles=ParticleTable.empty(), card=None, histogram_png=None,
                   summary={"files": 2, "images": 2, "particles": 0, "failed": [], "pixel_size_known": True,
                            "size_distribution": {"mean": None, "median": None, "std": None, "min": None,
                                                  "max": None, "unit": "nm"}, "coverage_mean": 0.0})
@@ -147,7 +148,53 @@ def test_report_without_card_histogram_or_particles(tmp_path):
     html = write_report(tmp_path / "r.html", **inputs).read_text(encoding="utf-8")
     assert "Files that failed" not in html and "Sizes in pixels" not in html
     assert "No particles were found" in html and "No model card" in html
+    assert 'id="particle-table"' not in html
     assert html.count("data:image/png;base64,") == 2
+
+
+def test_report_takes_rows_and_a_card_object(tmp_path):
+    # rows read back from a resume record (dicts, None for missing) and a card with a record() method
+    inputs = _inputs(tmp_path)
+    table = inputs["particles"]
+
+    class Card:
+        def record(self):
+            return {"architecture": "tiny-unet", "threshold": 0.375, "metrics": {"test": {"dice": 0.91}}}
+
+    from_table = write_report(tmp_path / "a.html", **inputs).read_text(encoding="utf-8")
+    inputs.update(particles=json.loads(json.dumps(table.rows())), card=Card())
+    from_rows = write_report(tmp_path / "b.html", **inputs).read_text(encoding="utf-8")
+    assert _table_html(from_rows) == _table_html(from_table)
+    assert "Model card: tiny-unet, threshold 0.375" in from_rows and "0.91" in from_rows
+
+
+def test_report_json_values_are_plain(tmp_path):
+    # NumPy scalars in the summary and settings (as they come out of measurements) must not break the page
+    inputs = _inputs(tmp_path)
+    inputs["summary"]["coverage_mean"] = np.float64(0.057)
+    inputs["summary"]["particles"] = np.int64(3)
+    inputs["settings"]["threshold"] = np.float32(0.5)
+    html = write_report(tmp_path / "r.html", **inputs).read_text(encoding="utf-8")
+    start = html.index("<pre>", html.index("Full summary")) + len("<pre>")
+    summary = json.loads(unescape(html[start:html.index("</pre>", start)]))
+    assert summary["coverage_mean"] == pytest.approx(0.057) and summary["particles"] == 3
+    assert re.search(r"<th>threshold</th><td>0\.5</td>", html)
+
+
+def _chromium() -> str:
+    exe = shutil.which("chromium") or ("/usr/bin/chromium" if Path("/usr/bin/chromium").exists() else None)
+    if exe is None:
+        pytest.skip("chromium is not installed (needed to render the HTML report; `make test` installs it)")
+    return exe
+
+
+def _run_chromium(exe: str, tmp_path: Path, name: str, *args: str) -> subprocess.CompletedProcess:
+    profile = tmp_path / f"profile-{name}"
+    profile.mkdir()
+    cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
+           "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={profile}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
 
 
 @pytest.mark.slow
@@ -159,13 +206,13 @@ def test_report_renders_in_headless_chromium(tmp_path):
     shot = tmp_path / "shot.png"
     result = _run_chromium(exe, tmp_path, "shot", f"--screenshot={shot}", "--window-size=1280,2000", url)
     assert shot.is_file(), f"chromium wrote no screenshot (rc {result.returncode}):\n{result.stderr[-3000:]}"
-    pixels = np.asarray(Image.open(shot).convert("RGB"))
+    pixels = np.asarray(Image.open(shot).convert("RGB")).astype(int)
     assert pixels.shape == (2000, 1280, 3)
     assert pixels.std() > 30  # not a blank page
-    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 500  # text, cards, photos: many colours
-    # the overlays' red outlines are on screen, so the embedded images loaded (the page itself uses no pure red)
-    red = (pixels[..., 0] > 220) & (pixels[..., 1] < 40) & (pixels[..., 2] < 40)
-    assert red.sum() > 1000, f"only {red.sum()} red pixels: the embedded overlays did not render"
+    assert len(np.unique(pixels.reshape(-1, 3), axis=0)) > 500  # text, cards, micrographs: many colours
+    # the overlays' outline colour is on screen, so the embedded images loaded (the page's own styles lack it)
+    outline = np.abs(pixels - np.array(COLOURS["particle"])).max(axis=2) < 25
+    assert outline.sum() > 100, f"only {outline.sum()} outline pixels: the embedded overlays did not render"
 
     result = _run_chromium(exe, tmp_path, "dom", "--dump-dom", url)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -173,18 +220,3 @@ def test_report_renders_in_headless_chromium(tmp_path):
     assert dom.count("<img") == 3 and dom.count('src="data:image/png;base64,') == 3
     assert 'id="particle-table"' in dom and "<tbody>" in dom and dom.count("<th>equivalent_diameter_px</th>") == 1
     assert FAILED_FILE in dom and "nanofind particle report" in dom
-
-
-def test_report_json_values_are_plain(tmp_path):
-    # NumPy scalars in rows, summary and settings (as they come out of measurements) must not break the page
-    inputs = _inputs(tmp_path)
-    inputs["particles"][0]["area_px"] = np.float32(1029.5)
-    inputs["particles"][0]["particle_id"] = np.int64(1)
-    inputs["particles"][0]["touches_edge"] = np.bool_(True)
-    inputs["summary"]["coverage_mean"] = np.float64(0.057)
-    inputs["settings"]["threshold"] = np.float32(0.5)
-    html = write_report(tmp_path / "r.html", **inputs).read_text(encoding="utf-8")
-    assert 'data-v="1029.5">1029.5<' in html and 'data-v="1">yes<' in html
-    start = html.index("<pre>", html.index("Full summary")) + len("<pre>")
-    summary = json.loads(unescape(html[start:html.index("</pre>", start)]))
-    assert summary["coverage_mean"] == pytest.approx(0.057)

@@ -13,15 +13,14 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 from scipy import ndimage as ndi
-from skimage.measure import label, regionprops
+from skimage.measure import label, regionprops, regionprops_table
 from skimage.morphology import reconstruction
 from skimage.segmentation import watershed
 
-#: The measurements of a particle, in the order of the particle table.
-PARTICLE_COLUMNS = ("particle_id", "area_px", "area_nm2", "equivalent_diameter_px", "equivalent_diameter_nm",
-                    "major_axis_px", "minor_axis_px", "major_axis_nm", "minor_axis_nm", "aspect_ratio",
-                    "orientation_deg", "circularity", "solidity", "centroid_x_px", "centroid_y_px", "centroid_x_nm",
-                    "centroid_y_nm", "mean_intensity", "std_intensity", "confidence", "touches_edge", "agglomerate")
+from nanofind.analyze.table import PARTICLE_DTYPES, ParticleTable, as_table
+
+#: The measurements of a particle, in the order of the particle table (dtypes: ``PARTICLE_DTYPES``).
+PARTICLE_COLUMNS = tuple(PARTICLE_DTYPES)
 
 
 @dataclass(frozen=True)
@@ -149,60 +148,105 @@ def split_particles(mask: np.ndarray, depth: float = 0.3) -> np.ndarray:
     return out
 
 
+def _std_intensity(region_mask: np.ndarray, intensity: np.ndarray) -> float:
+    """Standard deviation of a region's pixel values (an extra property: regionprops has it only from 0.23)."""
+    return float(np.std(intensity[region_mask]))
+
+
+def _rounded(values, digits: int) -> np.ndarray:
+    # Python's round is correctly rounded, np.round is not (np.round(2.675, 2) can differ): particles.csv
+    # keeps the values it always had
+    return np.array([round(v, digits) for v in np.asarray(values, float).tolist()], float)
+
+
+def _scaled(values, nm_per_px: float | None, power: int = 1) -> np.ndarray:
+    """Pixel values in nm (or nm²), rounded to 4 decimals; NaN when the pixel size is unknown."""
+    values = np.asarray(values, float)
+    if nm_per_px is None:
+        return np.full(values.shape, np.nan)
+    return _rounded(values * nm_per_px**power, 4)
+
+
 def measure_particles(labels: np.ndarray, image: np.ndarray | None = None, probability: np.ndarray | None = None,
                       pixel_size_A: float | None = None, settings: CleaningSettings = CleaningSettings()
-                      ) -> list[dict]:
-    """One dict per labelled particle, keys :data:`PARTICLE_COLUMNS` (units: see the module docstring)."""
+                      ) -> ParticleTable:
+    """Measure every labelled particle: a :class:`ParticleTable` with columns :data:`PARTICLE_COLUMNS`.
+
+    Parameters
+    ----------
+    labels
+        Label image (rows along y), 0 background; a particle's id is its label value.
+    image
+        The micrograph, for ``mean_intensity`` and ``std_intensity`` (missing without it).
+    probability
+        The segmentation's particle probability, for ``confidence`` (its mean over the particle).
+    pixel_size_A
+        Pixel size, Å; without it the ``_nm`` columns are missing (NaN) and no particle is flagged
+        as an agglomerate for its size.
+    settings
+        ``agglomerate_solidity`` and ``max_diameter_nm`` of the agglomerate flag.
+
+    Units and conventions: see the module docstring. Rows are in label order.
+    """
     nm = pixel_size_A / 10 if pixel_size_A else None
-    rows = []
+    labels = np.asarray(labels)
     ny, nx = labels.shape
-    for region in regionprops(labels):
-        r0, c0, r1, c1 = region.bbox
-        pix = region.coords
-        values = image[pix[:, 0], pix[:, 1]] if image is not None else None
-        perimeter = region.perimeter
-        circularity = 4 * math.pi * region.area / perimeter**2 if perimeter > 0 else 1.0
-        orientation = 90.0 + math.degrees(region.orientation)
-        orientation = orientation - 180.0 if orientation > 90.0 else orientation
-        d_px = region.equivalent_diameter_area
-        touches = r0 == 0 or c0 == 0 or r1 == ny or c1 == nx
-        too_big = nm is not None and d_px * nm > settings.max_diameter_nm
-        cy, cx = region.centroid
-        rows.append({
-            "particle_id": int(region.label), "area_px": int(region.area),
-            "area_nm2": _scaled(region.area, nm, 2), "equivalent_diameter_px": round(d_px, 3),
-            "equivalent_diameter_nm": _scaled(d_px, nm), "major_axis_px": round(region.axis_major_length, 3),
-            "minor_axis_px": round(region.axis_minor_length, 3), "major_axis_nm": _scaled(region.axis_major_length, nm),
-            "minor_axis_nm": _scaled(region.axis_minor_length, nm),
-            "aspect_ratio": round(region.axis_major_length / max(region.axis_minor_length, 1e-9), 4),
-            "orientation_deg": round(orientation, 2), "circularity": round(min(circularity, 1.0), 4),
-            "solidity": round(float(region.solidity), 4),
-            "centroid_x_px": round(cx + 0.5, 2), "centroid_y_px": round(cy + 0.5, 2),
-            "centroid_x_nm": _scaled(cx + 0.5, nm), "centroid_y_nm": _scaled(cy + 0.5, nm),
-            "mean_intensity": round(float(values.mean()), 5) if values is not None else None,
-            "std_intensity": round(float(values.std()), 5) if values is not None else None,
-            "confidence": round(float(probability[pix[:, 0], pix[:, 1]].mean()), 4) if probability is not None
-            else None,
-            "touches_edge": bool(touches),
-            "agglomerate": bool(region.solidity < settings.agglomerate_solidity or too_big),
-        })
-    return rows
+    geometry = ["label", "bbox", "area", "equivalent_diameter_area", "axis_major_length", "axis_minor_length",
+                "orientation", "perimeter", "solidity", "centroid"]
+    p = regionprops_table(labels, intensity_image=image,
+                          properties=geometry + (["intensity_mean"] if image is not None else []),
+                          extra_properties=[_std_intensity] if image is not None else None)
+    n = len(p["label"])
+    missing = np.full(n, np.nan)
+    if probability is not None:
+        confidence = _rounded(regionprops_table(labels, intensity_image=probability,
+                                                properties=["intensity_mean"])["intensity_mean"], 4)
+    else:
+        confidence = missing
+    area = np.asarray(p["area"]).astype(np.int64)
+    d_px = np.asarray(p["equivalent_diameter_area"], float)
+    major, minor = np.asarray(p["axis_major_length"], float), np.asarray(p["axis_minor_length"], float)
+    # Python floats, as a perimeter**2 by NumPy (x*x) and by Python (pow) may differ in the last bit
+    circularity = np.array([min(4 * math.pi * a / q**2, 1.0) if q > 0 else 1.0
+                            for a, q in zip(p["area"].tolist(), p["perimeter"].tolist(), strict=True)], float)
+    # regionprops measures from the row axis; the table's angle is from x, counter-clockwise as displayed
+    orientation = 90.0 + np.degrees(np.asarray(p["orientation"], float))
+    orientation = np.where(orientation > 90.0, orientation - 180.0, orientation)
+    cy, cx = np.asarray(p["centroid-0"], float) + 0.5, np.asarray(p["centroid-1"], float) + 0.5  # pixel centres
+    solidity = np.asarray(p["solidity"], float)
+    touches = (p["bbox-0"] == 0) | (p["bbox-1"] == 0) | (p["bbox-2"] == ny) | (p["bbox-3"] == nx)
+    too_big = d_px * nm > settings.max_diameter_nm if nm is not None else np.zeros(n, bool)
+    columns = {
+        "particle_id": np.asarray(p["label"]).astype(np.int64), "area_px": area,
+        "area_nm2": _scaled(area, nm, 2), "equivalent_diameter_px": _rounded(d_px, 3),
+        "equivalent_diameter_nm": _scaled(d_px, nm), "major_axis_px": _rounded(major, 3),
+        "minor_axis_px": _rounded(minor, 3), "major_axis_nm": _scaled(major, nm), "minor_axis_nm": _scaled(minor, nm),
+        "aspect_ratio": _rounded(major / np.maximum(minor, 1e-9), 4),
+        "orientation_deg": _rounded(orientation, 2), "circularity": _rounded(circularity, 4),
+        "solidity": _rounded(solidity, 4),
+        "centroid_x_px": _rounded(cx, 2), "centroid_y_px": _rounded(cy, 2),
+        "centroid_x_nm": _scaled(cx, nm), "centroid_y_nm": _scaled(cy, nm),
+        "mean_intensity": _rounded(p["intensity_mean"], 5) if image is not None else missing,
+        "std_intensity": _rounded(p["_std_intensity"], 5) if image is not None else missing,
+        "confidence": confidence,
+        "touches_edge": np.asarray(touches, bool),
+        "agglomerate": (solidity < settings.agglomerate_solidity) | too_big,
+    }
+    return ParticleTable(columns)
 
 
-def _scaled(value: float, nm_per_px: float | None, power: int = 1):
-    return None if nm_per_px is None else round(float(value) * nm_per_px**power, 4)
-
-
-def summarise(rows: list[dict], labels: np.ndarray | None = None) -> dict:
+def summarise(particles: ParticleTable | list[dict], labels: np.ndarray | None = None) -> dict:
     """Count, coverage (with ``labels``) and size distribution of one image's (or a batch's) particles.
 
-    Sizes are in nm when every particle has them (all pixel sizes known), otherwise in px.
+    Sizes (``diameter_*``: equivalent diameters) are in nm when every particle has them (all pixel
+    sizes known), otherwise in px; ``unit`` says which. ``coverage``: particle area fraction of the image.
     """
-    nm = bool(rows) and all(r["equivalent_diameter_nm"] is not None for r in rows)
-    key = "equivalent_diameter_nm" if nm else "equivalent_diameter_px"
-    d = np.array([r[key] for r in rows], float)
-    out = {"count": len(rows), "count_not_touching_edge": int(sum(not r["touches_edge"] for r in rows)),
-           "agglomerates": int(sum(r["agglomerate"] for r in rows)), "unit": "nm" if nm else "px"}
+    table = as_table(particles)
+    n = len(table)
+    nm = n > 0 and not np.isnan(np.asarray(table["equivalent_diameter_nm"], float)).any()
+    d = np.asarray(table["equivalent_diameter_nm" if nm else "equivalent_diameter_px"], float) if n else np.empty(0)
+    out = {"count": n, "count_not_touching_edge": int(n - np.count_nonzero(table["touches_edge"])) if n else 0,
+           "agglomerates": int(np.count_nonzero(table["agglomerate"])) if n else 0, "unit": "nm" if nm else "px"}
     if labels is not None:
         out["coverage"] = round(float((labels > 0).mean()), 5)
     if len(d):
