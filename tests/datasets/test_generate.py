@@ -13,6 +13,7 @@ import yaml
 
 from nanofind.cli import main
 from nanofind.datasets import DatasetReader, parts_dir
+from nanofind.learn.preprocess import normalise
 
 RECIPE = {
     "substrate": {"thickness_A": 8, "density_g_cm3": 2.0},
@@ -148,15 +149,22 @@ def test_show_and_export(recipe_file, tmp_path, capsys):
     from PIL import Image
 
     names = sorted(p.name for p in export.iterdir())
-    assert names[:3] == ["img_0000.tif", "img_0001.tif", "img_0002.tif"] and len(names) == 12
+    assert names[:3] == ["img_0000.tif", "img_0001.tif", "img_0002.tif"] and len(names) == 16
     img = tifffile.imread(export / "img_0002.tif")
     mask = np.asarray(Image.open(export / "mask_0002.png"))
+    instance = np.asarray(Image.open(export / "instance_0002.png"))
     meta = json.loads((export / "meta_0002.json").read_text())
     with DatasetReader(out) as r:
         s = r.sample(2)
+        n_records = sum(len(r.particles(k)) for k in range(len(r)))
     assert img.dtype == np.float32 and np.array_equal(img, s.image)
     assert set(np.unique(mask)) <= {0, 255} and np.array_equal(mask == 255, s.mask == 1)
+    assert instance.dtype == np.uint16 and np.array_equal(instance, s.instance)
     assert {"pixel_size", "dose", "defocus", "seed"} <= set(meta) and meta["seed"] == 1
+    assert meta["particles"] == s.particles
+    assert info["format_version"] == 2
+    assert info["particle_records"] == n_records and info["particle_records_from"] == (
+        {"scene": n_records} if n_records else {})
 
 
 @pytest.mark.parametrize("change,message", [
@@ -210,4 +218,12 @@ def test_torch_dataset(recipe_file, tmp_path):
     loader = torch.utils.data.DataLoader(ds, batch_size=2)
     batch = next(iter(loader))
     assert batch["image"].shape == (2, 1, 40, 40) and batch["mask"].shape == (2, 40, 40)
-    assert abs(float(batch["image"][0].mean())) < 1e-4
+    assert batch["instance"].shape == (2, 40, 40)
+    with DatasetReader(out) as r:
+        s = r.sample(0)
+    # the image is normalised exactly as every model trains, not by mean and standard deviation
+    np.testing.assert_array_equal(batch["image"][0, 0].numpy(), normalise(s.image))
+    # the instance map covers exactly the mask, and its ids are those of the particle records
+    inst = batch["instance"][0].numpy()
+    np.testing.assert_array_equal(inst > 0, s.mask > 0)
+    assert set(np.unique(inst[inst > 0]).tolist()) == {p["id"] for p in s.particles}

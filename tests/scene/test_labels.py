@@ -3,7 +3,7 @@ import pytest
 from ase import Atoms
 
 from nanofind.scene.crystal import CrystalGenerator, PlanarDefect
-from nanofind.scene.labels import column_positions, pixel_centers, project_labels
+from nanofind.scene.labels import column_positions, pixel_centers, project_instances, project_labels
 from nanofind.scene.lattice import load_unit_cell
 from nanofind.scene.orientation import zone_axis_rotation
 from nanofind.scene.volumes import Sphere
@@ -69,3 +69,35 @@ def test_column_positions_group_atoms_along_the_beam():
     assert cols.height[order].tolist() == [1, 3]
     assert np.allclose(cols.xy_A[order][1], [5.0333333, 5.0])
     assert cols.grain[order].tolist() == [2, 0]
+
+
+def _objects(positions, object_ids, particle=None):
+    atoms = _labelled(positions, particle=particle)
+    atoms.arrays["object_id"] = np.asarray(object_ids)
+    return atoms
+
+
+def test_instances_number_particles_by_object_and_cover_exactly_the_mask():
+    rot = zone_axis_rotation(AU.cell, [1, 1, 0])
+    g = CrystalGenerator(AU, rot).generate(Sphere([0, 0, 0], 6.0))
+    n = len(g.positions)
+    positions = np.vstack([g.positions + [10, 10, 20], g.positions + [28, 25, 20], [[30, 8, 1]]])
+    atoms = _objects(positions, [0] * n + [1] * n + [2], particle=[True] * (2 * n) + [False])
+    instance = project_instances(atoms, (80, 80), 0.5)
+    maps = project_labels(atoms, (80, 80), 0.5)
+    np.testing.assert_array_equal(instance > 0, maps.mask)
+    assert instance.dtype == np.int32 and set(np.unique(instance).tolist()) == {0, 1, 2}
+    assert instance[20, 20] == 1 and instance[50, 56] == 2  # sphere centres (10, 10) and (28, 25) Å
+    assert instance[16, 60] == 0  # the substrate atom at (30, 8) Å is no particle
+
+
+def test_overlapping_footprints_go_to_the_particle_with_more_atoms_there():
+    # a five-atom column of particle A at x = 10 Å and a one-atom column of B at x = 12 Å: their
+    # 1.5 Å footprints overlap; the midpoint goes to A, but B keeps its own centre
+    positions = [[10.25, 10.25, z] for z in (1, 3, 5, 7, 9)] + [[12.25, 10.25, 5]]
+    atoms = _objects(positions, [0] * 5 + [1])
+    instance = project_instances(atoms, (40, 40), 0.5)
+    row = 20  # y = 10.25 Å
+    assert instance[row, 20] == 1 and instance[row, 22] == 1  # x = 10.25 and 11.25 Å
+    assert instance[row, 24] == 2  # x = 12.25 Å
+    np.testing.assert_array_equal(instance > 0, project_labels(atoms, (40, 40), 0.5).mask)

@@ -5,6 +5,10 @@ While ``nanofind simulate`` runs, every finished scene group is written to its o
 absent). When all samples exist they are merged into ``OUT.h5`` the same way and the part
 directory is removed. An interrupted run therefore loses at most the groups in flight, and
 ``--resume`` makes only the samples that are missing. The schema is in ``docs/dataset-format.md``.
+
+Format version 2 adds the instance map and the per-particle records. Version-1 files still read:
+their instance map is derived from the mask (connected components) and their records hold only
+the footprint facts, marked ``"source": "mask"`` (see :mod:`nanofind.datasets.sample`).
 """
 
 from __future__ import annotations
@@ -19,12 +23,15 @@ import numpy as np
 
 from nanofind._files import atomic_path
 from nanofind._version import __version__
+from nanofind.datasets.sample import COLUMN_FIELDS, Sample
 from nanofind.errors import NanofindInputError
-from nanofind.simulate.pipeline import COLUMN_FIELDS, Sample
 
 FORMAT_NAME = "nanofind-dataset"
-FORMAT_VERSION = 1
-_IMAGE_ARRAYS = {"image": np.float32, "mask": np.uint8, "grain": np.int16, "column_height": np.uint16}
+FORMAT_VERSION = 2
+#: Versions this code reads.
+READABLE_VERSIONS = (1, 2)
+_IMAGE_ARRAYS = {"image": np.float32, "mask": np.uint8, "grain": np.int16, "column_height": np.uint16,
+                 "instance": np.int32}
 
 
 def parts_dir(path: str | Path) -> Path:
@@ -47,16 +54,18 @@ def _write_samples(h5: h5py.File, samples, header: dict) -> None:
         arrays[name] = h5.create_dataset(name, shape=(n, *shape), dtype=dtype, chunks=(1, *shape) if n else None,
                                          compression="gzip" if packed else None,
                                          compression_opts=1 if packed else None, shuffle=packed)
-    index, params, tables = [], [], []
+    index, params, particles, tables = [], [], [], []
     for k in range(n):
         s = first if k == 0 else samples[k]
         for name in _IMAGE_ARRAYS:
             arrays[name][k] = getattr(s, name)
         index.append(s.index)
         params.append(json.dumps(s.params))
+        particles.append(json.dumps(s.particles))
         tables.append(np.asarray(s.columns, np.float32).reshape(-1, 4))
     h5.create_dataset("index", data=np.array(index, np.int64))
     h5.create_dataset("params", data=np.array(params, dtype=object), dtype=h5py.string_dtype())
+    h5.create_dataset("particles", data=np.array(particles, dtype=object), dtype=h5py.string_dtype())
     counts = np.array([len(t) for t in tables], np.int64)
     h5.create_dataset("columns_offset", data=np.concatenate([[0], np.cumsum(counts)]).astype(np.int64))
     table = np.concatenate(tables) if tables else np.zeros((0, 4), np.float32)
@@ -64,6 +73,8 @@ def _write_samples(h5: h5py.File, samples, header: dict) -> None:
     h5["columns"].attrs["fields"] = json.dumps(COLUMN_FIELDS)
     for name, unit in (("image", "detector counts"), ("mask", "1 = particle"), ("grain", "grain id, -1 = none"),
                        ("column_height", "particle atoms projecting within 0.6 A of the pixel centre"),
+                       ("instance", "particle id (the 'id' of the particles records), 0 = none"),
+                       ("particles", "JSON list of per-particle records"),
                        ("columns", "x_A, y_A from pixel (0, 0)'s outer corner; atoms; grain")):
         h5[name].attrs["units"] = unit
 
@@ -92,6 +103,11 @@ def write_part(path: str | Path, group: int, samples: list[Sample], header: dict
 
 
 def _check_header(found: dict, expected: dict, where: Path) -> None:
+    version = int(found.get("format_version", 1))
+    if version != int(expected["format_version"]):
+        raise NanofindInputError(f"{where}: was written in dataset format version {version}, this nanofind writes "
+                                 f"version {expected['format_version']}; cannot resume into it (finish it with the "
+                                 "nanofind that started it, or start a new file)")
     for key in ("seed", "images_per_scene", "recipe"):
         if key in found and str(found[key]) != str(expected[key]):
             what = "recipe" if key == "recipe" else f"{key} ({found[key]} there, {expected[key]} now)"
@@ -104,6 +120,7 @@ class DatasetReader:
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._files: list[tuple[Path, int]] = []  # (file, row) per sample, ordered by index
+        self._versions: dict[Path, int] = {}  # format version per file (parts of a run may differ)
         sources = []
         if self.path.is_file():
             sources.append(self.path)
@@ -118,6 +135,11 @@ class DatasetReader:
                 with h5py.File(src, "r") as h5:
                     if h5.attrs.get("format") != FORMAT_NAME:
                         raise NanofindInputError(f"{src}: not a nanofind dataset")
+                    version = int(h5.attrs.get("format_version", 1))
+                    if version not in READABLE_VERSIONS:
+                        raise NanofindInputError(f"{src}: dataset format version {version} is newer than this "
+                                                 f"nanofind reads ({max(READABLE_VERSIONS)}); update nanofind")
+                    self._versions[src] = version
                     if not self.attrs:
                         self.attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in h5.attrs.items()}
                     for row, idx in enumerate(h5["index"][()]):
@@ -164,14 +186,39 @@ class DatasetReader:
         path, row = self._files[k]
         return self._h5(path)["mask"][row]
 
+    def format_version(self, k: int) -> int:
+        """Format version of the file that holds the k-th sample."""
+        return self._versions[self._files[k][0]]
+
+    def instance(self, k: int) -> np.ndarray:
+        """The instance map of the k-th sample (derived from the mask in version-1 files)."""
+        path, row = self._files[k]
+        h5 = self._h5(path)
+        if "instance" in h5:
+            return h5["instance"][row]
+        from nanofind.datasets.sample import instances_from_mask
+
+        return instances_from_mask(h5["mask"][row])
+
+    def particles(self, k: int) -> list[dict]:
+        """The per-particle records of the k-th sample (footprint facts only in version-1 files)."""
+        path, row = self._files[k]
+        h5 = self._h5(path)
+        if "particles" in h5:
+            return json.loads(h5["particles"][row])
+        return self.sample(k).particles
+
     def sample(self, k: int) -> Sample:
         """The k-th sample in index order."""
         path, row = self._files[k]
         h5 = self._h5(path)
         off = h5["columns_offset"]
+        v2 = "instance" in h5 and "particles" in h5  # version 1 has neither: Sample derives them from the mask
         return Sample(index=int(h5["index"][row]), image=h5["image"][row], mask=h5["mask"][row],
                       grain=h5["grain"][row], column_height=h5["column_height"][row],
-                      columns=h5["columns"][off[row]:off[row + 1]], params=json.loads(h5["params"][row]))
+                      columns=h5["columns"][off[row]:off[row + 1]], params=json.loads(h5["params"][row]),
+                      instance=h5["instance"][row] if v2 else None,
+                      particles=json.loads(h5["particles"][row]) if v2 else None)
 
     def __iter__(self) -> Iterator[Sample]:
         for k in range(len(self)):

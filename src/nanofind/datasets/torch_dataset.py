@@ -12,28 +12,29 @@ from nanofind.datasets.store import DatasetReader
 
 
 class SegmentationDataset(Dataset):
-    """Image and particle-mask pairs for segmentation training.
+    """Image, particle-mask and instance-map triples for segmentation training.
 
-    Each item is a dict with ``image`` (1, H, W) float32 normalised to zero mean and unit
-    standard deviation after a 3 × 3 median filter (removes X-ray spikes, as the seeds do),
-    ``mask`` (H, W) int64 with 1 on particles, and ``index``. ``transform`` (optional) is called
-    on that dict.
+    Each item is a dict with ``image`` (1, H, W) float32 normalised exactly as every model trains
+    (:func:`nanofind.learn.preprocess.normalise` with ``normalisation``, by default the standard
+    one: 3 × 3 median, flattened background, robust scale), ``mask`` (H, W) int64 with 1 on
+    particles, ``instance`` (H, W) int64 with the particle id per pixel (0 off particles; the ids
+    of the sample's particle records), and ``index``. ``transform`` (optional) is called on that dict.
     """
 
-    def __init__(self, path: str | Path, transform=None, median_filter: bool = True):
+    def __init__(self, path: str | Path, transform=None, normalisation=None):
         self.reader = DatasetReader(path)
         self.transform = transform
-        self.median_filter = median_filter
+        self.normalisation = normalisation
 
     def __len__(self) -> int:
         return len(self.reader)
 
     def __getitem__(self, k: int) -> dict:
-        from nanofind.learn.preprocess import median3x3
+        from nanofind.learn.preprocess import normalise
 
         s = self.reader.sample(k)
-        image = median3x3(s.image) if self.median_filter else s.image
-        image = (image - image.mean()) / max(float(image.std()), 1e-6)
+        image = normalise(s.image) if self.normalisation is None else normalise(s.image, self.normalisation)
         item = {"image": torch.from_numpy(np.ascontiguousarray(image, np.float32))[None],
-                "mask": torch.from_numpy(s.mask.astype(np.int64)), "index": s.index}
+                "mask": torch.from_numpy(s.mask.astype(np.int64)),
+                "instance": torch.from_numpy(s.instance.astype(np.int64)), "index": s.index}
         return self.transform(item) if self.transform else item

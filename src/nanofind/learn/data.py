@@ -4,24 +4,25 @@ Two kinds of source are accepted:
 
 - a nanofind dataset (``.h5`` from ``nanofind simulate``): every sample's image, particle mask and
   pixel size;
-- a folder of labelled micrographs: ``img_<id>.<ext>`` with ``mask_<id>.png`` (non-zero = particle),
-  and optionally ``meta_<id>.json`` holding ``pixel_size`` in Å (the layout ``nanofind dataset
-  export`` writes). Images may be any format :func:`nanofind.io.read_micrograph` reads.
+- a folder of labelled micrographs, paired by the one rule of
+  :func:`nanofind.datasets.labelled.labelled_pairs`: ``img_<id>.<ext>`` with ``mask_<id>.png`` (the
+  layout ``nanofind dataset export`` writes), or ``<stem>_mask`` / ``<stem>_label`` masks (non-zero =
+  particle), and optionally ``meta_<id>.json`` holding ``pixel_size`` in Å. Images may be any format
+  :func:`nanofind.io.read_micrograph` reads.
 
 Images are normalised once on loading (:func:`nanofind.learn.preprocess.normalise`).
 """
 
 from __future__ import annotations
 
-import json
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from nanofind.datasets.labelled import labelled_pairs, meta_pixel_size_A, read_mask
 from nanofind.errors import NanofindInputError
-from nanofind.io.micrograph import SUFFIXES, read_micrograph
+from nanofind.io.micrograph import read_micrograph
 from nanofind.learn.metrics import DOMAINS
 from nanofind.learn.preprocess import normalise
 
@@ -38,37 +39,6 @@ class LabelledImage:
     raw: np.ndarray | None = None  #: the image before normalisation (kept for the baselines)
 
 
-def labelled_pairs(folder: str | Path) -> list[tuple[Path, Path, Path | None]]:
-    """(image, mask, metadata or None) paths of a folder of labelled micrographs, sorted by id."""
-    folder = Path(folder)
-    pairs = []
-    for image in sorted(folder.iterdir()):
-        m = re.fullmatch(r"img_(.+)", image.stem)
-        if not m or image.suffix.lower() not in SUFFIXES:
-            continue
-        mask = folder / f"mask_{m.group(1)}.png"
-        if not mask.is_file():
-            raise NanofindInputError(f"{image.name} has no mask_{m.group(1)}.png", str(folder))
-        meta = folder / f"meta_{m.group(1)}.json"
-        pairs.append((image, mask, meta if meta.is_file() else None))
-    if not pairs:
-        raise NanofindInputError("no img_<id>.<ext> / mask_<id>.png pairs found", str(folder))
-    return pairs
-
-
-def _read_mask(path: Path, shape: tuple[int, ...]) -> np.ndarray:
-    from PIL import Image
-
-    try:
-        with Image.open(path) as im:
-            mask = np.asarray(im.convert("L")) > 0
-    except OSError as exc:
-        raise NanofindInputError(f"cannot read mask ({exc})", str(path)) from None
-    if mask.shape != tuple(shape):
-        raise NanofindInputError(f"mask shape {mask.shape} differs from its image's {tuple(shape)}", str(path))
-    return mask.astype(np.uint8)
-
-
 def load_folder(folder: str | Path, keep_raw: bool = False) -> list[LabelledImage]:
     """Every labelled micrograph of a folder (see the module docstring for the layout)."""
     items = []
@@ -76,14 +46,8 @@ def load_folder(folder: str | Path, keep_raw: bool = False) -> list[LabelledImag
         micrograph = read_micrograph(image_path)
         if micrograph.array.ndim != 2:
             raise NanofindInputError("labelled images must be 2D", str(image_path))
-        pixel = micrograph.pixel_size_A
-        if meta_path is not None:
-            try:
-                recorded = json.loads(meta_path.read_text()).get("pixel_size")
-                pixel = float(recorded) if recorded else pixel
-            except (OSError, ValueError, TypeError, AttributeError) as exc:
-                raise NanofindInputError(f"unreadable metadata ({exc})", str(meta_path)) from None
-        mask = _read_mask(mask_path, micrograph.array.shape)
+        pixel = meta_pixel_size_A(meta_path) or micrograph.pixel_size_A
+        mask = read_mask(mask_path, micrograph.array.shape)
         items.append(LabelledImage(normalise(micrograph.array), mask, pixel, str(image_path), "real",
                                    micrograph.array if keep_raw else None))
     return items

@@ -15,8 +15,7 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from itertools import chain
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
 
+from nanofind._files import write_atomic
 from nanofind.errors import NanofindInputError
 
 #: RMS thermal displacement (Å) written to Prismatic files when none is given for an element.
@@ -42,23 +42,6 @@ def check_writable(path: str | Path) -> Path:
     if not os.access(parent, os.W_OK):
         raise NanofindInputError(f"{path}: folder {parent} is not writable")
     return path
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent or ".")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
-        os.replace(tmp, path)
-    except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        raise NanofindInputError(f"{path}: cannot write: {exc.strerror or exc}") from None
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 #: Rows formatted per string operation by the extended XYZ writer.
@@ -132,7 +115,7 @@ def write_extxyz(path: str | Path, atoms: Atoms) -> None:
             info[key] = json.dumps(info[key], sort_keys=True)
     info.pop("object_names", None)
     info["object_names"] = json.dumps(atoms.info.get("object_names", []))
-    _atomic_write(path, lambda tmp: _write_extxyz_text(tmp, atoms, info))
+    write_atomic(path, lambda tmp: _write_extxyz_text(tmp, atoms, info))
 
 
 def read_scene(path: str | Path) -> Atoms:
@@ -166,7 +149,7 @@ def write_prismatic(path: str | Path, atoms: Atoms, thermal_sigma_A: Mapping[str
             np.savetxt(fh, rows, fmt=["%d", "%.6f", "%.6f", "%.6f", "%.3f", "%.4f"])
             fh.write("-1\n")
 
-    _atomic_write(path, write)
+    write_atomic(path, write)
 
 
 def write_cif(path: str | Path, atoms: Atoms) -> None:
@@ -174,4 +157,4 @@ def write_cif(path: str | Path, atoms: Atoms) -> None:
     from ase.io import write
 
     plain = Atoms(atoms.numbers, atoms.positions, cell=atoms.cell, pbc=True)
-    _atomic_write(Path(path), lambda tmp: write(tmp, plain, format="cif"))
+    write_atomic(Path(path), lambda tmp: write(tmp, plain, format="cif"))

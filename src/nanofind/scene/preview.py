@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
+from nanofind._files import write_atomic
 from nanofind.scene.labels import project_labels
 
 
@@ -21,8 +22,6 @@ def render_preview(atoms: Atoms, path: str | Path, *, pixel_size_A: float = 0.25
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from nanofind.scene.io import _atomic_write
 
     path = Path(path)
     lx, ly, lz = atoms.cell.lengths()
@@ -56,6 +55,6 @@ def render_preview(atoms: Atoms, path: str | Path, *, pixel_size_A: float = 0.25
     axes[2].set_ylabel("y (Å)")
     n_grains = len(set(grain[particle].tolist()))
     fig.suptitle(title or f"{len(atoms)} atoms, {int(particle.sum())} in particles, {n_grains} grains")
-    _atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+    write_atomic(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
     plt.close(fig)
     return path

@@ -9,13 +9,15 @@ identical whatever the number of workers.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 
 import numpy as np
 from scipy.ndimage import binary_closing, binary_fill_holes
 
+from nanofind.datasets.sample import COLUMN_FIELDS, Sample, footprint_facts
 from nanofind.scene.build import build_scene
-from nanofind.scene.labels import column_positions, project_labels
+from nanofind.scene.labels import column_positions, project_instances, project_labels
+from nanofind.scene.particle_records import particle_records, scene_particle_facts
 from nanofind.scene.recipe import FieldSpec, draw
 from nanofind.simulate.detector import bin_image, warp, warp_points
 from nanofind.simulate.multislice import SubstratePotentialCache, simulate_exit_waves
@@ -27,21 +29,8 @@ CLOSING_RADIUS_A = 2.0
 #: Substrate variants per recipe in fast (phase-object) mode when the recipe names no pool: there the
 #: carbon packing, not the exit wave, would dominate the cost of a sample.
 FAST_MODE_SUBSTRATE_POOL = 8
-#: Columns of the per-sample column table.
-COLUMN_FIELDS = ("x_A", "y_A", "atoms", "grain")
 
-
-@dataclass
-class Sample:
-    """One simulated image and its ground truth (arrays have rows along y)."""
-
-    index: int
-    image: np.ndarray  #: float32 detector counts
-    mask: np.ndarray  #: uint8, 1 on particles
-    grain: np.ndarray  #: int16 grain id, -1 off particles
-    column_height: np.ndarray  #: uint16 particle atoms per column near each pixel
-    columns: np.ndarray  #: float32 (n, 4): x, y (Å from pixel (0, 0)'s outer corner), atoms, grain
-    params: dict = field(default_factory=dict)  #: everything that made the sample
+__all__ = ["COLUMN_FIELDS", "Sample", "group_of", "simulate_group"]
 
 
 def group_of(index: int, images_per_scene: int) -> tuple[int, int]:
@@ -108,7 +97,10 @@ def simulate_group(recipe: SimulationRecipe, seed: int, group: int, positions: l
     waves = simulate_exit_waves(atoms, settings["energy_eV"], gpts, settings["multislice"],
                                 int(wave_ss.generate_state(1)[0]), cache)
     origin = (margin * pixel, margin * pixel)
-    labels = project_labels(atoms, (ny, nx), pixel, origin, atom_radius_A=recipe.ground_truth.atom_radius_A)
+    radius = recipe.ground_truth.atom_radius_A
+    labels = project_labels(atoms, (ny, nx), pixel, origin, atom_radius_A=radius)
+    instance = project_instances(atoms, (ny, nx), pixel, origin, atom_radius_A=radius)
+    facts = scene_particle_facts(atoms, spec, scene_seed, atom_radius_A=radius)
     mask = labels.mask
     if recipe.ground_truth.mask == "phase":
         mask = _phase_mask(atoms, settings, gpts, recipe.ground_truth.phase_threshold_rad, margin, binning, (ny, nx))
@@ -128,9 +120,10 @@ def simulate_group(recipe: SimulationRecipe, seed: int, group: int, positions: l
         intensity = image_intensity(waves, optics)[crop]
         displacement = detector.distortion_field((ny, nx), rng)
         image = detector.record(intensity, binning, rng, displacement)
-        m, g, h, c = mask, labels.grain, labels.column_height, cols
+        m, g, h, c, inst = mask, labels.grain, labels.column_height, cols, instance
         if displacement is not None:
-            m, g, h = (warp(a, displacement, order=0) for a in (m.astype(np.uint8), labels.grain, labels.column_height))
+            m, g, h, inst = (warp(a, displacement, order=0) for a in (m.astype(np.uint8), labels.grain,
+                                                                     labels.column_height, instance))
             rc = warp_points(np.column_stack([c[:, 1] / pixel - 0.5, c[:, 0] / pixel - 0.5]), displacement)
             c = c.copy()
             c[:, 0], c[:, 1] = (rc[:, 1] + 0.5) * pixel, (rc[:, 0] + 0.5) * pixel
@@ -142,9 +135,10 @@ def simulate_group(recipe: SimulationRecipe, seed: int, group: int, positions: l
                   "multislice": settings["multislice"].to_dict(), "tilts_mrad": waves.tilts_mrad,
                   "ground_truth": recipe.ground_truth.model_dump(), "scene": scene_record,
                   "recipe": recipe_record if recipe_record is not None else recipe.model_dump(mode="json")}
-        json.dumps(params)  # every sample's record must be storable
+        records = particle_records(facts, footprint_facts(inst, pixel))
+        json.dumps([params, records])  # every sample's record must be storable
         samples.append(Sample(index, image, np.asarray(m, np.uint8), np.asarray(g, np.int16),
-                              np.asarray(h, np.uint16), c, params))
+                              np.asarray(h, np.uint16), c, params, np.asarray(inst, np.int32), records))
     return samples
 
 
