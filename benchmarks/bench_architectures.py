@@ -50,7 +50,7 @@ def main() -> None:
             model, card = load_model(Path(tmp) / arch)
         parameters = count_parameters(model)
         model = make_runner(model)  # the precision and backend auto picks, as segment and analyze run it
-        confs = [confusion(predict_normalised(model, x.image) >= card["threshold"], x.mask > 0) for x in test_items]
+        confs = [confusion(predict_normalised(model, x.image) >= card.threshold, x.mask > 0) for x in test_items]
         scores = pooled_scores(confs)
         predict_normalised(model, speed_image[:512, :512])  # warm-up
         t = time.perf_counter()
@@ -58,13 +58,13 @@ def main() -> None:
         ms_per_mpx = (time.perf_counter() - t) * 1e3 / (speed_image.size / 1e6)
         row = {"architecture": arch, "dice": round(scores["dice"], 4), "iou": round(scores["iou"], 4),
                "parameters": parameters, "ms_per_megapixel": round(ms_per_mpx),
-               "epochs": card["training"]["epochs"], "train_s": round(train_s)}
+               "epochs": card.training.epochs, "train_s": round(train_s)}
         results.append(row)
         print(f"| {arch} | {row['dice']:.3f} | {row['iou']:.3f} | {row['parameters'] / 1e6:.2f} M | "
               f"{row['ms_per_megapixel']} | {row['epochs']} |", flush=True)
     print(json.dumps({"minutes_per_architecture": args.minutes, "test_images": len(test_items),
                       "machine": machine_info(), "inference_engine": model.engine.record(),
-                      "training_engine": card["training"]["engine"], "results": results}))
+                      "training_engine": card.training.engine, "results": results}))
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def main() -> None:
         name = f"{backend}-{precision}"
         runner = make_runner(model, precision, backend)
         inference[name] = round(timed(runner, batch, args.repeats), 4)
-        masks[name] = [predict_probability(runner, card, m) >= card["threshold"] for m in examples]
+        masks[name] = [predict_probability(runner, card, m) >= card.threshold for m in examples]
         print(f"inference {name}: {inference[name]:.3f} s per batch of 4 × 512²", flush=True)
     auto_name = f"{auto.backend}-{auto.precision}"
     reference = masks["torch-fp32"]

@@ -96,10 +96,10 @@ def main() -> None:
     prob = predict_probability(runner, card, image, pixel_size_A=None, tta=args.tta)
     seconds = time.perf_counter() - t
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    result = {"mode": "api", "size": args.size, "architecture": card["architecture"], "tta": args.tta,
+    result = {"mode": "api", "size": args.size, "architecture": card.architecture, "tta": args.tta,
               "windows": windows_for(image.shape), "startup_s": round(startup, 2), "segment_s": round(seconds, 2),
               "peak_rss_mb": round(peak_mb), "rss_before_segmenting_mb": round(baseline_mb),
-              "particle_fraction": round(float((prob >= card["threshold"]).mean()), 4),
+              "particle_fraction": round(float((prob >= card.threshold).mean()), 4),
               "engine": runner.engine.record()}
     print(f"{args.size}² micrograph: {seconds:.2f} s ({result['windows']} windows), start-up {startup:.2f} s, "
           f"peak RSS {peak_mb:.0f} MB ({runner.engine.describe()})")

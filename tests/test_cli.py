@@ -141,3 +141,73 @@ def test_unwritable_output_and_missing_recipe(tmp_path, recipes_dir):
 def test_usage_errors_exit_2(args):
     result = _run(*args)
     assert result.returncode == 2 and len(result.stderr.strip().splitlines()) == 1
+
+
+def _two_crops(folder):
+    """Two small fields cut from the bundled examples, with their pixel sizes (MRC)."""
+    import mrcfile
+
+    from nanofind.analyze.pipeline import EXAMPLES_DIR
+    from nanofind.io.micrograph import read_micrograph
+
+    folder.mkdir()
+    for name in ("example_01.mrc", "example_02.mrc"):
+        m = read_micrograph(EXAMPLES_DIR / name)
+        with mrcfile.new(folder / name) as mrc:
+            mrc.set_data(np.ascontiguousarray(m.array[96:288, 64:256], np.float32))
+            mrc.voxel_size = m.pixel_size_A
+    return folder
+
+
+def _segment_outputs(out):
+    import tifffile
+
+    return {p.name: p.read_bytes() if p.suffix == ".png" else tifffile.imread(p) for p in sorted(out.iterdir())}
+
+
+def _without_times(err):
+    """The messages of a segment run, without the seconds each frame took."""
+    import re
+
+    return [re.sub(r"[0-9.]+ s -> (.*)/out\d/", r"s -> \1/out/", line) for line in err.splitlines()]
+
+
+def test_segment_workers_write_the_serial_files_and_messages(tmp_path, capsys):
+    from PIL import Image
+
+    crops = _two_crops(tmp_path / "in")
+    (crops / "broken.mrc").write_bytes(b"\x00\x01not an mrc" * 40)
+    runs = {}
+    for workers in ("1", "2"):
+        out = tmp_path / f"out{workers}"
+        assert main(["segment", str(crops), "-o", str(out), "--workers", workers]) == 1  # the broken file
+        runs[workers] = (_segment_outputs(out), _without_times(capsys.readouterr().err))
+    serial_files, parallel_files = runs["1"][0], runs["2"][0]
+    assert serial_files.keys() == parallel_files.keys()
+    for name, content in serial_files.items():
+        if name.endswith(".png"):
+            assert parallel_files[name] == content, name  # masks: the same bytes
+        else:  # a worker's network runs on fewer threads: the same sums in another order (last bits only)
+            np.testing.assert_allclose(parallel_files[name], content, rtol=0, atol=1e-6)
+    assert sorted(serial_files) == ["example_01_mask.png", "example_01_prob.tif", "example_02_mask.png",
+                                    "example_02_prob.tif"]
+    mask = np.asarray(Image.open(tmp_path / "out2" / "example_01_mask.png"))
+    assert mask.shape == (192, 192) and set(np.unique(mask)) == {0, 255}  # a particle and background
+    # the same lines in input order (the broken file comes first); only the engine line says how it ran
+    serial, parallel = runs["1"][1], runs["2"][1]
+    assert "running" in serial[0] and "2 workers" in parallel[0]
+    assert serial[1:] == parallel[1:] and "broken.mrc" in serial[1] and "example_01" in serial[2]
+    assert serial[-1].startswith("nanofind: 1 of 3 files failed")
+
+
+def test_segment_parallel_options_are_usage_errors(tmp_path, capsys):
+    crops = _two_crops(tmp_path / "in")
+    for args in (["--workers", "0"], ["--workers", "x"]):
+        with pytest.raises(SystemExit) as usage:
+            main(["segment", str(crops), "-o", str(tmp_path / "out"), *args])
+        assert usage.value.code == 2
+    assert main(["segment", str(crops), "-o", str(tmp_path / "out"), "--workers", "5", "--max-memory", "4"]) == 2
+    assert main(["segment", str(crops), "-o", str(tmp_path / "out"), "--scheduler", "tcp://",
+                 "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 4 and "--workers" in err[0] and "--max-memory" in err[2] and "--scheduler" in err[3]

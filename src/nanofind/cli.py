@@ -129,11 +129,12 @@ def _build_parser() -> argparse.ArgumentParser:
     seg = sub.add_parser("segment", help="segment particles in micrographs with a trained model",
                          description="Write <stem>_mask.png (0/255) and <stem>_prob.tif (float32 particle "
                                      "probability) for each micrograph (MRC, DM3/DM4, SER, EMD, TIFF, PNG, JPEG).")
-    seg.add_argument("micrographs", nargs="+", help="micrograph files")
+    seg.add_argument("micrographs", nargs="+", help="micrograph files and/or folders")
     seg.add_argument("-o", "--output", required=True, help="output directory")
     _add_model_options(seg, tta=False)
     seg.add_argument("--window", type=_whole_number(32, "--window"), default=512, help="sliding window, px")
     seg.add_argument("--batch", type=_count, default=4, help="windows per forward pass")
+    _add_parallel_options(seg)
     seg.add_argument("--quiet", action="store_true", help="no progress bar")
     seg.set_defaults(func=_cmd_segment)
 
@@ -164,6 +165,7 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="smallest particle kept, nm² (default 1.0; 40 px² when the pixel size is unknown)")
     an.add_argument("--no-split", action="store_true", help="do not split touching particles")
     an.add_argument("--resume", action="store_true", help="reuse files an interrupted run into OUTPUT finished")
+    _add_parallel_options(an)
     an.add_argument("--quiet", action="store_true", help="no progress bar")
     an.set_defaults(func=_cmd_analyze)
     return parser
@@ -189,6 +191,17 @@ def _add_model_options(parser: argparse.ArgumentParser, tta: bool) -> None:
     parser.add_argument("--max-memory", type=_number("--max-memory", 1.0, 1e6, low_included=True), default=4.0,
                         metavar="GB", help="peak memory to stay within, GB (1 or more; default 4): larger images "
                                            "are refused, and resampling is bounded to fit")
+
+
+def _add_parallel_options(parser: argparse.ArgumentParser) -> None:
+    """--workers and --scheduler of the commands that segment micrographs (one file per task)."""
+    parser.add_argument("--workers", type=_whole_number(1, "--workers"), default=1, metavar="N",
+                        help="local worker processes, each with its share of the CPUs and 1/N of --max-memory "
+                             "(default 1: one process, the network using every core)")
+    parser.add_argument("--scheduler", metavar="ADDR",
+                        help="run on a Dask distributed scheduler, e.g. tcp://host:8786 (the micrographs and the "
+                             "output directory must be on a file system its workers share; each task may use "
+                             "--max-memory)")
 
 
 def _number(name: str, low: float, high: float = float("inf"), low_included: bool = False):
@@ -254,57 +267,38 @@ def _cmd_train(args: argparse.Namespace) -> int:
     card = train(config, train_items, val_items, args.output, resume=args.resume, progress=not args.quiet,
                  sources=[str(p) for p in args.data],
                  split={"validation": args.val or (args.fold or args.val_fraction), "split_seed": args.split_seed})
-    m = card["metrics"]["validation_at_threshold"]
-    print(f"model written to {args.output}: {card['architecture']}, {card['training']['epochs']} epochs "
-          f"({card['training']['stopped']}), threshold {card['threshold']}, validation Dice {m['dice']:.4f} "
+    m = card.metrics["validation_at_threshold"]
+    print(f"model written to {args.output}: {card.architecture}, {card.training.epochs} epochs "
+          f"({card.training.stopped}), threshold {card.threshold}, validation Dice {m['dice']:.4f} "
           f"IoU {m['iou']:.4f}", file=sys.stderr)
     return 0
 
 
 def _cmd_segment(args: argparse.Namespace) -> int:
-    import numpy as np
-    import tifffile
-    from PIL import Image
+    from nanofind.segment.batch import ModelChoice
+    from nanofind.segment.files import segment_files
 
-    from nanofind.io.micrograph import read_micrograph
-    from nanofind.learn.engine import load_runner
-    from nanofind.learn.scale_guard import max_image_pixels, plan_scale
-    from nanofind.segment.inference import predict_probability
+    def report(result) -> None:
+        if result.error is not None:
+            print(f"nanofind: error: {result.error}", file=sys.stderr)
+            return
+        for frame in result.frames:
+            for warning in frame["warnings"]:
+                print(f"nanofind: warning: {result.path}: {warning}", file=sys.stderr)
+            if not args.quiet:
+                print(f"{result.path}: {frame['width_px']}x{frame['height_px']} px, particles "
+                      f"{frame['particle_fraction'] * 100:.1f}% of the field, {frame['seconds']:.1f} s -> "
+                      f"{frame['mask_png']}", file=sys.stderr)
 
-    runner, card = load_runner(args.model, args.precision, args.backend, warm_up_px=args.window)
-    threshold = card["threshold"] if args.threshold is None else args.threshold
-    out = Path(args.output)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise NanofindInputError(f"cannot create ({exc.strerror or exc})", str(out)) from None
-    if not args.quiet:
-        print(f"nanofind: running {runner.engine.describe()}", file=sys.stderr)
-    failures = []
-    for path in args.micrographs:
-        try:
-            micrograph = read_micrograph(path, args.pixel_size,
-                                         max_pixels=max_image_pixels(args.max_memory, "segment"))
-            for frame in micrograph.frames():
-                t = time.perf_counter()
-                plan = plan_scale(frame.array.shape, frame.pixel_size_A, card, args.max_memory, "segment", str(path))
-                for warning in plan.warnings:
-                    print(f"nanofind: warning: {path}: {warning}", file=sys.stderr)
-                prob = predict_probability(runner, card, frame.array, frame.pixel_size_A, window_px=args.window,
-                                           batch=args.batch, tta=args.tta, plan=plan)
-                stem = frame.name
-                Image.fromarray(((prob >= threshold) * 255).astype(np.uint8)).save(out / f"{stem}_mask.png")
-                tifffile.imwrite(out / f"{stem}_prob.tif", prob.astype(np.float32))
-                if not args.quiet:
-                    print(f"{path}: {frame.array.shape[1]}x{frame.array.shape[0]} px, "
-                          f"particles {float((prob >= threshold).mean()) * 100:.1f}% of the field, "
-                          f"{time.perf_counter() - t:.1f} s -> {out / (stem + '_mask.png')}", file=sys.stderr)
-        except NanofindInputError as exc:
-            print(f"nanofind: error: {exc}", file=sys.stderr)
-            failures.append(path)
-    if failures:
-        print(f"nanofind: {len(failures)} of {len(args.micrographs)} files failed: {', '.join(failures)}",
-              file=sys.stderr)
+    run = segment_files(args.micrographs, args.output,
+                        model=ModelChoice(args.model, args.precision, args.backend, warm_up_px=args.window),
+                        threshold=args.threshold, pixel_size_A=args.pixel_size, window_px=args.window,
+                        batch=args.batch, tta=args.tta, max_memory_gb=args.max_memory, workers=args.workers,
+                        scheduler=args.scheduler, on_file=report,
+                        on_start=None if args.quiet else lambda line: print(f"nanofind: {line}", file=sys.stderr))
+    if run.failed:
+        print(f"nanofind: {len(run.failed)} of {len(run.results)} files failed: "
+              f"{', '.join(str(r.path) for r in run.failed)}", file=sys.stderr)
         return 1
     return 0
 
@@ -323,7 +317,8 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     settings = AnalysisSettings(model=args.model, threshold=args.threshold, pixel_size_A=args.pixel_size,
                                 tta=args.tta, precision=args.precision, backend=args.backend,
                                 max_memory_gb=args.max_memory, cleaning=cleaning)
-    summary = analyze_batch(inputs, output, settings, progress=not args.quiet, resume=args.resume)
+    summary = analyze_batch(inputs, output, settings, progress=not args.quiet, resume=args.resume,
+                            workers=args.workers, scheduler=args.scheduler)
     sizes = summary["size_distribution"]
     size = f", mean equivalent diameter {sizes['mean']:.2f} {sizes['unit']}" if "mean" in sizes else ""
     print(f"{summary['particles']} particles in {summary['images']} images{size}; "
@@ -427,14 +422,10 @@ def _cmd_scene(args: argparse.Namespace) -> int:
     recipe = load_recipe(args.recipe)
     start = time.perf_counter()
     try:
-        atoms, spec = build_scene(recipe, args.seed)
+        atoms, _ = build_scene(recipe, args.seed, recipe_path=args.recipe)
     except NanofindInputError as err:  # say which recipe the field belongs to
         raise NanofindInputError(f"{args.recipe}: {err}") from None
     elapsed = time.perf_counter() - start
-    atoms.info["nanofind_recipe"] = recipe.model_dump(mode="json", exclude_none=True)
-    atoms.info["nanofind_recipe_path"] = str(args.recipe)
-    atoms.info["nanofind_spec"] = spec
-    atoms.info["nanofind_version"] = __version__
     write_extxyz(output, atoms)
     for kind, path in extras.items():
         if kind == "prismatic":

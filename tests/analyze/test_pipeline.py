@@ -3,6 +3,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from nanofind.analyze.pipeline import EXAMPLES_DIR
@@ -36,9 +37,16 @@ def test_batch_with_bad_files_finishes_the_good_ones(tmp_path, capsys):
     assert "corrupt.mrc" in err and "Traceback" not in err
 
 
-def test_example_run_finds_the_simulated_particles(tmp_path):
-    out = tmp_path / "demo"
+@pytest.fixture(scope="module")
+def example_run(tmp_path_factory):
+    """A serial analysis of the bundled examples (read only: copy it to change it)."""
+    out = tmp_path_factory.mktemp("examples") / "demo"
     assert main(["analyze", "--example", "-o", str(out), "--quiet"]) == 0
+    return out
+
+
+def test_example_run_finds_the_simulated_particles(example_run):
+    out = example_run
     info = json.loads((EXAMPLES_DIR / "examples.json").read_text())
     summary = json.loads((out / "summary.json").read_text())
     assert summary["files"] == len(info["files"]) and not summary["failed"]
@@ -71,18 +79,61 @@ def test_no_inputs_is_a_usage_error(tmp_path):
     assert main(["analyze", str(tmp_path / "missing-dir-or-file.mrc"), "-o", str(tmp_path / "y"), "--quiet"]) == 1
 
 
-def test_resume_reuses_finished_files(tmp_path, monkeypatch):
-    import nanofind.analyze.pipeline as pipeline
+def _outputs(out):
+    """Every file of an analysis whose bytes may not depend on how it ran."""
+    names = ["particles.csv"] + [f"masks/{p.name}" for p in sorted((out / "masks").iterdir())]
+    return {name: (out / name).read_bytes() for name in names}
+
+
+def test_workers_and_a_dask_cluster_give_the_serial_bytes(example_run, tmp_path):
+    from distributed import LocalCluster
+
+    serial = _outputs(example_run)
+    assert len(serial) == 1 + 2 * 3  # the table, and a mask and a label image per example
+    two = tmp_path / "two"
+    assert main(["analyze", "--example", "-o", str(two), "--workers", "2", "--quiet"]) == 0
+    assert _outputs(two) == serial
+    summary = json.loads((two / "summary.json").read_text())
+    assert summary["settings"]["workers"] == 2 and summary["settings"]["threads_per_worker"] >= 1
+    assert [i["file"] for i in summary["per_image"]] == sorted(i["file"] for i in summary["per_image"])
+    # an in-process cluster: the same client/submit path as a remote one
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
+        dask = tmp_path / "dask"
+        assert main(["analyze", "--example", "-o", str(dask), "--scheduler", cluster.scheduler_address,
+                     "--quiet"]) == 0
+        assert json.loads((dask / "summary.json").read_text())["settings"]["scheduler"] == cluster.scheduler_address
+    assert _outputs(dask) == serial
+
+
+def test_parallel_options_are_checked_in_one_line(tmp_path, capsys):
+    out = str(tmp_path / "x")
+    for args, option in ((["--workers", "0"], "--workers"), (["--max-memory", "3", "--workers", "4"], "--max-memory"),
+                         (["--scheduler", "no-port-here"], "--scheduler")):
+        try:
+            code = main(["analyze", "--example", "-o", out, "--quiet", *args])
+        except SystemExit as usage:  # argparse's own check
+            code = usage.code
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1 and option in err[0], (args, err)
+
+
+def test_resume_reuses_finished_files(example_run, tmp_path, monkeypatch):
+    import nanofind.segment.batch as batch
 
     out = tmp_path / "out"
-    assert main(["analyze", "--example", "-o", str(out), "--quiet"]) == 0
-    first = (out / "particles.csv").read_text()
+    shutil.copytree(example_run, out)
+    first = (out / "particles.csv").read_bytes()
+    (out / "particles.csv").unlink()
+    analysed = []
 
-    def no_analysis(*args, **kwargs):
-        raise AssertionError("a finished file was analysed again")
+    def no_analysis(function, tasks, **kwargs):  # every file handed out is counted, and fails
+        analysed.extend(path for _, path in tasks)
+        return ((k, batch.FileResult(path, error="analysed again")) for k, (_, path) in enumerate(tasks))
 
-    monkeypatch.setattr(pipeline, "_analyze_file", no_analysis)
-    assert main(["analyze", "--example", "-o", str(out), "--resume", "--quiet"]) == 0
-    assert (out / "particles.csv").read_text() == first
-    # other settings: nothing is reused (the stub fails every file, so the batch reports failures)
+    monkeypatch.setattr(batch, "run_tasks", no_analysis)
+    # another worker count runs the same analysis: its records are reused
+    assert main(["analyze", "--example", "-o", str(out), "--resume", "--workers", "2", "--quiet"]) == 0
+    assert not analysed and (out / "particles.csv").read_bytes() == first
+    # other settings: nothing is reused
     assert main(["analyze", "--example", "-o", str(out), "--resume", "--min-area", "2", "--quiet"]) == 1
+    assert len(analysed) == 3

@@ -1,6 +1,7 @@
 import numpy as np
+from PIL import Image
 
-from nanofind.learn.metrics import segmentation_scores
+from nanofind.learn.metrics import confusion, pooled_scores, segmentation_scores
 from nanofind.learn.model_file import DEFAULT_MODEL_DIR, WEIGHTS, load_model
 from nanofind.segment.inference import predict_probability
 from tests.learning_fixtures import disc_field
@@ -9,19 +10,34 @@ from tests.learning_fixtures import disc_field
 def test_shipped_model_is_small_documented_and_finds_particles():
     assert (DEFAULT_MODEL_DIR / WEIGHTS).stat().st_size <= 20 * 2**20
     model, card = load_model()  # no name: the shipped model
-    assert card["architecture"] == "unet" and 0 < card["threshold"] < 1
-    assert card["pixel_size_range_A"][0] <= card["pixel_size_A"] <= card["pixel_size_range_A"][1]
-    lo, hi = card["working_pixel_size_range_A"]  # where it segments: inside what it was trained on
-    assert card["pixel_size_range_A"][0] <= lo < hi <= card["pixel_size_range_A"][1]
+    assert card.task == "segmentation" and card.architecture == "unet" and 0 < card.threshold < 1
+    assert card.pixel_size_range_A[0] <= card.pixel_size_A <= card.pixel_size_range_A[1]
+    lo, hi = card.working_pixel_size_range_A  # where it segments: inside what it was trained on
+    assert card.pixel_size_range_A[0] <= lo < hi <= card.pixel_size_range_A[1]
+    record = card.record()["training"]
     for key in ("config", "train_data", "reproduce", "stages"):
-        assert key in card["training"], key
-    assert card["metrics"]["test"]["simulated_pooled"]["dice"] >= 0.9
+        assert key in record, key
     # a bright-field field it never saw: two dark particles on a noisy support, and the support alone
     image, mask = disc_field(shape=(256, 256), centres=((80, 90), (170, 180)), radius=30, seed=1)
     prob = predict_probability(model, card, image)
-    assert segmentation_scores(prob >= card["threshold"], mask)["dice"] > 0.8
+    assert segmentation_scores(prob >= card.threshold, mask)["dice"] > 0.8
     # with a known 0.6 A pixel the field is enlarged into the working range and the map comes back on its grid
     prob = predict_probability(model, card, image, pixel_size_A=0.6)
-    assert prob.shape == image.shape and segmentation_scores(prob >= card["threshold"], mask)["dice"] > 0.8
+    assert prob.shape == image.shape and segmentation_scores(prob >= card.threshold, mask)["dice"] > 0.8
     blank = np.clip(150 + np.random.default_rng(2).normal(0, 8, (256, 256)), 0, 255)
-    assert (predict_probability(model, card, blank) >= card["threshold"]).mean() < 0.01
+    assert (predict_probability(model, card, blank) >= card.threshold).mean() < 0.01
+
+
+def test_shipped_model_outlines_the_bundled_examples():
+    # multislice micrographs with their true particle masks (analyze/examples): a model that reads the wrong
+    # channel, the wrong normalisation or damaged weights falls far below this (measured pooled Dice 0.91)
+    from nanofind.analyze.pipeline import EXAMPLES_DIR, expand_inputs
+    from nanofind.io import read_micrograph
+
+    model, card = load_model()
+    confs = []
+    for path in expand_inputs([EXAMPLES_DIR]):
+        truth = np.asarray(Image.open(path.with_name(f"{path.stem}_truth.png"))) > 0
+        prob = predict_probability(model, card, read_micrograph(path))
+        confs.append(confusion(prob >= card.threshold, truth))
+    assert len(confs) == 3 and pooled_scores(confs)["dice"] > 0.85

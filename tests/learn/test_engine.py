@@ -160,8 +160,8 @@ def test_auto_masks_agree_with_fp32_on_the_bundled_examples():
     same = total = 0
     for path in expand_inputs([EXAMPLES_DIR]):
         m = read_micrograph(path)
-        a = predict_probability(auto, card, m) >= card["threshold"]
-        b = predict_probability(fp32, card, m) >= card["threshold"]
+        a = predict_probability(auto, card, m) >= card.threshold
+        b = predict_probability(fp32, card, m) >= card.threshold
         same, total = same + 2 * int((a & b).sum()), total + int(a.sum() + b.sum())
     assert total > 0 and same / total >= 0.998
 

@@ -33,7 +33,37 @@ def _one_thread():
 
 def test_every_architecture_has_a_parameter_range():
     assert set(PARAMETER_RANGES) == set(ARCHITECTURES)
-    assert SIZE_MULTIPLE == 32
+
+
+# odd sizes (not multiples of 32) for each output-channel count; the wrapper must pad and crop back exactly
+SIZES_BY_CHANNELS = {1: (33, 47), 3: (35, 61), 5: (65, 37)}
+
+
+@pytest.mark.parametrize("out_channels", sorted(SIZES_BY_CHANNELS))
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_any_number_of_output_channels_at_the_input_size(name, out_channels):
+    torch.manual_seed(0)
+    in_channels = 2 if out_channels == 3 else 1
+    model = build_network(name, out_channels=out_channels, in_channels=in_channels).eval()
+    first = next(m for m in model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert first.in_channels == in_channels
+    height, width = SIZES_BY_CHANNELS[out_channels]
+    with torch.no_grad():
+        y = model(torch.randn(2, in_channels, height, width))
+        # the bare network needs multiples of SIZE_MULTIPLE (its total stride) and keeps them
+        bare = model.net(torch.randn(1, in_channels, 2 * SIZE_MULTIPLE, 3 * SIZE_MULTIPLE))
+    assert y.shape == (2, out_channels, height, width)
+    assert bare.shape == (1, out_channels, 2 * SIZE_MULTIPLE, 3 * SIZE_MULTIPLE)
+    assert torch.isfinite(y).all()
+    if out_channels > 1:  # distinct heads, not one channel repeated
+        assert (y[:, 0] - y[:, -1]).abs().max() > 1e-6
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.0, True])
+def test_channel_counts_must_be_positive_whole_numbers(bad):
+    for key in ("out_channels", "in_channels"):
+        with pytest.raises(ValueError, match=key):
+            build_network("seed_unet", **{key: bad})
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))

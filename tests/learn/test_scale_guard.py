@@ -8,6 +8,7 @@ import torch
 from nanofind.cli import main
 from nanofind.errors import NanofindInputError
 from nanofind.io import read_micrograph
+from nanofind.learn.card import ModelCard, Normalisation
 from nanofind.learn.scale_guard import (
     BYTES_PER_IMAGE_PX,
     BYTES_PER_WORK_PX,
@@ -19,8 +20,9 @@ from nanofind.learn.scale_guard import (
 from nanofind.segment.inference import predict_probability
 from tests.learning_fixtures import disc_field
 
-CARD = {"pixel_size_A": 0.3, "pixel_size_range_A": [0.2, 0.7], "working_pixel_size_range_A": [0.25, 0.35],
-        "threshold": 0.5, "normalisation": {}}
+CARD = ModelCard(task="segmentation", architecture="seed_unet", pixel_size_A=0.3, pixel_size_range_A=[0.2, 0.7],
+                 working_pixel_size_range_A=[0.25, 0.35], threshold=0.5,
+                 normalisation=Normalisation(flatten_background=False))
 
 
 def write_mrc(path, image, pixel_size_A):

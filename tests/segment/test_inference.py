@@ -5,11 +5,14 @@ import numpy as np
 import pytest
 import tifffile
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
 from nanofind.cli import main
 from nanofind.errors import NanofindInputError
 from nanofind.io import read_micrograph
+from nanofind.learn.card import ModelCard, Normalisation
 from nanofind.learn.model_file import save_model
 from nanofind.learn.networks import build_network
 from nanofind.learn.scale_guard import model_zoom
@@ -22,6 +25,13 @@ class Pointwise(torch.nn.Module):
 
     def forward(self, x):
         return torch.cat([-2 * x, 2 * x], dim=1)
+
+
+def _card(**fields) -> ModelCard:
+    """A segmentation card with the unflattened normalisation, plus ``fields``."""
+    base = {"task": "segmentation", "architecture": "seed_unet", "pixel_size_A": 0.5, "threshold": 0.5,
+            "normalisation": Normalisation(flatten_background=False)}
+    return ModelCard(**{**base, **fields})
 
 
 def test_small_image_is_one_pass():
@@ -61,14 +71,26 @@ def test_sliding_window_blending_equals_a_single_pass():
     np.testing.assert_allclose(single, 1 / (1 + np.exp(-4 * image)), atol=1e-5)
 
 
+@settings(max_examples=20, deadline=None)
+@given(height=st.integers(20, 160), width=st.integers(20, 160), window_px=st.integers(16, 96),
+       overlap=st.floats(0.0, 0.75), batch=st.integers(1, 5), seed=st.integers(0, 2**16))
+def test_sliding_windows_equal_a_single_pass_for_a_local_network(height, width, window_px, overlap, batch, seed):
+    # the Gaussian blend is a weighted mean of windows that all agree where the output depends on each pixel
+    # alone, whatever the image size, window, overlap and batch
+    image = np.random.default_rng(seed).normal(size=(height, width)).astype(np.float32)
+    tiled = predict_normalised(Pointwise(), image, window_px=window_px, overlap=overlap, batch=batch)
+    assert tiled.shape == image.shape
+    np.testing.assert_allclose(tiled, 1 / (1 + np.exp(-4 * image)), atol=1e-5)
+
+
 def test_pixel_size_resampling_into_the_training_range():
-    card = {"pixel_size_A": 0.5, "pixel_size_range_A": [0.25, 0.7]}
+    card = _card(pixel_size_range_A=[0.25, 0.7])
     assert model_zoom(None, card) == 1.0
     assert model_zoom(0.4, card) == 1.0  # inside the range: untouched
     assert model_zoom(1.4, card) == pytest.approx(2.0)  # coarser than trained: enlarged to 0.7 Å
     assert model_zoom(0.1, card) == pytest.approx(0.4)
     # a working range narrower than the training one takes precedence
-    working = {**card, "working_pixel_size_range_A": [0.25, 0.35]}
+    working = _card(pixel_size_range_A=[0.25, 0.7], working_pixel_size_range_A=[0.25, 0.35])
     assert model_zoom(0.3, working) == 1.0 and model_zoom(0.7, working) == pytest.approx(2.0)
     # the probability map comes back on the micrograph's own grid, and resampling keeps the geometry
     image = np.full((150, 170), 100.0, np.float32)
@@ -79,12 +101,22 @@ def test_pixel_size_resampling_into_the_training_range():
     assert inside[45:95, 55:115].all() and not inside[:30].any()
 
 
+def test_the_card_says_which_channel_is_the_particle_and_that_it_segments():
+    image = np.random.default_rng(3).normal(size=(48, 64)).astype(np.float32) * 50 + 100
+    prob = predict_probability(Pointwise(), _card(), image)
+    flipped = predict_probability(Pointwise(), _card(classes=["particle", "background"]), image)
+    np.testing.assert_allclose(flipped, 1 - prob, atol=1e-6)
+    assert 0.2 < (prob >= 0.5).mean() < 0.8  # both classes present, so the flip is not trivially equal
+    classifier = _card(task="classification", classes=["fcc", "icosahedron"], threshold=None)
+    with pytest.raises(NanofindInputError, match="classification model cannot segment"):
+        predict_probability(Pointwise(), classifier, image)
+
+
 @pytest.fixture
 def tiny_model(tmp_path):
     torch.manual_seed(0)
     model = build_network("seed_unet", width=8)
-    card = {"architecture": "seed_unet", "options": {"width": 8}, "normalisation": {}, "pixel_size_A": 0.5,
-            "pixel_size_range_A": [0.4, 0.6], "threshold": 0.5}
+    card = _card(options={"width": 8}, pixel_size_range_A=[0.4, 0.6])
     return save_model(tmp_path / "tiny-model", model, card)
 
 

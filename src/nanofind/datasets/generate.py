@@ -8,33 +8,27 @@ parallelises best across images, not within one. The main process alone writes f
 from __future__ import annotations
 
 import math
-import multiprocessing
 import os
 import time
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 
+from nanofind._parallel import cached_in_process, run_tasks
 from nanofind._progress import ProgressBar
+from nanofind.datasets.sample import Sample
 from nanofind.datasets.store import consolidate, existing_indices, parts_dir, run_header, write_part
 from nanofind.errors import NanofindInputError
 from nanofind.simulate.multislice import SubstratePotentialCache
-from nanofind.simulate.pipeline import Sample, simulate_group
+from nanofind.simulate.pipeline import simulate_group
 from nanofind.simulate.recipe import parse_simulation_recipe
-
-_SINGLE_THREAD_ENV = {"OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1", "MKL_NUM_THREADS": "1",
-                      "NUMBA_NUM_THREADS": "1", "NUMEXPR_NUM_THREADS": "1"}
-_WORKER_STATE: dict = {}
 
 
 def _run_group(recipe_record: dict, seed: int, group: int, positions: list[int]) -> tuple[int, list[Sample]]:
     """Worker entry point: simulate one group (recipe parsed and caches kept once per process)."""
-    key = repr(sorted(recipe_record.items(), key=str))
-    if _WORKER_STATE.get("key") != key:
-        _WORKER_STATE.update(key=key, recipe=parse_simulation_recipe(recipe_record),
-                             cache=SubstratePotentialCache())
-    samples = simulate_group(_WORKER_STATE["recipe"], seed, group, positions, _WORKER_STATE["cache"],
-                             recipe_record)
+    recipe, cache = cached_in_process(
+        "simulation", repr(sorted(recipe_record.items(), key=str)),
+        lambda: (parse_simulation_recipe(recipe_record), SubstratePotentialCache()))
+    samples = simulate_group(recipe, seed, group, positions, cache, recipe_record)
     return group, samples
 
 
@@ -123,67 +117,12 @@ def generate_dataset(recipe_record: dict, recipe_source: str, n: int, out: str |
     return RunReport(out, n, made, len([i for i in done if i < n]), time.perf_counter() - start)
 
 
-def _exit_with_parent(parent_pid: int) -> None:
-    """Worker initializer: end the worker when the run that started it is killed (even by SIGKILL)."""
-    import threading
-
-    def watch():
-        while os.getppid() == parent_pid:
-            time.sleep(1.0)
-        os._exit(1)
-
-    threading.Thread(target=watch, daemon=True).start()
-
-
 def _execute(work, recipe_record, seed, workers, scheduler):
-    """Yield (group, samples) as groups finish, in any order."""
-    if not work:
-        return
-    if scheduler:
-        yield from _execute_dask(work, recipe_record, seed, scheduler)
-        return
-    workers = min(workers or os.cpu_count() or 1, len(work))
-    if workers < 1:
-        raise NanofindInputError(f"--workers must be >= 1, got {workers}")
-    if workers == 1:
-        for group, positions in work:
-            yield _run_group(recipe_record, seed, group, positions)
-        return
-    saved = {k: os.environ.get(k) for k in _SINGLE_THREAD_ENV}
-    os.environ.update(_SINGLE_THREAD_ENV)  # inherited by the spawned workers before numpy loads
-    try:
-        pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                                   initializer=_exit_with_parent, initargs=(os.getpid(),))
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    with pool:
-        pending = set()
-        queue = list(work)
-        # keep a couple of groups queued per worker so none idles, without holding every result in memory
-        while queue or pending:
-            while queue and len(pending) < 2 * workers:
-                g, pos = queue.pop(0)
-                pending.add(pool.submit(_run_group, recipe_record, seed, g, pos))
-            finished, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for f in finished:
-                yield f.result()
+    """Yield (group, samples) as groups finish, in any order.
 
-
-def _execute_dask(work, recipe_record, seed, address):
-    try:
-        from distributed import Client, as_completed
-    except ImportError:  # pragma: no cover - distributed is a dependency
-        raise NanofindInputError("--scheduler needs dask.distributed installed") from None
-    try:
-        client = Client(address, timeout="10s")
-    except (OSError, TimeoutError) as exc:
-        raise NanofindInputError(f"--scheduler {address}: cannot connect ({exc})") from None
-    with client:
-        futures = [client.submit(_run_group, recipe_record, seed, g, pos, pure=False) for g, pos in work]
-        for future in as_completed(futures):
-            yield future.result()
-            future.release()
+    Local workers are single-threaded whatever their number: the multislice is FFT-bound and
+    parallelises best across images, not within one.
+    """
+    tasks = [(recipe_record, seed, group, positions) for group, positions in work]
+    for _, result in run_tasks(_run_group, tasks, workers=workers, scheduler=scheduler, threads_per_worker=1):
+        yield result

@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from nanofind.errors import NanofindInputError
+from nanofind.learn.heads import OutputHead
 
 #: CPU flags that decide the precision and backend, recorded beside every time figure.
 RELEVANT_FLAGS = ("avx2", "fma", "avx512f", "avx512_vnni", "avx512_bf16", "amx_tile", "amx_bf16", "amx_int8")
@@ -92,10 +93,16 @@ def onnxruntime_version() -> str | None:
 
 
 def compute_threads() -> int:
-    """Threads for network inference: PyTorch's setting once it is imported, else the CPUs this process may use."""
+    """Threads for network inference: PyTorch's, else ``OMP_NUM_THREADS``, else the CPUs this process may use.
+
+    PyTorch's setting counts once it is imported; before, ``OMP_NUM_THREADS`` as PyTorch would take it
+    (parallel workers get their share of the CPUs this way).
+    """
     torch = sys.modules.get("torch")
     if torch is not None:
         return torch.get_num_threads()
+    if os.environ.get("OMP_NUM_THREADS", "").isdigit() and int(os.environ["OMP_NUM_THREADS"]) > 0:
+        return int(os.environ["OMP_NUM_THREADS"])
     try:
         return len(os.sched_getaffinity(0))
     except (AttributeError, OSError):
@@ -168,26 +175,21 @@ def choose_engine(precision: str = "auto", backend: str = "auto", training: bool
     return Engine(backend, precision, why)
 
 
-# --- runners: a batch (N, 1, H, W) of normalised images in, particle probabilities (N, 1, H, W) out, numpy ---------
-
-
-def particle_probability(logits):
-    """The particle channel of the softmax over two classes, float32 (N, 1, H, W), of a torch tensor of logits.
-
-    With two classes the softmax's second channel is the logistic function of the logit
-    difference, which ONNX Runtime computes without the channel transposes a softmax needs.
-    """
-    logits = logits.float()
-    return (logits[:, 1:2] - logits[:, :1]).sigmoid()
+# --- runners: a batch (N, C, H, W) of normalised images in, what the task needs out (nanofind.learn.heads), numpy ---
 
 
 class TorchRunner:
-    """Runs a PyTorch network in eval mode, in fp32 or under bf16 autocast with channels-last memory."""
+    """Runs a PyTorch network in eval mode, in fp32 or under bf16 autocast with channels-last memory.
 
-    def __init__(self, model, engine: Engine | None = None):
+    ``head`` (default: particle segmentation) turns the network's raw outputs into what the
+    model's task needs (:class:`~nanofind.learn.heads.OutputHead`).
+    """
+
+    def __init__(self, model, engine: Engine | None = None, head: OutputHead | None = None):
         import torch
 
         self.engine = engine or Engine("torch", "fp32", "PyTorch fp32 (given)")
+        self.head = head or OutputHead()
         self.bf16 = self.engine.precision == "bf16"
         # channels-last pays only with bf16 kernels; in fp32 it is slower on AVX2 CPUs
         self.memory_format = torch.channels_last if self.bf16 else torch.contiguous_format
@@ -198,8 +200,8 @@ class TorchRunner:
 
         batch = torch.from_numpy(np.ascontiguousarray(x, np.float32)).contiguous(memory_format=self.memory_format)
         with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16):
-            prob = particle_probability(self.model(batch))
-        return prob.numpy()
+            out = self.head(self.model(batch))
+        return out.numpy()
 
 
 def cache_dir() -> Path:
@@ -216,12 +218,13 @@ def cache_dir() -> Path:
         return Path(tempfile.gettempdir()) / f"nanofind-cache-{os.getuid()}"
 
 
-def weights_fingerprint(state: dict) -> str:
-    """A hash (hex, 24 digits) of named weight arrays (numpy or torch) and of the exporter's settings.
+def weights_fingerprint(state: dict, head: OutputHead | None = None) -> str:
+    """A hash (hex, 24 digits) of named weight arrays (numpy or torch), the output head and the exporter's settings.
 
     The same for a network in memory and for its safetensors file, so either finds the cached export.
     """
-    h = hashlib.sha256(f"nanofind-onnx|{ONNX_OPSET}|{ONNX_EXPORT_VERSION}".encode())
+    head = head or OutputHead()
+    h = hashlib.sha256(f"nanofind-onnx|{ONNX_OPSET}|{ONNX_EXPORT_VERSION}|{head.key()}".encode())
     for name in sorted(state):
         array = state[name]
         array = array.detach().cpu().numpy() if hasattr(array, "detach") else np.asarray(array)
@@ -239,31 +242,46 @@ def _bare(model):
     return model, 1
 
 
-def export_onnx(model) -> bytes:
-    """The network's probability graph as ONNX bytes (dynamic batch, height and width)."""
+def _input_channels(net) -> int:
+    """Input channels of a network: those of its first convolution."""
+    import torch
+
+    first = next((m for m in net.modules() if isinstance(m, torch.nn.Conv2d)), None)
+    return first.in_channels if first is not None else 1
+
+
+def export_onnx(model, head: OutputHead | None = None) -> bytes:
+    """The network with the per-pixel part of its output ``head`` (default: particle probability) as ONNX bytes.
+
+    The batch, height and width are dynamic; the output is named ``output`` (``probability`` for
+    segmentation, as before heads existed).
+    """
     import io
     import warnings
 
     import torch
 
-    class ProbabilityGraph(torch.nn.Module):  # the bare network and the particle probability, no padding wrapper
+    head = head or OutputHead()
+
+    class HeadGraph(torch.nn.Module):  # the bare network and the task's head, no padding wrapper
         def __init__(self, net):
             super().__init__()
             self.net = net
 
         def forward(self, x):
-            return particle_probability(self.net(x))
+            return head.dense(self.net(x))
 
     net, multiple = _bare(model)
-    graph = ProbabilityGraph(net).eval()
+    graph = HeadGraph(net).eval()
     side = max(64, multiple)
+    name = "probability" if head.task == "segmentation" else "output"
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the exporter's deprecation and instance-norm notices
-        torch.onnx.export(graph, (torch.zeros(1, 1, side, side),), buffer, dynamo=False, opset_version=ONNX_OPSET,
-                          input_names=["image"], output_names=["probability"],
+        torch.onnx.export(graph, (torch.zeros(1, _input_channels(net), side, side),), buffer, dynamo=False,
+                          opset_version=ONNX_OPSET, input_names=["image"], output_names=[name],
                           dynamic_axes={"image": {0: "batch", 2: "height", 3: "width"},
-                                        "probability": {0: "batch", 2: "height", 3: "width"}})
+                                        name: {0: "batch", 2: "height", 3: "width"}})
     return buffer.getvalue()
 
 
@@ -295,19 +313,19 @@ def _store_onnx(fingerprint: str, multiple: int, data: bytes) -> str | None:
         return None
 
 
-def onnx_model_bytes(model) -> tuple[bytes, str | None]:
-    """ONNX bytes of ``model`` from the user cache, exported (and cached when possible) on first use.
+def onnx_model_bytes(model, head: OutputHead | None = None) -> tuple[bytes, str | None]:
+    """ONNX bytes of ``model`` with ``head`` from the user cache, exported (and cached when possible) on first use.
 
     Returns the bytes and the cache file (None when the export could not be cached).
     """
     multiple = _bare(model)[1]
-    fingerprint = weights_fingerprint(model.state_dict())  # the keys of the model file
+    fingerprint = weights_fingerprint(model.state_dict(), head)  # the keys of the model file
     path = _cached_onnx(fingerprint, multiple)
     try:
         return path.read_bytes(), str(path)
     except OSError:
         pass
-    data = export_onnx(model)
+    data = export_onnx(model, head)
     return data, _store_onnx(fingerprint, multiple, data)
 
 
@@ -315,16 +333,18 @@ class OnnxRunner:
     """Runs a network exported to ONNX in ONNX Runtime (fp32), padding inputs as the network's wrapper does.
 
     Made from a PyTorch network (``model``) or, without importing PyTorch, from ONNX bytes
-    (``onnx_bytes``) and the size multiple the network needs.
+    (``onnx_bytes``, exported with ``head``) and the size multiple the network needs.
     """
 
     def __init__(self, model=None, engine: Engine | None = None, threads: int | None = None,
-                 onnx_bytes: bytes | None = None, multiple: int | None = None, onnx_path: str | None = None):
+                 onnx_bytes: bytes | None = None, multiple: int | None = None, onnx_path: str | None = None,
+                 head: OutputHead | None = None):
         import onnxruntime as ort
 
         self.engine = engine or Engine("onnx", "fp32", "ONNX Runtime (given)")
+        self.head = head or OutputHead()
         if onnx_bytes is None:
-            onnx_bytes, onnx_path = onnx_model_bytes(model)
+            onnx_bytes, onnx_path = onnx_model_bytes(model, self.head)
             multiple = _bare(model)[1]
         self.onnx_path = onnx_path
         self.multiple = multiple or 1
@@ -341,33 +361,41 @@ class OnnxRunner:
         top, left = pad_h // 2, pad_w // 2  # as PadToMultiple: reflect, split as evenly as possible
         if pad_h or pad_w:
             array = np.pad(array, ((0, 0), (0, 0), (top, pad_h - top), (left, pad_w - left)), mode="reflect")
-        prob = self.session.run(None, {"image": array})[0]
-        return np.ascontiguousarray(prob[..., top:top + h, left:left + w])
+        out = self.session.run(None, {"image": array})[0]
+        return self.head.pooled(np.ascontiguousarray(out[..., top:top + h, left:left + w]))
 
 
-def _warm_up(runner, side: int | None):
+def _warm_up(runner, side: int | None, channels: int = 1):
     """Two calls on a window of ``side`` (ONNX Runtime's first calls at a new size are several times slower)."""
     if side:
         for _ in range(2):
-            runner(np.zeros((1, 1, side, side), np.float32))
+            runner(np.zeros((1, channels, side, side), np.float32))
     return runner
 
 
-def make_runner(model, precision: str = "auto", backend: str = "auto", warm_up_px: int | None = None):
+def make_runner(model, precision: str = "auto", backend: str = "auto", warm_up_px: int | None = None,
+                card=None):
     """A runner for the network ``model`` with the engine :func:`choose_engine` picks.
 
+    ``card`` (a :class:`~nanofind.learn.card.ModelCard`) sets what the runner returns
+    (:class:`~nanofind.learn.heads.OutputHead`); without one, particle probabilities.
     ``warm_up_px``: see :func:`load_runner`.
     """
     engine = choose_engine(precision, backend)
-    return _warm_up(_runner_for(model, engine), warm_up_px)
+    head = OutputHead.of(card) if card is not None else None
+    channels = card.input_channels if card is not None else 1
+    return _warm_up(_runner_for(model, engine, head), warm_up_px, channels)
 
 
-def _runner_for(model, engine: Engine):
-    return OnnxRunner(model, engine) if engine.backend == "onnx" else TorchRunner(model, engine)
+def _runner_for(model, engine: Engine, head: OutputHead | None = None):
+    return OnnxRunner(model, engine, head=head) if engine.backend == "onnx" else TorchRunner(model, engine, head)
 
 
 def load_runner(model_dir=None, precision: str = "auto", backend: str = "auto", warm_up_px: int | None = None):
-    """The runner and card of a model directory (``None`` or ``"default"``: the shipped model).
+    """The runner and :class:`~nanofind.learn.card.ModelCard` of a model directory (``None``: the shipped model).
+
+    ``"default"`` names the shipped model, too. The runner returns what the card's task needs
+    (:mod:`nanofind.learn.heads`).
 
     With ONNX Runtime and an export already in the user cache, neither PyTorch nor MONAI is imported
     (seconds of start-up); otherwise the network is built and, for ONNX Runtime, exported and cached.
@@ -380,21 +408,24 @@ def load_runner(model_dir=None, precision: str = "auto", backend: str = "auto", 
     directory = resolve_model_dir(model_dir)
     if engine.backend == "onnx":
         card = read_card(directory)
+        head = OutputHead.of(card)
         try:
             from safetensors.numpy import load_file
 
-            found = _find_cached_onnx(weights_fingerprint(load_file(str(directory / WEIGHTS))))
+            found = _find_cached_onnx(weights_fingerprint(load_file(str(directory / WEIGHTS)), head))
             data = None if found is None else found[0].read_bytes()
         except Exception:  # no cached export yet, or unreadable weights: load_model says which, below
             data = None
         if data is not None:
             try:
-                runner = OnnxRunner(engine=engine, onnx_bytes=data, multiple=found[1], onnx_path=str(found[0]))
-                return _warm_up(runner, warm_up_px), card
+                runner = OnnxRunner(engine=engine, onnx_bytes=data, multiple=found[1], onnx_path=str(found[0]),
+                                    head=head)
+                return _warm_up(runner, warm_up_px, card.input_channels), card
             except Exception:  # a damaged cache file: export again below
                 found[0].unlink(missing_ok=True)
     model, card = load_model(directory)
-    return _warm_up(_runner_for(model, engine), warm_up_px), card
+    runner = _runner_for(model, engine, OutputHead.of(card))
+    return _warm_up(runner, warm_up_px, card.input_channels), card
 
 
 def timed(runner, x: np.ndarray, repeats: int = 3) -> float:

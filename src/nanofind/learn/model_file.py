@@ -1,39 +1,37 @@
 """Model files: safetensors weights plus a JSON card. Loading never unpickles anything.
 
-A model directory holds ``model.safetensors`` and ``card.json``. The card records what a user
-needs to trust and reuse the model: architecture and its options, input normalisation, the
-training pixel size and range (Å), the decision threshold, a training-data summary and metrics.
+A model directory holds ``model.safetensors`` and ``card.json``. The card
+(:class:`nanofind.learn.card.ModelCard`) records what a user needs to trust and reuse the model:
+its task and classes, architecture and options, input normalisation, the training pixel size and
+range (Å), the decision threshold, a training-data summary and metrics.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from nanofind._files import atomic_path, write_text_atomic
 from nanofind.errors import NanofindInputError
+from nanofind.learn.card import CARD, ModelCard
 
 WEIGHTS = "model.safetensors"
-CARD = "card.json"
 #: The model shipped inside the package, used when none is named.
 DEFAULT_MODEL_DIR = Path(__file__).with_name("default_model")
-#: Card keys every model must have.
-REQUIRED_CARD_KEYS = ("architecture", "options", "normalisation", "pixel_size_A", "threshold")
+__all__ = ["CARD", "DEFAULT_MODEL_DIR", "WEIGHTS", "load_model", "read_card", "resolve_model_dir", "save_model"]
 
 
-def save_model(directory: str | Path, model, card: dict) -> Path:
+def save_model(directory: str | Path, model, card: ModelCard) -> Path:
     """Write ``model``'s weights and ``card`` into ``directory`` (created if needed); returns it."""
     from safetensors.torch import save_file
 
-    missing = [k for k in REQUIRED_CARD_KEYS if k not in card]
-    if missing:
-        raise ValueError(f"model card lacks {missing}")
+    if not isinstance(card, ModelCard):
+        raise TypeError(f"card must be a ModelCard, got {type(card).__name__}")
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
     with atomic_path(directory / WEIGHTS) as tmp:
-        save_file(state, str(tmp), metadata={"architecture": str(card["architecture"])})
-    write_text_atomic(directory / CARD, json.dumps(card, indent=1, ensure_ascii=False))
+        save_file(state, str(tmp), metadata={"architecture": card.architecture})
+    write_text_atomic(directory / CARD, card.to_json())
     return directory
 
 
@@ -44,49 +42,19 @@ def resolve_model_dir(name: str | Path | None) -> Path:
     return Path(name)
 
 
-def read_card(directory: str | Path) -> dict:
-    """The card of a model directory, checked for the required keys."""
-    directory = resolve_model_dir(directory)
-    path = directory / CARD
-    if not path.is_file():
-        raise NanofindInputError(f"not a nanofind model directory (no {CARD})", str(directory))
-    try:
-        card = json.loads(path.read_text())
-    except (OSError, ValueError) as exc:
-        raise NanofindInputError(f"unreadable model card ({exc})", str(path)) from None
-    missing = [k for k in REQUIRED_CARD_KEYS if k not in card]
-    if missing:
-        raise NanofindInputError(f"model card lacks {', '.join(missing)}", str(path))
-    problem = _card_number_problem(card)
-    if problem:
-        raise NanofindInputError(f"model card: {problem}", str(path))
-    return card
+def read_card(directory: str | Path | None) -> ModelCard:
+    """The card of a model directory (``None`` or ``"default"``: the shipped model), checked and in the current layout.
 
-
-def _is_number(value) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool) and value == value
-
-
-def _card_number_problem(card: dict) -> str | None:
-    """What is wrong with the numbers inference reads from a card (threshold, pixel sizes in Å), or None."""
-    threshold = card["threshold"]
-    if not (_is_number(threshold) and 0 <= threshold <= 1):
-        return f"threshold must be a number between 0 and 1, got {threshold!r}"
-    pixel = card["pixel_size_A"]
-    if pixel is not None and not (_is_number(pixel) and pixel > 0):
-        return f"pixel_size_A must be a positive number of Å or null, got {pixel!r}"
-    for key in ("pixel_size_range_A", "working_pixel_size_range_A"):
-        value = card.get(key)
-        if value is None:
-            continue
-        if not (isinstance(value, list) and len(value) == 2 and all(_is_number(v) and v > 0 for v in value)
-                and value[0] <= value[1]):
-            return f"{key} must be [smallest, largest] in Å or null, got {value!r}"
-    return None
+    Raises :class:`NanofindInputError` naming the card file and the field, in one line.
+    """
+    return ModelCard.read(resolve_model_dir(directory))
 
 
 def load_model(directory: str | Path | None = None):
-    """Build the card's architecture and load its weights; returns ``(model in eval mode, card)``."""
+    """Build the card's architecture and load its weights; returns ``(model in eval mode, ModelCard)``.
+
+    The network has the card's input channels and one output channel per entry of its ``classes``.
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
@@ -95,9 +63,10 @@ def load_model(directory: str | Path | None = None):
     directory = resolve_model_dir(directory)
     card = read_card(directory)
     try:
-        model = build_network(card["architecture"], **card.get("options", {}))
+        model = build_network(card.architecture, out_channels=card.output_channels, in_channels=card.input_channels,
+                              **card.options)
     except (TypeError, ValueError) as exc:
-        raise NanofindInputError(f"cannot build architecture {card['architecture']!r}: {exc}",
+        raise NanofindInputError(f"cannot build architecture {card.architecture!r}: {exc}",
                                  str(directory / CARD)) from None
     path = directory / WEIGHTS
     try:
@@ -108,6 +77,6 @@ def load_model(directory: str | Path | None = None):
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         first = str(exc).splitlines()[0]
-        raise NanofindInputError(f"weights do not fit architecture {card['architecture']!r}: {first}",
+        raise NanofindInputError(f"weights do not fit architecture {card.architecture!r}: {first}",
                                  str(path)) from None
     return model.eval(), card

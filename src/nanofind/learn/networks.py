@@ -1,7 +1,8 @@
 """2D segmentation networks for particle/background segmentation of HRTEM micrographs.
 
-Every network maps a float32 batch ``(N, 1, H, W)`` to raw logits ``(N, 2, H, W)`` at the same ``H, W``
-(channel 0 = background, channel 1 = particle; callers apply the softmax). The encoders downsample by up to
+Every network maps a float32 batch ``(N, in_channels, H, W)`` to raw outputs ``(N, out_channels, H, W)`` at the same
+``H, W`` (by default 1 input channel and 2 outputs, the logits of background and particle; callers apply the softmax
+or read regression channels as the model card's task says). The encoders downsample by up to
 ``SIZE_MULTIPLE = 32``; :func:`build_network` wraps every network in :class:`PadToMultiple`, which reflect-pads the
 input to a multiple of 32 and crops the logits back, so any ``H, W >= 32`` works.
 
@@ -38,7 +39,7 @@ SIZE_MULTIPLE = 32
 """The unwrapped networks need ``H`` and ``W`` to be multiples of this (total encoder stride)."""
 
 NUM_CLASSES = 2
-"""Output channels: 0 = background, 1 = particle."""
+"""Default output channels: 0 = background, 1 = particle."""
 
 
 def count_parameters(model: nn.Module, trainable_only: bool = False) -> int:
@@ -99,11 +100,11 @@ class SeedUNet(nn.Module):
     dropout
         Dropout rate inside the up blocks. The paper does not state it; 0.1 is a mild, common choice for a
         network this small.
-    in_channels, num_classes
-        Input channels and output classes.
+    in_channels, out_channels
+        Input channels and output channels (classes).
     """
 
-    def __init__(self, width: int = 32, dropout: float = 0.1, in_channels: int = 1, num_classes: int = NUM_CLASSES):
+    def __init__(self, width: int = 32, dropout: float = 0.1, in_channels: int = 1, out_channels: int = NUM_CLASSES):
         super().__init__()
         self.down = nn.ModuleList([_conv_bn_relu(in_channels if i == 0 else width, width) for i in range(4)])
         self.pool = nn.MaxPool2d(2)
@@ -112,7 +113,7 @@ class SeedUNet(nn.Module):
             [nn.Sequential(_conv_bn_relu(2 * width, width), nn.Dropout2d(dropout), _conv_bn_relu(width, width))
              for _ in range(4)]
         )
-        self.head = nn.Conv2d(width, num_classes, kernel_size=1)
+        self.head = nn.Conv2d(width, out_channels, kernel_size=1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -127,8 +128,8 @@ class SeedUNet(nn.Module):
         return self.head(x)
 
 
-def _build_seed_unet(width: int = 32, dropout: float = 0.1) -> nn.Module:
-    return SeedUNet(width=width, dropout=dropout)
+def _build_seed_unet(in_channels: int, out_channels: int, width: int = 32, dropout: float = 0.1) -> nn.Module:
+    return SeedUNet(width=width, dropout=dropout, in_channels=in_channels, out_channels=out_channels)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -136,16 +137,17 @@ def _build_seed_unet(width: int = 32, dropout: float = 0.1) -> nn.Module:
 
 
 def _build_monai_unet(
-    channels: Sequence[int] = (16, 32, 64, 128, 256), num_res_units: int = 2, dropout: float = 0.0
+    in_channels: int, out_channels: int, channels: Sequence[int] = (16, 32, 64, 128, 256), num_res_units: int = 2,
+    dropout: float = 0.0
 ) -> nn.Module:
-    return UNet(spatial_dims=2, in_channels=1, out_channels=NUM_CLASSES, channels=tuple(channels),
+    return UNet(spatial_dims=2, in_channels=in_channels, out_channels=out_channels, channels=tuple(channels),
                 strides=(2,) * (len(channels) - 1), num_res_units=num_res_units, dropout=dropout)
 
 
-def _build_flexible_unet_resnet18(dropout: float = 0.0) -> nn.Module:
+def _build_flexible_unet_resnet18(in_channels: int, out_channels: int, dropout: float = 0.0) -> nn.Module:
     # Decoder: 5 up blocks (the last without a skip) return to full resolution for inputs that are multiples of 32;
     # other sizes fail inside MONAI's decoder despite ``is_pad=True``, hence the PadToMultiple wrapper.
-    return FlexibleUNet(in_channels=1, out_channels=NUM_CLASSES, backbone="resnet18", pretrained=False,
+    return FlexibleUNet(in_channels=in_channels, out_channels=out_channels, backbone="resnet18", pretrained=False,
                         spatial_dims=2, dropout=dropout)
 
 
@@ -193,10 +195,11 @@ class UNetDecoder(nn.Module):
 class EncoderUNet(nn.Module):
     """An encoder returning a list of feature maps (with an ``out_channels`` attribute) plus a :class:`UNetDecoder`."""
 
-    def __init__(self, encoder: nn.Module, decoder_channels: Sequence[int], final_upsample: bool) -> None:
+    def __init__(self, encoder: nn.Module, decoder_channels: Sequence[int], final_upsample: bool,
+                 out_channels: int = NUM_CLASSES) -> None:
         super().__init__()
         self.encoder = encoder
-        self.decoder = UNetDecoder(encoder.out_channels, decoder_channels, final_upsample)
+        self.decoder = UNetDecoder(encoder.out_channels, decoder_channels, final_upsample, out_channels)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decoder(self.encoder(x))
@@ -322,13 +325,15 @@ class VGG16Encoder(nn.Module):
         return features
 
 
-def _build_unet_mobilenetv2(width_mult: float = 1.0,
+def _build_unet_mobilenetv2(in_channels: int, out_channels: int, width_mult: float = 1.0,
                             decoder_channels: Sequence[int] = (256, 128, 64, 32, 16)) -> nn.Module:
-    return EncoderUNet(MobileNetV2Encoder(width_mult=width_mult), decoder_channels, final_upsample=True)
+    return EncoderUNet(MobileNetV2Encoder(in_channels, width_mult), decoder_channels, final_upsample=True,
+                       out_channels=out_channels)
 
 
-def _build_unet_vgg16(decoder_channels: Sequence[int] = (256, 128, 64, 32)) -> nn.Module:
-    return EncoderUNet(VGG16Encoder(), decoder_channels, final_upsample=False)
+def _build_unet_vgg16(in_channels: int, out_channels: int,
+                      decoder_channels: Sequence[int] = (256, 128, 64, 32)) -> nn.Module:
+    return EncoderUNet(VGG16Encoder(in_channels), decoder_channels, final_upsample=False, out_channels=out_channels)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -336,7 +341,7 @@ def _build_unet_vgg16(decoder_channels: Sequence[int] = (256, 128, 64, 32)) -> n
 
 
 class ResNet18Encoder(nn.Module):
-    """MONAI's 2D ResNet-18 (1 input channel) returning the outputs of its 4 stages.
+    """MONAI's 2D ResNet-18 returning the outputs of its 4 stages.
 
     MONAI's ``ResNet`` defaults to a stride-1 stem convolution (a 3D-video heritage); ``conv1_t_stride=2`` restores
     the usual ImageNet layout, so the stages are at strides 4, 8, 16, 32. Shortcuts are 1x1 conv + BN (type "B",
@@ -346,11 +351,11 @@ class ResNet18Encoder(nn.Module):
 
     out_channels = (64, 128, 256, 512)
 
-    def __init__(self, dilate_last: int = 0) -> None:
+    def __init__(self, dilate_last: int = 0, in_channels: int = 1) -> None:
         super().__init__()
         if dilate_last not in (0, 1, 2):
             raise ValueError(f"dilate_last must be 0, 1 or 2, got {dilate_last}")
-        self.net = resnet18(pretrained=False, spatial_dims=2, n_input_channels=1, conv1_t_stride=2,
+        self.net = resnet18(pretrained=False, spatial_dims=2, n_input_channels=in_channels, conv1_t_stride=2,
                             feed_forward=False, shortcut_type="B", bias_downsample=False)
         dilation = 1
         for layer in (self.net.layer3, self.net.layer4)[2 - dilate_last :]:
@@ -390,9 +395,10 @@ class FPNSegmentation(nn.Module):
     the classes and a 4x bilinear upsampling the input resolution.
     """
 
-    def __init__(self, pyramid_channels: int = 128, segmentation_channels: int = 64, dropout: float = 0.1) -> None:
+    def __init__(self, pyramid_channels: int = 128, segmentation_channels: int = 64, dropout: float = 0.1,
+                 in_channels: int = 1, out_channels: int = NUM_CLASSES) -> None:
         super().__init__()
-        self.encoder = ResNet18Encoder()
+        self.encoder = ResNet18Encoder(in_channels=in_channels)
         self.lateral = nn.ModuleList([nn.Conv2d(c, pyramid_channels, 1) for c in self.encoder.out_channels])
         self.seg_blocks = nn.ModuleList()
         for level in range(4):  # P2 (stride 4) .. P5 (stride 32)
@@ -400,7 +406,7 @@ class FPNSegmentation(nn.Module):
                      for i in range(max(level, 1))]
             self.seg_blocks.append(nn.ModuleList(convs))
         self.dropout = nn.Dropout2d(dropout)
-        self.classifier = nn.Conv2d(segmentation_channels, NUM_CLASSES, 1)
+        self.classifier = nn.Conv2d(segmentation_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.encoder(x)
@@ -453,28 +459,30 @@ class DeepLabV3(nn.Module):
     the rates, as in the DeepLabV3 paper.
     """
 
-    def __init__(self, output_stride: int = 16, aspp_channels: int = 128, dropout: float = 0.1) -> None:
+    def __init__(self, output_stride: int = 16, aspp_channels: int = 128, dropout: float = 0.1,
+                 in_channels: int = 1, out_channels: int = NUM_CLASSES) -> None:
         super().__init__()
         if output_stride not in (8, 16):
             raise ValueError(f"output_stride must be 8 or 16, got {output_stride}")
-        self.encoder = ResNet18Encoder(dilate_last=1 if output_stride == 16 else 2)
+        self.encoder = ResNet18Encoder(dilate_last=1 if output_stride == 16 else 2, in_channels=in_channels)
         rates = (6, 12, 18) if output_stride == 16 else (12, 24, 36)
         self.aspp = ASPP(self.encoder.out_channels[-1], aspp_channels, rates, dropout)
         self.head = _conv_bn_relu(aspp_channels, aspp_channels)
-        self.classifier = nn.Conv2d(aspp_channels, NUM_CLASSES, 1)
+        self.classifier = nn.Conv2d(aspp_channels, out_channels, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.classifier(self.head(self.aspp(self.encoder(x)[-1])))
         return F.interpolate(y, size=x.shape[-2:], mode="bilinear", align_corners=False)
 
 
-def _build_fpn_resnet18(pyramid_channels: int = 128, segmentation_channels: int = 64,
-                        dropout: float = 0.1) -> nn.Module:
-    return FPNSegmentation(pyramid_channels, segmentation_channels, dropout)
+def _build_fpn_resnet18(in_channels: int, out_channels: int, pyramid_channels: int = 128,
+                        segmentation_channels: int = 64, dropout: float = 0.1) -> nn.Module:
+    return FPNSegmentation(pyramid_channels, segmentation_channels, dropout, in_channels, out_channels)
 
 
-def _build_deeplab_resnet18(output_stride: int = 16, aspp_channels: int = 128, dropout: float = 0.1) -> nn.Module:
-    return DeepLabV3(output_stride, aspp_channels, dropout)
+def _build_deeplab_resnet18(in_channels: int, out_channels: int, output_stride: int = 16, aspp_channels: int = 128,
+                            dropout: float = 0.1) -> nn.Module:
+    return DeepLabV3(output_stride, aspp_channels, dropout, in_channels, out_channels)
 
 
 # --------------------------------------------------------------------------------------------------------------------
@@ -489,23 +497,27 @@ ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
     "fpn_resnet18": _build_fpn_resnet18,
     "deeplab_resnet18": _build_deeplab_resnet18,
 }
-"""Architecture name -> builder of the bare network (needs ``H, W`` multiples of ``SIZE_MULTIPLE``)."""
+"""Architecture name -> builder of the bare network, called as ``builder(in_channels, out_channels, **options)``
+(needs ``H, W`` multiples of ``SIZE_MULTIPLE``)."""
 
 
-def build_network(name: str, **options: object) -> nn.Module:
+def build_network(name: str, out_channels: int = NUM_CLASSES, in_channels: int = 1, **options: object) -> nn.Module:
     """Build the architecture ``name`` with builder ``options``, wrapped in :class:`PadToMultiple`.
 
-    The returned module maps ``(N, 1, H, W)`` float32 to logits ``(N, 2, H, W)`` for any ``H, W >= 32``; the bare
-    network is its ``.net`` attribute.
+    The returned module maps ``(N, in_channels, H, W)`` float32 to raw outputs ``(N, out_channels, H, W)`` for any
+    ``H, W >= 32``; the bare network is its ``.net`` attribute.
 
     Raises
     ------
     ValueError
-        If ``name`` is not in :data:`ARCHITECTURES`.
+        If ``name`` is not in :data:`ARCHITECTURES` or a channel count is below 1.
     """
     try:
         builder = ARCHITECTURES[name]
     except KeyError:
         known = ", ".join(sorted(ARCHITECTURES))
         raise ValueError(f"unknown network architecture {name!r}; known: {known}") from None
-    return PadToMultiple(builder(**options), SIZE_MULTIPLE)
+    for label, count in (("out_channels", out_channels), ("in_channels", in_channels)):
+        if isinstance(count, bool) or not (isinstance(count, int) and count >= 1):
+            raise ValueError(f"{label} must be a whole number of at least 1, got {count!r}")
+    return PadToMultiple(builder(in_channels, out_channels, **options), SIZE_MULTIPLE)

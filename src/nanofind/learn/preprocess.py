@@ -1,14 +1,15 @@
-"""Input normalisation shared by training and inference (recorded in every model card)."""
+"""Input normalisation shared by training and inference (its settings are recorded in every model card)."""
 
 from __future__ import annotations
 
 import numpy as np
-from scipy.ndimage import zoom
+from scipy.ndimage import median_filter, zoom
 
-#: Written into model cards so that inference repeats exactly what training did. Cards without a
-#: ``background`` entry (models trained before it existed) are normalised without flattening.
-NORMALISATION = {"median_filter_px": 3, "background": "robust quadratic surface subtracted",
-                 "centre": "median", "scale": "half the 16th-84th percentile range"}
+from nanofind.learn.card import Normalisation
+
+#: The normalisation of new models (3 px median, flattened background), written into their cards so
+#: that inference repeats exactly what training did.
+STANDARD_NORMALISATION = Normalisation()
 #: Blocks per side over which the illumination background is fitted.
 BACKGROUND_BLOCKS = 48
 
@@ -79,16 +80,27 @@ def background_surface(image: np.ndarray, blocks: int = BACKGROUND_BLOCKS, itera
     return surface
 
 
-def normalise(image: np.ndarray, flatten: bool = True) -> np.ndarray:
-    """Median-filter 3 × 3 (removes X-ray spikes, as the seeds do), flatten, then centre and scale robustly.
+def median_filtered(image: np.ndarray, size_px: int | None) -> np.ndarray:
+    """``image`` median-filtered over ``size_px`` × ``size_px`` pixels (odd; None or 1: unchanged), edges mirrored."""
+    if not size_px or size_px == 1:
+        return image
+    if size_px == 3:
+        return median3x3(image)
+    return median_filter(image, size=size_px, mode="reflect")
 
-    ``flatten`` subtracts :func:`background_surface`, the uneven illumination. The result has
-    median 0 and a 16th–84th percentile half-range of 1 (one standard deviation for Gaussian
-    statistics); it stays float32, since the seeds found 8-bit conversion harmful. Robust
-    statistics keep a few saturated or dead pixels from setting the scale.
+
+def normalise(image: np.ndarray, normalisation: Normalisation | None = None) -> np.ndarray:
+    """Prepare an image for a network as ``normalisation`` says (None: :data:`STANDARD_NORMALISATION`), float32.
+
+    The median filter removes X-ray spikes, as the seeds do. Flattening subtracts
+    :func:`background_surface`, the uneven illumination. The result has median 0 and a 16th–84th
+    percentile half-range of 1 (one standard deviation for Gaussian statistics); it stays float32,
+    since the seeds found 8-bit conversion harmful. Robust statistics keep a few saturated or dead
+    pixels from setting the scale.
     """
-    image = median3x3(np.asarray(image, np.float32))
-    if flatten:
+    settings = STANDARD_NORMALISATION if normalisation is None else normalisation
+    image = median_filtered(np.asarray(image, np.float32), settings.median_filter_px)
+    if settings.flatten_background:
         image = image - background_surface(image)
     # robust statistics from about a million pixels are as good as from all of them
     step = max(1, int(np.sqrt(image.size / 1e6)))
@@ -97,11 +109,6 @@ def normalise(image: np.ndarray, flatten: bool = True) -> np.ndarray:
     if not scale > 0:
         scale = float(image.std()) or 1.0
     return ((image - mid) / scale).astype(np.float32)
-
-
-def normalise_for(image: np.ndarray, normalisation: dict | None) -> np.ndarray:
-    """:func:`normalise` as a model card's ``normalisation`` record says (flattening only if it names a background)."""
-    return normalise(image, flatten=bool(isinstance(normalisation, dict) and normalisation.get("background")))
 
 
 def resample(image: np.ndarray, factor: float, order: int = 1) -> np.ndarray:

@@ -23,6 +23,7 @@ import math
 from dataclasses import asdict, dataclass, field
 
 from nanofind.errors import NanofindInputError
+from nanofind.learn.card import ModelCard
 
 #: Smallest and largest resampling factor applied to a micrograph (1 = its own pixel grid).
 ZOOM_LIMITS = (0.25, 4.0)
@@ -79,7 +80,7 @@ def max_image_pixels(memory_limit_gb: float = MEMORY_LIMIT_GB, job: str = "segme
     return max(0, int(room / (BYTES_PER_IMAGE_PX[job] + BYTES_PER_WORK_PX)))
 
 
-def model_zoom(pixel_size_A: float | None, card: dict) -> float:
+def model_zoom(pixel_size_A: float | None, card: ModelCard) -> float:
     """Magnification that brings a micrograph (pixel size in Å) into the pixel sizes its model works at.
 
     That is the card's ``working_pixel_size_range_A`` when it has one (a model may outline
@@ -93,12 +94,12 @@ def model_zoom(pixel_size_A: float | None, card: dict) -> float:
     return pixel_size_A / target
 
 
-def _working_range(card: dict) -> tuple[float, float] | None:
-    lo, hi = card.get("working_pixel_size_range_A") or card.get("pixel_size_range_A") or (card["pixel_size_A"],) * 2
+def _working_range(card: ModelCard) -> tuple[float, float] | None:
+    lo, hi = card.working_pixel_size_range_A or card.pixel_size_range_A or (card.pixel_size_A,) * 2
     return None if lo is None or hi is None else (lo, hi)
 
 
-def plan_scale(image_shape: tuple[int, int], pixel_size_A: float | None, card: dict,
+def plan_scale(image_shape: tuple[int, int], pixel_size_A: float | None, card: ModelCard,
                memory_limit_gb: float = MEMORY_LIMIT_GB, job: str = "segment", name: str = "") -> ScalePlan:
     """The resampling factor for one image (``image_shape`` rows × columns, pixel size in Å), checked.
 

@@ -29,6 +29,7 @@ from nanofind._progress import ProgressBar
 from nanofind._version import __version__
 from nanofind.errors import NanofindInputError
 from nanofind.learn.augment import Augmentation, random_crops
+from nanofind.learn.card import ModelCard, TrainingRecord
 from nanofind.learn.data import LabelledImage, describe
 from nanofind.learn.engine import Engine, TorchRunner, choose_engine
 from nanofind.learn.losses import SegmentationLoss
@@ -41,7 +42,7 @@ from nanofind.learn.metrics import (
     precision_recall_curve,
 )
 from nanofind.learn.model_file import load_model, save_model
-from nanofind.learn.preprocess import NORMALISATION
+from nanofind.learn.preprocess import STANDARD_NORMALISATION
 from nanofind.segment.inference import predict_normalised
 
 CHECKPOINT = "checkpoint"
@@ -205,7 +206,7 @@ def _load_checkpoint(out: Path, model, optimizer) -> dict:
 
 def train(config: TrainConfig, train_items: list[LabelledImage], val_items: list[LabelledImage], out_dir: str | Path,
           resume: bool = False, progress: bool = True, sources: list[str] | None = None,
-          split: dict | None = None) -> dict:
+          split: dict | None = None) -> ModelCard:
     """Train (or fine-tune, with ``config.init``) a network and write a model directory.
 
     Parameters
@@ -228,8 +229,8 @@ def train(config: TrainConfig, train_items: list[LabelledImage], val_items: list
 
     Returns
     -------
-    dict
-        The model card.
+    ModelCard
+        The model card (task ``segmentation``).
     """
     from nanofind.learn.networks import build_network
 
@@ -246,9 +247,12 @@ def train(config: TrainConfig, train_items: list[LabelledImage], val_items: list
     init_card = None
     if config.init is not None:
         model, init_card = load_model(config.init)
-        if init_card["architecture"] != config.architecture or init_card.get("options", {}) != config.options:
-            config = config.model_copy(update={"architecture": init_card["architecture"],
-                                               "options": init_card.get("options", {})})
+        if init_card.task != "segmentation" or init_card.output_channels != 2:
+            raise NanofindInputError(f"fine-tuning needs a particle-segmentation model of 2 classes, got a "
+                                     f"{init_card.task} model of classes {init_card.classes}", "--init")
+        if init_card.architecture != config.architecture or init_card.options != config.options:
+            config = config.model_copy(update={"architecture": init_card.architecture,
+                                               "options": init_card.options})
     else:
         try:
             model = build_network(config.architecture, **config.options)
@@ -319,23 +323,22 @@ def train(config: TrainConfig, train_items: list[LabelledImage], val_items: list
     at_threshold = pooled_scores(confs)
     by_domain = pooled_scores_by_domain(confs, [x.domain for x in val_items])
     pixels = [x.pixel_size_A for x in train_items if x.pixel_size_A]
-    card = {
-        "format": "nanofind-model/1", "nanofind_version": __version__, "architecture": config.architecture,
-        "options": config.options, "classes": ["background", "particle"], "input_channels": 1,
-        "normalisation": NORMALISATION,
-        "pixel_size_A": round(float(np.median(pixels)), 4) if pixels else None,
-        "pixel_size_range_A": [round(min(pixels), 4), round(max(pixels), 4)] if pixels else None,
-        "threshold": round(float(threshold), 4),
-        "training": {"config": config_record, "sources": sources or [], "split": split or {},
-                     "train_data": describe(train_items),
-                     "validation_data": describe(val_items), "epochs": state["epoch"],
-                     "best_epoch": state["best_epoch"], "stopped": stopped, "seconds": round(state["seconds"], 1),
-                     "engine": engine.record(),
-                     "init": init_card.get("training", {}).get("config") if init_card else None},
-        "metrics": {"validation_at_threshold": {k: round(v, 5) for k, v in at_threshold.items()},
-                    "validation_by_domain": {d: {k: round(v, 5) for k, v in s.items()} for d, s in by_domain.items()},
-                    "validation_loss": round(val["loss"], 5)},
-    }
+    card = ModelCard(
+        nanofind_version=__version__, task="segmentation", architecture=config.architecture,
+        options=config.options, classes=["background", "particle"], input_channels=1,
+        normalisation=STANDARD_NORMALISATION,
+        pixel_size_A=round(float(np.median(pixels)), 4) if pixels else None,
+        pixel_size_range_A=[round(min(pixels), 4), round(max(pixels), 4)] if pixels else None,
+        threshold=round(float(threshold), 4),
+        training=TrainingRecord(
+            config=config_record, sources=sources or [], split=split or {}, train_data=describe(train_items),
+            validation_data=describe(val_items), epochs=state["epoch"], best_epoch=state["best_epoch"],
+            stopped=stopped, seconds=round(state["seconds"], 1), engine=engine.record(),
+            init=init_card.training.config if init_card else None),
+        metrics={"validation_at_threshold": {k: round(v, 5) for k, v in at_threshold.items()},
+                 "validation_by_domain": {d: {k: round(v, 5) for k, v in s.items()} for d, s in by_domain.items()},
+                 "validation_loss": round(val["loss"], 5)},
+    )
     save_model(out, model, card)
     return card
 

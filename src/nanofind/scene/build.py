@@ -14,6 +14,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Mapping
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -93,7 +94,8 @@ def default_surface_energies(unit_cell: Atoms) -> dict[tuple[int, ...], float]:
     return dict(_FCC_ENERGIES)
 
 
-def _defect_planes(unit_cell: Atoms, rotation: np.ndarray, choice, rng: np.random.Generator) -> tuple:
+def defect_plane_hkl(unit_cell: Atoms, rotation: np.ndarray, choice, rng: np.random.Generator) -> tuple:
+    """Miller indices of a particle's planar defects for the spec's ``defect_plane`` choice (draws from ``rng``)."""
     cell = np.asarray(unit_cell.cell)
     if isinstance(choice, (list, tuple)):
         return tuple(choice)
@@ -108,7 +110,8 @@ def _defect_planes(unit_cell: Atoms, rotation: np.ndarray, choice, rng: np.rando
     return tuple(int(round(v)) for v in hkl)
 
 
-def _mtp_axis_rotation(shape: str, axis) -> np.ndarray:
+def mtp_axis_rotation(shape: str, axis) -> np.ndarray:
+    """Rotation putting a decahedron's or icosahedron's named symmetry axis (5fold, 3fold, 2fold) along the beam."""
     if axis == "5fold":
         return np.eye(3)
     if shape == "decahedron" and axis == "2fold":
@@ -123,6 +126,48 @@ def _mtp_axis_rotation(shape: str, axis) -> np.ndarray:
                              + (", 3fold or 2fold" if shape == "icosahedron" else " or 2fold"), "zone_axis")
 
 
+@dataclass(frozen=True)
+class ParticleFrame:
+    """How a particle's crystal sits in the scene."""
+
+    rotation: np.ndarray  #: crystal (or MTP) frame to lab frame (beam along z), acting on column vectors
+    defect_plane_hkl: tuple[int, ...] | None  #: Miller indices of its planar defects; None without them
+
+
+def particle_frame(p: ConcreteParticle, unit_cell: Atoms, rng: np.random.Generator) -> ParticleFrame:
+    """The orientation and planar-defect plane of a particle, drawing from ``rng`` what building it draws first.
+
+    :func:`particle_object` builds the particle in this frame; the ground-truth records
+    (:mod:`nanofind.scene.particle_records`) repeat it from the particle's seed.
+    """
+    tilt = tilt_rotation(p.tilt_deg, p.tilt_azimuth_deg)
+    in_plane = rotation_about_axis([0, 0, 1], p.in_plane_deg)
+    axis = p.zone_axis
+    if p.shape in MULTIPLY_TWINNED_SHAPES:
+        base = random_rotation(rng) if axis == "random" else mtp_axis_rotation(p.shape, axis)
+        return ParticleFrame(tilt @ in_plane @ base, None)
+    cell = np.asarray(unit_cell.cell)
+    if isinstance(axis, str) and axis != "random":
+        raise NanofindInputError(f"zone axis {axis!r} applies to decahedra and icosahedra only", "zone_axis")
+    if not isinstance(axis, str) and len(axis) == 4 and not is_hexagonal(cell):
+        raise NanofindInputError(f"four-index zone axis {list(axis)} needs a hexagonal cell", "zone_axis")
+    base = random_rotation(rng) if axis == "random" else zone_axis_rotation(cell, axis)
+    rotation = tilt @ in_plane @ base
+    plane = defect_plane_hkl(unit_cell, rotation, p.defect_plane, rng) if p.planar_defect else None
+    return ParticleFrame(rotation, plane)
+
+
+def build_seed(scene_seed: int, draw_attempt: int) -> int:
+    """The seed :func:`build_scene` builds draw attempt ``draw_attempt`` of a scene with."""
+    return int(np.random.SeedSequence(scene_seed).spawn(2 * MAX_DRAWS)[2 * draw_attempt + 1].generate_state(1)[0])
+
+
+def particle_seeds(seed: int, n_particles: int) -> list[int]:
+    """The seed of each particle of a scene that :func:`build_scene_from_spec` builds with ``seed``."""
+    particles_ss = np.random.SeedSequence(seed).spawn(3)[2]
+    return [int(s.generate_state(1)[0]) for s in particles_ss.spawn(n_particles)]
+
+
 def particle_object(p: ConcreteParticle | Mapping, seed: int, priority: int = 0) -> SceneObject:
     """Build the scene object of one concrete particle, centred on the origin.
 
@@ -133,14 +178,11 @@ def particle_object(p: ConcreteParticle | Mapping, seed: int, priority: int = 0)
     rng = np.random.default_rng(seed)
     unit_cell = load_unit_cell(p.material)
     shape, diameter = p.shape, p.diameter_A
-    tilt = tilt_rotation(p.tilt_deg, p.tilt_azimuth_deg)
-    in_plane = rotation_about_axis([0, 0, 1], p.in_plane_deg)
-    axis = p.zone_axis
+    frame = particle_frame(p, unit_cell, rng)
+    rotation = frame.rotation
     name = f"{p.material if isinstance(p.material, str) else unit_cell.get_chemical_formula()} {shape}"
     if shape in MULTIPLY_TWINNED_SHAPES:
         element, d_nn = fcc_metal_parameters(unit_cell)
-        base = random_rotation(rng) if axis == "random" else _mtp_axis_rotation(shape, axis)
-        rotation = tilt @ in_plane @ base
         if shape == "decahedron":
             unit = DecahedronGenerator(element, d_nn, p.gap).bipyramid(1)
             n = max(1, int(round(diameter / equivalent_diameter_A(unit.volume_A3()))))
@@ -153,17 +195,10 @@ def particle_object(p: ConcreteParticle | Mapping, seed: int, priority: int = 0)
             volume = gen.mackay(n)
     else:
         cell = np.asarray(unit_cell.cell)
-        if isinstance(axis, str) and axis != "random":
-            raise NanofindInputError(f"zone axis {axis!r} applies to decahedra and icosahedra only", "zone_axis")
-        if not isinstance(axis, str) and len(axis) == 4 and not is_hexagonal(cell):
-            raise NanofindInputError(f"four-index zone axis {list(axis)} needs a hexagonal cell", "zone_axis")
-        base = random_rotation(rng) if axis == "random" else zone_axis_rotation(cell, axis)
-        rotation = tilt @ in_plane @ base
         defects = ()
-        if p.planar_defect:
+        if frame.defect_plane_hkl is not None:
             kind = "twin" if p.planar_defect in ("twin", "lamellae") else p.planar_defect
-            plane = _defect_planes(unit_cell, rotation, p.defect_plane, rng)
-            defects = tuple(PlanarDefect(kind, plane, x) for x in p.planar_positions_A)
+            defects = tuple(PlanarDefect(kind, frame.defect_plane_hkl, x) for x in p.planar_positions_A)
         gen = CrystalGenerator(unit_cell, rotation, defects)
         if shape == "sphere":
             volume = Sphere(np.zeros(3), diameter / 2)
@@ -233,7 +268,7 @@ def _substrate_object(sub: Mapping, period: tuple[float, float], seed: int) -> S
 
 def build_scene_from_spec(spec: Mapping, seed: int) -> Atoms:
     """Atoms with label arrays for one concrete specification (see :func:`sample_scene_spec`)."""
-    substrate_ss, placement_ss, particles_ss = np.random.SeedSequence(seed).spawn(3)
+    substrate_ss, placement_ss, _ = np.random.SeedSequence(seed).spawn(3)  # the third: particle_seeds
     lx, ly = (float(v) for v in spec["field_A"])
     scene = Scene((lx, ly, spec.get("height_A") or 1.0), clearance_A=spec.get("clearance_A", {}))
     period = (lx, ly)
@@ -250,7 +285,7 @@ def build_scene_from_spec(spec: Mapping, seed: int) -> Atoms:
     for k, p in enumerate(spec.get("particles", [])):
         with _field_context(f"particles[{k}]"):
             specs.append(ConcreteParticle.from_mapping(p))
-    seeds = [int(s.generate_state(1)[0]) for s in particles_ss.spawn(len(specs))]
+    seeds = particle_seeds(seed, len(specs))
     objects = []
     for k, (p, s) in enumerate(zip(specs, seeds, strict=True)):
         with _field_context(f"particles[{k}]"):
@@ -320,7 +355,7 @@ def build_scene(recipe: SceneRecipe, seed: int, substrate: Mapping | None = None
         if substrate is not None:
             spec["substrate"] = dict(substrate)
         try:
-            atoms = build_scene_from_spec(spec, int(streams[2 * attempt + 1].generate_state(1)[0]))
+            atoms = build_scene_from_spec(spec, build_seed(seed, attempt))
         except PlacementError:
             if attempt == MAX_DRAWS - 1 or _is_fixed(recipe):
                 raise

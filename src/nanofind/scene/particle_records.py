@@ -7,10 +7,9 @@ drawn specification (:func:`nanofind.scene.recipe.sample_scene_spec`) and the sc
 :func:`particle_records` adds what one image shows of each particle (its footprint in the
 instance map of :func:`nanofind.scene.labels.project_instances`).
 
-Orientation: the rotation of each particle is rebuilt from its specification exactly as
-:func:`nanofind.scene.build.particle_object` builds it (zone axis onto +z, turn about z, tilt),
-with the particle's own seed for random orientations and random defect planes. The beam runs
-along z.
+Orientation: the rotation of each particle is :func:`nanofind.scene.build.particle_frame`, the frame
+the scene builder builds it in, repeated from the particle's own seed (random orientations and
+random defect planes come out the same). The beam runs along z.
 """
 
 from __future__ import annotations
@@ -22,24 +21,16 @@ import numpy as np
 from ase import Atoms
 from scipy.spatial import cKDTree
 
+from nanofind.scene import build
 from nanofind.scene.concrete import MULTIPLY_TWINNED_SHAPES, ConcreteParticle
 from nanofind.scene.labels import DefectFlag
 from nanofind.scene.lattice import (
     atomic_volume,
-    close_packed_plane,
-    equivalent_plane_normals,
     load_unit_cell,
     material_label,
     plane_normal,
 )
 from nanofind.scene.multiply_twinned import IcosahedronGenerator, icosahedron_vertices
-from nanofind.scene.orientation import (
-    random_rotation,
-    rotation_about_axis,
-    rotation_to_z,
-    tilt_rotation,
-    zone_axis_rotation,
-)
 
 #: A particle is on its zone axis when the beam lies within this angle of it, degrees.
 ON_ZONE_TOLERANCE_DEG = 1.0
@@ -51,45 +42,14 @@ ZONE_AXIS_MAX_INDEX = 3
 #: Two particles touch when their footprints (discs of ``atom_radius_A`` around the projected atoms)
 #: come closer than this, Å.
 CONTACT_GAP_A = 1.0
-#: Seed streams of :func:`nanofind.scene.build.build_scene` (one pair per draw attempt).
-_DRAW_STREAMS = 2
 
 
 def particle_seeds(scene_seed: int, draw_attempt: int, n_particles: int) -> list[int]:
     """The seeds :func:`nanofind.scene.build.build_scene` gave each particle of a scene.
 
-    ``build_scene`` draws attempt ``a``'s specification from child ``2a`` of the scene seed and
-    builds it with child ``2a + 1``, which is split into substrate, placement and particle streams.
+    ``draw_attempt`` is the spec's ``draw_attempt`` (the draw that could be placed).
     """
-    build = np.random.SeedSequence(int(scene_seed)).spawn(_DRAW_STREAMS * (draw_attempt + 1))[-1]
-    build_seed = int(build.generate_state(1)[0])
-    particles = np.random.SeedSequence(build_seed).spawn(3)[2]
-    return [int(s.generate_state(1)[0]) for s in particles.spawn(n_particles)]
-
-
-def _mtp_base(shape: str, axis) -> np.ndarray:
-    if axis == "5fold":
-        return np.eye(3)
-    if shape == "decahedron":  # 2fold: the beam along local x, through an equatorial vertex
-        return rotation_about_axis([0, 1, 0], 90.0)
-    v = icosahedron_vertices()
-    face = IcosahedronGenerator("Au", 1.0).faces()[0]
-    return rotation_to_z(v[face].sum(axis=0) if axis == "3fold" else v[face[0]] + v[face[1]])
-
-
-def _planar_hkl(cell: np.ndarray, rotation: np.ndarray, choice, rng: np.random.Generator) -> tuple:
-    """The defect plane a specification's ``defect_plane`` choice gives (as the scene builder picks it)."""
-    if isinstance(choice, (list, tuple)):
-        return tuple(choice)
-    normals = equivalent_plane_normals(cell, close_packed_plane(cell))
-    normals = normals[np.argsort(-(normals @ np.ones(3)), kind="stable")]
-    if choice == "edge_on":
-        edge = normals[np.abs((normals @ rotation.T)[:, 2]) < 1e-6]
-        normals = edge if len(edge) else normals
-    n = normals[int(rng.integers(len(normals)))] if choice == "random" else normals[0]
-    hkl = n @ cell.T
-    hkl = hkl / np.abs(hkl[np.abs(hkl) > 1e-6]).min()
-    return tuple(int(round(v)) for v in hkl)
+    return build.particle_seeds(build.build_seed(int(scene_seed), draw_attempt), n_particles)
 
 
 def particle_orientation(p: Mapping | ConcreteParticle, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
@@ -99,20 +59,11 @@ def particle_orientation(p: Mapping | ConcreteParticle, seed: int) -> tuple[np.n
     normal of the particle's planar defects (None without them).
     """
     p = ConcreteParticle.from_mapping(p)
-    rng = np.random.default_rng(seed)
-    tilt = tilt_rotation(p.tilt_deg, p.tilt_azimuth_deg)
-    in_plane = rotation_about_axis([0, 0, 1], p.in_plane_deg)
-    axis = p.zone_axis
-    if p.shape in MULTIPLY_TWINNED_SHAPES:
-        base = random_rotation(rng) if axis == "random" else _mtp_base(p.shape, axis)
-        return tilt @ in_plane @ base, None
-    cell = np.asarray(load_unit_cell(p.material).cell)
-    base = random_rotation(rng) if axis == "random" else zone_axis_rotation(cell, axis)
-    rotation = tilt @ in_plane @ base
-    if not p.planar_defect:
-        return rotation, None
-    hkl = _planar_hkl(cell, rotation, p.defect_plane, rng)
-    return rotation, rotation @ plane_normal(cell, hkl)
+    unit_cell = load_unit_cell(p.material)
+    frame = build.particle_frame(p, unit_cell, np.random.default_rng(seed))
+    if frame.defect_plane_hkl is None:
+        return frame.rotation, None
+    return frame.rotation, frame.rotation @ plane_normal(np.asarray(unit_cell.cell), frame.defect_plane_hkl)
 
 
 def _angle_to_beam_deg(directions: np.ndarray) -> np.ndarray:

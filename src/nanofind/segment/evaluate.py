@@ -16,6 +16,7 @@ import numpy as np
 
 from nanofind._files import atomic_path, write_text_atomic
 from nanofind._progress import ProgressBar
+from nanofind.learn.card import ModelCard
 from nanofind.learn.data import LabelledImage
 from nanofind.learn.metrics import (
     confusion,
@@ -30,7 +31,7 @@ from nanofind.segment.baselines import BASELINES
 from nanofind.segment.inference import predict_probability
 
 
-def evaluate(model, card: dict, items: list[LabelledImage], out_dir: str | Path, baselines: bool = True,
+def evaluate(model, card: ModelCard, items: list[LabelledImage], out_dir: str | Path, baselines: bool = True,
              progress: bool = True, tta: bool = False) -> dict:
     """Segment every image with the model (at the card's threshold) and the baselines; score them.
 
@@ -45,7 +46,7 @@ def evaluate(model, card: dict, items: list[LabelledImage], out_dir: str | Path,
     methods = ["model"] + (list(BASELINES) if baselines else [])
     confs: dict[str, list[dict]] = {m: [] for m in methods}
     probs, rows = [], []
-    threshold = float(card["threshold"])
+    threshold = float(card.threshold)
     with ProgressBar("evaluating", len(items), enabled=progress) as bar:
         for item in items:
             raw = item.raw if item.raw is not None else item.image

@@ -15,9 +15,12 @@ import math
 
 import numpy as np
 
+from nanofind.errors import NanofindInputError
 from nanofind.io.micrograph import array_and_pixel_size
+from nanofind.learn.card import ModelCard
 from nanofind.learn.engine import OnnxRunner, TorchRunner
-from nanofind.learn.preprocess import normalise_for, resample
+from nanofind.learn.heads import OutputHead
+from nanofind.learn.preprocess import normalise, resample
 from nanofind.learn.scale_guard import ScalePlan, plan_scale
 
 #: Sliding-window defaults: window side (px), overlap fraction, windows per batch.
@@ -32,9 +35,12 @@ TTA_FLIPS = ((), (3,), (2,), (2, 3))
 SIGMA_SCALE = 0.125
 
 
-def as_runner(model) -> TorchRunner | OnnxRunner:
-    """``model`` itself when it is a runner (:mod:`nanofind.learn.engine`), else a PyTorch fp32 runner of it."""
-    return model if isinstance(model, TorchRunner | OnnxRunner) else TorchRunner(model)
+def as_runner(model, head: OutputHead | None = None) -> TorchRunner | OnnxRunner:
+    """``model`` itself when it is a runner (:mod:`nanofind.learn.engine`), else a PyTorch fp32 runner of it.
+
+    ``head``: what a runner made here returns (default: the particle probability of two classes).
+    """
+    return model if isinstance(model, TorchRunner | OnnxRunner) else TorchRunner(model, head=head)
 
 
 def _forward(runner, x: np.ndarray, tta: bool = False) -> np.ndarray:
@@ -83,7 +89,8 @@ def predict_normalised(model, image: np.ndarray, window_px: int = WINDOW_PX, ove
     ----------
     model : torch.nn.Module or runner
         A network returning 2-class logits at the input size (run in PyTorch fp32), or a runner
-        from :mod:`nanofind.learn.engine` (the backend and precision chosen for this machine).
+        from :mod:`nanofind.learn.engine` (the backend and precision chosen for this machine)
+        returning foreground probabilities (N, 1, H, W).
     image : numpy.ndarray
         (H, W) normalised image.
     window_px : int
@@ -115,11 +122,13 @@ def predict_normalised(model, image: np.ndarray, window_px: int = WINDOW_PX, ove
     return total
 
 
-def predict_probability(model, card: dict, image, pixel_size_A: float | None = None,
+def predict_probability(model, card: ModelCard, image, pixel_size_A: float | None = None,
                         window_px: int = WINDOW_PX, overlap: float = OVERLAP, batch: int = BATCH,
                         tta: bool = False, plan: ScalePlan | None = None) -> np.ndarray:
     """Particle probability (H, W) float32 of a raw micrograph, on its own pixel grid.
 
+    ``card`` is the model's :class:`~nanofind.learn.card.ModelCard`; its task must be segmentation
+    (a network given without a runner is run with the card's foreground channel).
     ``image`` is a 2D array or a 2D :class:`nanofind.io.Micrograph` (whose pixel size is used
     unless ``pixel_size_A`` is given). The image is normalised as in training (the card's
     ``normalisation``) and, when the pixel size (Å) is known and outside the pixel sizes the
@@ -128,16 +137,20 @@ def predict_probability(model, card: dict, image, pixel_size_A: float | None = N
     warnings the caller reports), made here when not given. ``model`` is a network or a runner;
     ``tta``: see :func:`predict_normalised`.
     """
+    if card.task != "segmentation":
+        raise NanofindInputError(f"a {card.task} model cannot segment particles; use a segmentation model",
+                                 "model card task")
+    runner = as_runner(model, OutputHead.of(card))
     image, pixel_size_A = array_and_pixel_size(image, pixel_size_A)
     image = np.asarray(image, np.float32)
     if image.ndim != 2:
         raise ValueError(f"expected a 2D image, got shape {image.shape}")
     if plan is None:
         plan = plan_scale(image.shape, pixel_size_A, card)
-    work = normalise_for(image, card.get("normalisation"))
+    work = normalise(image, card.normalisation)
     if plan.zoom != 1:
         work = resample(work, plan.zoom, order=1)
-    prob = predict_normalised(model, work, window_px, overlap, batch, tta)
+    prob = predict_normalised(runner, work, window_px, overlap, batch, tta)
     del work
     if prob.shape != image.shape:
         factors = (image.shape[0] / prob.shape[0], image.shape[1] / prob.shape[1])
