@@ -141,9 +141,11 @@ def _run_local(function, tasks, workers, threads, max_pending, return_exceptions
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+    context = multiprocessing.get_context("spawn")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context,
                                initializer=_start_worker, initargs=(os.getpid(), threads))
     pending: dict = {}
+    finished_all = False
     try:
         queue = iter(enumerate(tasks))
         exhausted = False
@@ -155,6 +157,7 @@ def _run_local(function, tasks, workers, threads, max_pending, return_exceptions
                     break
                 pending[pool.submit(function, *item[1])] = item[0]
             if not pending:
+                finished_all = True
                 break
             finished, _ = wait(pending, return_when=FIRST_COMPLETED)
             for future in finished:
@@ -167,8 +170,10 @@ def _run_local(function, tasks, workers, threads, max_pending, return_exceptions
                 else:
                     raise error
     finally:
-        # stopped early (an error, an interrupt, the caller broke off): queued tasks are dropped
-        pool.shutdown(wait=True, cancel_futures=True)
+        # Done: the workers exit (unloading their libraries takes a while) as the caller goes on writing.
+        # Stopped early (an error, an interrupt, the caller broke off): queued tasks are dropped, and the
+        # workers are waited for.
+        pool.shutdown(wait=not finished_all, cancel_futures=not finished_all)
 
 
 def _start_worker(parent_pid: int, threads: int) -> None:
@@ -181,10 +186,15 @@ def _start_worker(parent_pid: int, threads: int) -> None:
     if torch is not None:
         torch.set_num_threads(threads)
 
-    def watch():
-        while os.getppid() == parent_pid:
+    def watch():  # polled by pid, which also holds for workers that are not the parent's own children
+        while True:
+            try:
+                os.kill(parent_pid, 0)
+            except ProcessLookupError:
+                os._exit(1)
+            except PermissionError:  # pid taken over by another user's process: the parent is gone
+                os._exit(1)
             time.sleep(1.0)
-        os._exit(1)
 
     threading.Thread(target=watch, daemon=True, name="nanofind-exit-with-parent").start()
 
