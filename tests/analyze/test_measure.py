@@ -140,3 +140,14 @@ def test_cleaning_at_an_implausible_pixel_size_stays_bounded():
     mask[30:100, 40:110] = True
     cleaned = clean_mask(mask, 1e-4)
     assert cleaned.shape == mask.shape
+
+
+def test_centroids_keep_their_rounding_at_decimal_ties():
+    # 23 pixels in row 1 and 17 in row 2: the centroid's row is 57/40 = 1.425, so its pixel-centre
+    # coordinate is the decimal tie 1.925, which particles.csv has always written as 1.92
+    labels = np.zeros((6, 30), int)
+    labels[1, :23] = 1
+    labels[2, :17] = 1
+    row = measure_particles(labels).rows()[0]
+    assert row["area_px"] == 40
+    assert row["centroid_y_px"] == 1.92

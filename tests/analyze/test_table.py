@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from nanofind.analyze.measure import PARTICLE_COLUMNS, measure_particles
-from nanofind.analyze.outputs import CSV_COLUMNS, _write_csv
+from nanofind.analyze.outputs import CSV_COLUMNS, write_particles_csv
 from nanofind.analyze.table import ParticleTable
 
 
@@ -99,7 +99,7 @@ def test_extra_columns_reach_the_csv(measured, tmp_path):
     a = a.with_columns(file="a.mrc", frame=None, defect_class=["twin", "none", "stacking fault"],
                        defect_probability=[0.8, 0.1, 0.55], first=False)
     both = ParticleTable.concat([a, b.with_columns(file="b.tif", frame=2)])
-    path = _write_csv(both, tmp_path / "particles.csv")
+    path = write_particles_csv(both, tmp_path / "particles.csv")
     with open(path, newline="") as fh:
         header = next(csv.reader(fh))
     assert header == list(CSV_COLUMNS) + ["defect_class", "defect_probability"]
@@ -111,7 +111,7 @@ def test_extra_columns_reach_the_csv(measured, tmp_path):
         2 * math.sqrt(int(_disc((100, 100), (50, 50), 30).sum()) / math.pi), abs=1e-3)
     assert rows[2]["touches_edge"] == "True" and rows[0]["touches_edge"] == "False"
     # list-of-dict rows (a resume record) write the same file
-    again = _write_csv(both.rows(), tmp_path / "again.csv")
+    again = write_particles_csv(both.rows(), tmp_path / "again.csv")
     assert again.read_bytes() == path.read_bytes()
 
 

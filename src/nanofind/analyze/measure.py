@@ -153,10 +153,14 @@ def _std_intensity(region_mask: np.ndarray, intensity: np.ndarray) -> float:
     return float(np.std(intensity[region_mask]))
 
 
-def _rounded(values, digits: int) -> np.ndarray:
-    # Python's round is correctly rounded, np.round is not (np.round(2.675, 2) can differ): particles.csv
-    # keeps the values it always had
-    return np.array([round(v, digits) for v in np.asarray(values, float).tolist()], float)
+def _rounded(values, digits: int, numpy_rounding: bool = False) -> np.ndarray:
+    # particles.csv keeps the values it always had, so each column is rounded as it always was: correctly
+    # (Python's round), or by scaling and rounding to an integer (NumPy's round, which can differ at a
+    # decimal tie such as 1.925, as for the columns that came from NumPy scalars)
+    values = np.asarray(values, float)
+    if numpy_rounding:
+        return np.round(values, digits)
+    return np.array([round(v, digits) for v in values.tolist()], float)
 
 
 def _scaled(values, nm_per_px: float | None, power: int = 1) -> np.ndarray:
@@ -206,9 +210,10 @@ def measure_particles(labels: np.ndarray, image: np.ndarray | None = None, proba
     area = np.asarray(p["area"]).astype(np.int64)
     d_px = np.asarray(p["equivalent_diameter_area"], float)
     major, minor = np.asarray(p["axis_major_length"], float), np.asarray(p["axis_minor_length"], float)
-    # Python floats, as a perimeter**2 by NumPy (x*x) and by Python (pow) may differ in the last bit
+    # NumPy scalars, as always: a perimeter**2 by NumPy and by Python (pow) may differ in the last bit
     circularity = np.array([min(4 * math.pi * a / q**2, 1.0) if q > 0 else 1.0
-                            for a, q in zip(p["area"].tolist(), p["perimeter"].tolist(), strict=True)], float)
+                            for a, q in zip(np.asarray(p["area"], np.float64), np.asarray(p["perimeter"], np.float64),
+                                            strict=True)], float)
     # regionprops measures from the row axis; the table's angle is from x, counter-clockwise as displayed
     orientation = 90.0 + np.degrees(np.asarray(p["orientation"], float))
     orientation = np.where(orientation > 90.0, orientation - 180.0, orientation)
@@ -218,13 +223,13 @@ def measure_particles(labels: np.ndarray, image: np.ndarray | None = None, proba
     too_big = d_px * nm > settings.max_diameter_nm if nm is not None else np.zeros(n, bool)
     columns = {
         "particle_id": np.asarray(p["label"]).astype(np.int64), "area_px": area,
-        "area_nm2": _scaled(area, nm, 2), "equivalent_diameter_px": _rounded(d_px, 3),
+        "area_nm2": _scaled(area, nm, 2), "equivalent_diameter_px": _rounded(d_px, 3, numpy_rounding=True),
         "equivalent_diameter_nm": _scaled(d_px, nm), "major_axis_px": _rounded(major, 3),
         "minor_axis_px": _rounded(minor, 3), "major_axis_nm": _scaled(major, nm), "minor_axis_nm": _scaled(minor, nm),
         "aspect_ratio": _rounded(major / np.maximum(minor, 1e-9), 4),
-        "orientation_deg": _rounded(orientation, 2), "circularity": _rounded(circularity, 4),
+        "orientation_deg": _rounded(orientation, 2), "circularity": _rounded(circularity, 4, numpy_rounding=True),
         "solidity": _rounded(solidity, 4),
-        "centroid_x_px": _rounded(cx, 2), "centroid_y_px": _rounded(cy, 2),
+        "centroid_x_px": _rounded(cx, 2, numpy_rounding=True), "centroid_y_px": _rounded(cy, 2, numpy_rounding=True),
         "centroid_x_nm": _scaled(cx, nm), "centroid_y_nm": _scaled(cy, nm),
         "mean_intensity": _rounded(p["intensity_mean"], 5) if image is not None else missing,
         "std_intensity": _rounded(p["_std_intensity"], 5) if image is not None else missing,

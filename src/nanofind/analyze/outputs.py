@@ -96,13 +96,14 @@ def write_histogram(particles: Particles, path: Path) -> Path:
     return path
 
 
-def _write_labels(labels: np.ndarray, directory: Path, stem: str) -> None:
+def write_label_images(labels: np.ndarray, directory: Path, stem: str) -> None:
+    """``<stem>_mask.png`` (0/255) and ``<stem>_labels.png`` (16-bit particle ids) into ``directory``."""
     from PIL import Image
 
     Image.fromarray(((labels > 0) * 255).astype(np.uint8)).save(directory / f"{stem}_mask.png")
     Image.fromarray(np.clip(labels, 0, 65535).astype(np.uint16)).save(directory / f"{stem}_labels.png")
 
 
-def _write_csv(particles: Particles, path: Path) -> Path:
+def write_particles_csv(particles: Particles, path: Path) -> Path:
     """particles.csv: :data:`CSV_COLUMNS`, then any further columns of the table; missing values empty."""
     return as_table(particles).to_csv(path, columns=CSV_COLUMNS)

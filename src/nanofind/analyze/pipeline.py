@@ -38,8 +38,9 @@ from nanofind.analyze.measure import (
     split_particles,
     summarise,
 )
-from nanofind.analyze.outputs import _write_csv, _write_labels, write_histogram, write_overlay
+from nanofind.analyze.outputs import write_histogram, write_label_images, write_overlay, write_particles_csv
 from nanofind.analyze.report import write_report
+from nanofind.analyze.table import KNOWN_DTYPES, PARTICLE_DTYPES, SOURCE_DTYPES, ParticleTable
 from nanofind.errors import NanofindInputError
 from nanofind.io.micrograph import array_and_pixel_size
 from nanofind.learn.scale_guard import MEMORY_LIMIT_GB, ScalePlan, plan_scale
@@ -75,7 +76,9 @@ class AnalysisSettings:
 
 def analyze_frame(model, card: dict, array, pixel_size_A: float | None = None,
                   settings: AnalysisSettings | None = None, plan: ScalePlan | None = None):
-    """Segment and measure one 2D image (array, or a 2D ``Micrograph``); returns (rows, labels, probability).
+    """Segment and measure one 2D image (array, or a 2D ``Micrograph``); returns (table, labels, probability).
+
+    ``table`` is a :class:`~nanofind.analyze.table.ParticleTable`, one row per particle of ``labels``.
 
     ``model`` is a network or a runner (:func:`nanofind.learn.engine.make_runner`); ``plan`` is the
     image's checked resampling (:func:`nanofind.learn.scale_guard.plan_scale`), made here if not given.
@@ -88,13 +91,13 @@ def analyze_frame(model, card: dict, array, pixel_size_A: float | None = None,
         plan = plan_scale(array.shape, pixel_size_A, card, settings.max_memory_gb, "analyze")
     prob = predict_probability(model, card, array, pixel_size_A, window_px=settings.window_px, tta=settings.tta,
                                plan=plan)
-    rows, labels = measure_frame(prob, array, pixel_size_A, card, settings)
-    return rows, labels, prob
+    table, labels = measure_frame(prob, array, pixel_size_A, card, settings)
+    return table, labels, prob
 
 
 def measure_frame(prob: np.ndarray, array: np.ndarray, pixel_size_A: float | None, card: Any,
                   settings: AnalysisSettings):
-    """Threshold, clean, split and measure one image's particle probability; returns (rows, labels).
+    """Threshold, clean, split and measure one image's particle probability; returns (ParticleTable, labels).
 
     ``prob`` and ``array`` are on the image's own grid; ``pixel_size_A`` (Å, or None) sets the
     cleaning's sizes and the nm columns.
@@ -102,30 +105,31 @@ def measure_frame(prob: np.ndarray, array: np.ndarray, pixel_size_A: float | Non
     threshold = card.threshold if settings.threshold is None else settings.threshold
     mask = clean_mask(prob >= threshold, pixel_size_A, settings.cleaning)
     labels = split_particles(mask, settings.cleaning.split_depth) if settings.cleaning.split else label(mask)
-    rows = measure_particles(labels, array, prob, pixel_size_A, settings.cleaning)
-    return rows, labels
+    return measure_particles(labels, array, prob, pixel_size_A, settings.cleaning), labels
 
 
 def _analyze_frame(item: FrameInput, card: Any, *, out: Path, settings: AnalysisSettings) -> dict:
     """Batch frame function: measure one segmented frame and write its masks and overlay.
 
-    Returns its image record and particle rows (JSON-able: they are also the resume record).
+    Returns its image record and particle rows, with the file and frame they come from (JSON-able:
+    they are also the resume record).
     """
     frame = item.frame
-    rows, labels = measure_frame(item.probability, frame.array, frame.pixel_size_A, card, settings)
+    table, labels = measure_frame(item.probability, frame.array, frame.pixel_size_A, card, settings)
     stem = frame.name
-    _write_labels(labels, out / "masks", stem)
-    overlay = write_overlay(frame.array, labels, rows, out / "overlays" / f"{stem}_overlay.png")
+    write_label_images(labels, out / "masks", stem)
+    overlay = write_overlay(frame.array, labels, table, out / "overlays" / f"{stem}_overlay.png")
     k = item.index
-    s = summarise(rows, labels)
+    s = summarise(table, labels)
     plan = item.plan
     image = {"file": str(item.path), "frame": k, "overlay_png": str(overlay), "n_particles": s["count"],
              "coverage": s["coverage"], "pixel_size_A": frame.pixel_size_A,
              "mean_diameter_nm": s.get("diameter_mean") if s["unit"] == "nm" else None,
-             "mean_diameter_px": float(np.mean([r["equivalent_diameter_px"] for r in rows])) if rows else 0.0,
+             "mean_diameter_px": float(np.mean(table["equivalent_diameter_px"])) if len(table) else 0.0,
              "seconds": round(time.perf_counter() - item.started_s, 2), "warnings": plan.warnings,
              "zoom": plan.zoom, "working_pixel_size_A": plan.working_pixel_size_A, "summary": s}
-    return {"image": image, "rows": [{"file": str(item.path), "frame": k, **r} for r in rows]}
+    sourced = table.with_columns({"file": str(item.path), "frame": k}, dtypes=SOURCE_DTYPES, first=True)
+    return {"image": image, "rows": sourced.rows()}
 
 
 def _overlays_exist(frames: list) -> bool:
@@ -166,18 +170,21 @@ def analyze_batch(inputs: list[str | Path], out_dir: str | Path, settings: Analy
         records=Records(out / RECORDS, settings.to_dict(), resume=resume, still_valid=_overlays_exist))
     card = run.card
     images = [f["image"] for r in run.results for f in r.frames]
-    all_rows = [row for r in run.results for f in r.frames for row in f["rows"]]
+    rows = [row for r in run.results for f in r.frames for row in f["rows"]]
+    particles = (ParticleTable.from_rows(rows, dtypes={**KNOWN_DTYPES, **SOURCE_DTYPES}) if rows
+                 else ParticleTable.empty({**SOURCE_DTYPES, **PARTICLE_DTYPES}))
     failed = [{"file": str(r.path), "error": r.error} for r in run.failed]
-    _write_csv(all_rows, out / "particles.csv")
+    write_particles_csv(particles, out / "particles.csv")
     # the batch's sizes leave out images the scale guard warned about, unless nothing else is left
     questionable = [i for i in images if i.get("warnings")]
     excluded = {(i["file"], i["frame"]) for i in questionable} if len(questionable) < len(images) else set()
-    sized_rows = [r for r in all_rows if (r["file"], r["frame"]) not in excluded]
-    histogram = write_histogram(sized_rows, out / "size_histogram.png")
+    sized = particles.select([(f, k) not in excluded for f, k in zip(particles["file"], particles["frame"],
+                                                                    strict=True)])
+    histogram = write_histogram(sized, out / "size_histogram.png")
     known = [i["pixel_size_A"] is not None for i in images]
-    batch = summarise(sized_rows)
+    batch = summarise(sized)
     summary = {
-        "files": len(run.results), "images": len(images), "particles": len(all_rows),
+        "files": len(run.results), "images": len(images), "particles": len(particles),
         "failed": failed, "pixel_size_known": bool(images) and all(known),
         "size_distribution": {k.removeprefix("diameter_"): v for k, v in batch.items()
                               if k.startswith("diameter") or k == "unit"},
@@ -192,6 +199,6 @@ def analyze_batch(inputs: list[str | Path], out_dir: str | Path, settings: Analy
                   "directory": str(settings.model)},
     }
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=1, ensure_ascii=False))
-    write_report(out / "report.html", images=images, particles=all_rows, summary=summary, card=card,
+    write_report(out / "report.html", images=images, particles=particles, summary=summary, card=card,
                  settings={**settings.to_dict(), **run.execution(), "engine": run.engine}, histogram_png=histogram)
     return summary
