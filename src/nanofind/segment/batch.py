@@ -26,7 +26,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -219,8 +219,6 @@ def segment_batch(inputs: Sequence[str | Path], frame_function: Callable[[FrameI
     directory = resolve_model_dir(model.model)
     weights = directory / WEIGHTS
     stamp = (weights.stat().st_mtime_ns, weights.stat().st_size) if weights.is_file() else None
-    job_spec = _Job(model, (str(directory.resolve()), stamp, model), pixel_size_A, share_gb, job, window_px, batch,
-                    tta, frame_function)
     results: list[FileResult | None] = [None] * len(files)
     if records is not None and records.resume:
         for i, path in enumerate(files):
@@ -230,6 +228,10 @@ def segment_batch(inputs: Sequence[str | Path], frame_function: Callable[[FrameI
     todo = [i for i, r in enumerate(results) if r is None]
     local = scheduler is None and min(workers, len(todo)) <= 1
     threads = None if scheduler is not None or local else threads_for(min(workers, len(todo)))
+    if not local:  # a worker's first window pays the network's set-up anyway; warming up would only add to it
+        model = replace(model, warm_up_px=None)
+    job_spec = _Job(model, (str(directory.resolve()), stamp, model), pixel_size_A, share_gb, job, window_px, batch,
+                    tta, frame_function)
     try:
         if local:  # load here, so that an unusable model stops the batch before any file (exit status 2)
             runner, card = _runner(job_spec)
