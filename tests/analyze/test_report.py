@@ -14,6 +14,7 @@ from nanofind.analyze.measure import measure_particles, summarise
 from nanofind.analyze.outputs import COLOURS, write_histogram, write_overlay
 from nanofind.analyze.report import MAX_TABLE_ROWS, write_report
 from nanofind.analyze.table import ParticleTable
+from nanofind.learn.card import ModelCard
 
 FAILED_FILE = "broken_scan_0042.tif"
 FAILED_ERROR = "unsupported TIFF compression <LZW-9> & no pixel size"
@@ -153,16 +154,16 @@ def test_report_without_card_histogram_or_particles(tmp_path):
 
 
 def test_report_takes_rows_and_a_card_object(tmp_path):
-    # rows read back from a resume record (dicts, None for missing) and a card with a record() method
+    # rows read back from a resume record (dicts, None for missing) and a ModelCard object
     inputs = _inputs(tmp_path)
     table = inputs["particles"]
 
-    class Card:
-        def record(self):
-            return {"architecture": "tiny-unet", "threshold": 0.375, "metrics": {"test": {"dice": 0.91}}}
+    card = ModelCard.from_record({"task": "segmentation", "architecture": "tiny-unet", "threshold": 0.375,
+                                  "pixel_size_A": None, "normalisation": {"median_filter_px": 3},
+                                  "metrics": {"test": {"dice": 0.91}}})
 
     from_table = write_report(tmp_path / "a.html", **inputs).read_text(encoding="utf-8")
-    inputs.update(particles=json.loads(json.dumps(table.rows())), card=Card())
+    inputs.update(particles=json.loads(json.dumps(table.rows())), card=card)
     from_rows = write_report(tmp_path / "b.html", **inputs).read_text(encoding="utf-8")
     assert _table_html(from_rows) == _table_html(from_table)
     assert "Model card: tiny-unet, threshold 0.375" in from_rows and "0.91" in from_rows

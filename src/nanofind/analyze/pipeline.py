@@ -43,6 +43,7 @@ from nanofind.analyze.report import write_report
 from nanofind.analyze.table import KNOWN_DTYPES, PARTICLE_DTYPES, SOURCE_DTYPES, ParticleTable
 from nanofind.errors import NanofindInputError
 from nanofind.io.micrograph import array_and_pixel_size
+from nanofind.learn.card import ModelCard
 from nanofind.learn.scale_guard import MEMORY_LIMIT_GB, ScalePlan, plan_scale
 from nanofind.segment.batch import FrameInput, ModelChoice, Records, segment_batch
 from nanofind.segment.batch import expand_inputs as expand_inputs  # where analysis callers have found it
@@ -74,7 +75,7 @@ class AnalysisSettings:
         return d
 
 
-def analyze_frame(model, card: dict, array, pixel_size_A: float | None = None,
+def analyze_frame(model, card: ModelCard, array, pixel_size_A: float | None = None,
                   settings: AnalysisSettings | None = None, plan: ScalePlan | None = None):
     """Segment and measure one 2D image (array, or a 2D ``Micrograph``); returns (table, labels, probability).
 
@@ -95,7 +96,7 @@ def analyze_frame(model, card: dict, array, pixel_size_A: float | None = None,
     return table, labels, prob
 
 
-def measure_frame(prob: np.ndarray, array: np.ndarray, pixel_size_A: float | None, card: Any,
+def measure_frame(prob: np.ndarray, array: np.ndarray, pixel_size_A: float | None, card: ModelCard,
                   settings: AnalysisSettings):
     """Threshold, clean, split and measure one image's particle probability; returns (ParticleTable, labels).
 
@@ -108,7 +109,7 @@ def measure_frame(prob: np.ndarray, array: np.ndarray, pixel_size_A: float | Non
     return measure_particles(labels, array, prob, pixel_size_A, settings.cleaning), labels
 
 
-def _analyze_frame(item: FrameInput, card: Any, *, out: Path, settings: AnalysisSettings) -> dict:
+def _analyze_frame(item: FrameInput, card: ModelCard, *, out: Path, settings: AnalysisSettings) -> dict:
     """Batch frame function: measure one segmented frame and write its masks and overlay.
 
     Returns its image record and particle rows, with the file and frame they come from (JSON-able:

@@ -19,13 +19,13 @@ import math
 from datetime import datetime
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from nanofind._files import write_text_atomic
 from nanofind._version import __version__
 from nanofind.analyze.table import ParticleTable, as_table
+from nanofind.learn.card import ModelCard
 
 #: The particle table on the page is cut to this many rows (the full table lives in the table files).
 MAX_TABLE_ROWS = 2000
@@ -205,39 +205,37 @@ def _metrics(test: dict) -> dict:
             "plain": [(str(k), _text(v)) for k, v in test.items() if k not in sets]}
 
 
-def _model(card) -> dict | None:
-    if card is not None and hasattr(card, "record"):  # a ModelCard: the page shows its JSON record
-        card = card.record()
-    if not card:
+def _model(card: ModelCard | dict | None) -> dict | None:
+    """The model-card section: key facts, the test metrics and the whole card as JSON (None without a card)."""
+    if card is None:
         return None
-    pixel_range = card.get("pixel_size_range_A")
-    working = card.get("working_pixel_size_range_A") or pixel_range
+    if not isinstance(card, ModelCard):  # a card's JSON record, of either layout
+        card = ModelCard.from_record(card, "model card")
+    pixel_range, working = card.pixel_size_range_A, card.working_pixel_size_range_A or card.pixel_size_range_A
     facts = [
-        ("architecture", card.get("architecture")),
-        ("options", card.get("options") or None),
-        ("threshold", card.get("threshold")),
-        ("training pixel size (Å)", card.get("pixel_size_A")),
-        ("training pixel size range (Å)",
-         " – ".join(_number(v, 3) for v in pixel_range) if isinstance(pixel_range, list | tuple) else pixel_range),
+        ("task", card.task),
+        ("architecture", card.architecture),
+        ("options", card.options or None),
+        ("classes", card.classes),
+        ("threshold", card.threshold),
+        ("calibration", card.calibration),
+        ("training pixel size (Å)", card.pixel_size_A),
+        ("training pixel size range (Å)", " – ".join(_number(v, 3) for v in pixel_range) if pixel_range else None),
         ("segments at pixel sizes (Å; others are resampled)",
-         " – ".join(_number(v, 3) for v in working) if isinstance(working, list | tuple) else None),
-        ("classes", card.get("classes")),
-        ("model made with nanofind", card.get("nanofind_version")),
+         " – ".join(_number(v, 3) for v in working) if working else None),
+        ("normalisation", card.normalisation.describe()),
+        ("trained on", (card.training.engine or {}).get("cpu_model")),
+        ("model made with nanofind", card.nanofind_version),
     ]
-    normalisation = card.get("normalisation")
-    if isinstance(normalisation, dict):
-        facts += [(f"normalisation: {k}", v) for k, v in normalisation.items()]
-    elif normalisation is not None:
-        facts.append(("normalisation", normalisation))
-    metrics = card.get("metrics")
-    test = metrics.get("test") if isinstance(metrics, dict) else None
-    return {"architecture": str(card.get("architecture", "model")), "threshold": _text(card.get("threshold")),
+    test = card.metrics.get("test")
+    return {"architecture": card.architecture, "threshold": _text(card.threshold),
             "facts": [(k, _text(v)) for k, v in facts if v is not None],
-            "metrics": _metrics(test) if isinstance(test, dict) and test else None, "json": _json(card)}
+            "metrics": _metrics(test) if isinstance(test, dict) and test else None, "json": _json(card.record())}
 
 
-def report_context(*, images: list[dict], particles: ParticleTable | list[dict], summary: dict, card: Any,
-                   settings: dict, histogram_png: Path | None = None, generated: str | None = None) -> dict:
+def report_context(*, images: list[dict], particles: ParticleTable | list[dict], summary: dict,
+                   card: ModelCard | dict | None, settings: dict, histogram_png: Path | None = None,
+                   generated: str | None = None) -> dict:
     """What the report template shows, as plain text and data URIs (arguments: see :func:`write_report`)."""
     if generated is None:
         generated = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -264,8 +262,8 @@ def render_report(**arguments) -> str:
     return _template().render(report_context(**arguments))
 
 
-def write_report(path: Path, *, images: list[dict], particles: ParticleTable | list[dict], summary: dict, card: Any,
-                 settings: dict, histogram_png: Path | None = None) -> Path:
+def write_report(path: Path, *, images: list[dict], particles: ParticleTable | list[dict], summary: dict,
+                 card: ModelCard | dict | None, settings: dict, histogram_png: Path | None = None) -> Path:
     """Write the self-contained HTML report of an analysis run and return its path.
 
     Parameters

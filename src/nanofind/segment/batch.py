@@ -42,6 +42,7 @@ from nanofind._parallel import (
 from nanofind._progress import ProgressBar
 from nanofind.errors import NanofindInputError
 from nanofind.io.micrograph import SUFFIXES, Micrograph, read_micrograph
+from nanofind.learn.card import ModelCard
 from nanofind.learn.scale_guard import MEMORY_LIMIT_GB, ScalePlan, max_image_pixels, plan_scale
 from nanofind.segment.inference import BATCH, WINDOW_PX, predict_probability
 
@@ -120,7 +121,7 @@ class BatchRun:
     """The outcome of :func:`segment_batch`."""
 
     results: list[FileResult]  #: one per input file, in input order
-    card: Any  #: the model's card
+    card: ModelCard  #: the model's card
     engine: dict  #: record of the engine (of the first file analysed, else as chosen here)
     workers: int  #: worker processes asked for (1: in this process)
     threads_per_worker: int | None  #: compute threads of each local worker; None when not set here

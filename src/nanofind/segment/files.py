@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from nanofind.errors import NanofindInputError
+from nanofind.learn.card import ModelCard
 from nanofind.learn.scale_guard import MEMORY_LIMIT_GB
 from nanofind.segment.batch import BatchRun, FileResult, FrameInput, ModelChoice, segment_batch
 from nanofind.segment.inference import BATCH, WINDOW_PX
@@ -46,7 +47,7 @@ def segment_files(inputs: Sequence[str | Path], out_dir: str | Path, *, model: M
                          on_file=on_file, on_start=on_start)
 
 
-def _write_frame(item: FrameInput, card: Any, *, out: Path, threshold: float | None) -> dict:
+def _write_frame(item: FrameInput, card: ModelCard, *, out: Path, threshold: float | None) -> dict:
     """Batch frame function: write one frame's mask and probability map."""
     import tifffile
     from PIL import Image
