@@ -347,10 +347,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         items += split(batch, _parse_fold(args.fold), args.split_seed)[1] if args.fold else batch
     summary = evaluate(runner, card, items, args.output, baselines=not args.no_baselines, progress=not args.quiet,
                        tta=args.tta)
-    print(f"{'method':10s} {'Dice':>7s} {'IoU':>7s} {'prec.':>7s} {'recall':>7s} {'acc.':>7s}")
+    print(f"{'method':10s} {'Dice':>7s} {'IoU':>7s} {'prec.':>7s} {'recall':>7s} {'acc.':>7s}   particles: "
+          f"{'prec.':>6s} {'recall':>6s} {'F1':>6s} {'count err.':>10s}")
     for name, m in summary["methods"].items():
+        p = m["particles"]
         print(f"{name:10s} {m['dice']:7.4f} {m['iou']:7.4f} {m['precision']:7.4f} {m['recall']:7.4f} "
-              f"{m['pixel_accuracy']:7.4f}")
+              f"{m['pixel_accuracy']:7.4f}              {p['precision']:6.3f} {p['recall']:6.3f} {p['f1']:6.3f} "
+              f"{p['count_error_per_field']:10.2f}")
     print(f"details in {args.output}/summary.json, per_image.csv, pr_curve.png", file=sys.stderr)
     return 0
 

@@ -180,6 +180,10 @@ def test_train_and_evaluate_cli(tmp_path, labelled_folder, capsys):
     assert set(summary["methods"]) == {"model", "otsu", "fourier", "bragg"}
     # Otsu finds dark discs on a flat background almost perfectly: an independent check of the scoring path
     assert summary["methods"]["otsu"]["dice"] > 0.9
+    # and it finds the particles themselves: every field holds one or two discs of at least 200 px
+    otsu = summary["methods"]["otsu"]["particles"]
+    assert otsu["true"] >= 6 and otsu["recall"] >= 0.8
+    assert otsu["matched"] <= min(otsu["true"], otsu["predicted"])
     for m in summary["methods"].values():
         c = m["confusion"]
         assert sum(c.values()) == 6 * 96 * 96

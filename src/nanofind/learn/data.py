@@ -37,6 +37,9 @@ class LabelledImage:
     source: str  #: file (and sample index) it came from
     domain: str  #: "simulated" or "real"
     raw: np.ndarray | None = None  #: the image before normalisation (kept for the baselines)
+    instance: np.ndarray | None = None  #: int32 particle id per pixel (datasets of format 2), else None
+    particles: list | None = None  #: ground-truth record per particle id (datasets), else None
+    params: dict | None = None  #: how a simulated sample was made (dose, optics, …), else None
 
 
 def load_folder(folder: str | Path, keep_raw: bool = False) -> list[LabelledImage]:
@@ -64,9 +67,14 @@ def load_dataset(path: str | Path, keep_raw: bool = False, limit: int | None = N
             s = reader.sample(k)
             pixel = s.params.get("pixel_size_A")
             domain = "real" if s.params.get("kind") == "labelled" else "simulated"
+            from_scene = any(r.get("source") == "scene" for r in s.particles or [])
             items.append(LabelledImage(normalise(s.image), (s.mask > 0).astype(np.uint8),
                                        float(pixel) if pixel else None, f"{path}#{s.index}", domain,
-                                       s.image if keep_raw else None))
+                                       s.image if keep_raw else None,
+                                       # instances derived from a version-1 mask merge touching particles
+                                       instance=s.instance if from_scene else None,
+                                       particles=s.particles if from_scene else None,
+                                       params=s.params if keep_raw else None))
     return items
 
 
