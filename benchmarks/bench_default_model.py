@@ -51,7 +51,10 @@ def main() -> None:
 
     print(json.dumps({**{name: {"model_dice": m["model"]["dice"], "otsu_dice": m["otsu"]["dice"],
                                 "fourier_dice": m["fourier"]["dice"],
-                                **({fp_key: m["model"][fp_key]} if fp_key in m["model"] else {})}
+                                **({fp_key: m["model"][fp_key]} if fp_key in m["model"] else {}),
+                                # one-to-one IoU > 0.5 particle matching (nanofind.segment.particle_metrics)
+                                "model_particles": m["model"].get("particles"),
+                                "otsu_particles": m["otsu"].get("particles")}
                          for name, m in result.items()}, "engine": choose_engine().record()}))
 
 
