@@ -40,6 +40,7 @@ from nanofind.analyze.measure import (
 )
 from nanofind.analyze.outputs import write_histogram, write_label_images, write_overlay, write_particles_csv
 from nanofind.analyze.report import write_report
+from nanofind.analyze.review import review_signals
 from nanofind.analyze.table import KNOWN_DTYPES, PARTICLE_DTYPES, SOURCE_DTYPES, ParticleTable
 from nanofind.errors import NanofindInputError
 from nanofind.io.micrograph import array_and_pixel_size
@@ -123,11 +124,15 @@ def _analyze_frame(item: FrameInput, card: ModelCard, *, out: Path, settings: An
     k = item.index
     s = summarise(table, labels)
     plan = item.plan
+    review = review_signals(item.probability, labels > 0, frame.array, frame.pixel_size_A)
     image = {"file": str(item.path), "frame": k, "overlay_png": str(overlay), "n_particles": s["count"],
              "coverage": s["coverage"], "pixel_size_A": frame.pixel_size_A,
              "mean_diameter_nm": s.get("diameter_mean") if s["unit"] == "nm" else None,
              "mean_diameter_px": float(np.mean(table["equivalent_diameter_px"])) if len(table) else 0.0,
-             "seconds": round(time.perf_counter() - item.started_s, 2), "warnings": plan.warnings,
+             "seconds": round(time.perf_counter() - item.started_s, 2),
+             "warnings": plan.warnings + ([review["reason"]] if review["review"] else []),
+             "otsu_agreement_dice": review["otsu_agreement_dice"], "unsure_fraction": review["unsure_fraction"],
+             "review": review["review"],
              "zoom": plan.zoom, "working_pixel_size_A": plan.working_pixel_size_A, "summary": s}
     sourced = table.with_columns({"file": str(item.path), "frame": k}, dtypes=SOURCE_DTYPES, first=True)
     return {"image": image, "rows": sourced.rows()}

@@ -165,6 +165,9 @@ def _gallery(images: list[dict]) -> list[dict]:
         if not _is_missing(zoom) and zoom != 1:
             stats.append((f"segmented at {_number(zoom, 3)}× ({_number(image.get('working_pixel_size_A'), 3)} Å)",
                           False))
+        if not _is_missing(image.get("otsu_agreement_dice")):
+            stats.append((f"agrees with an Otsu threshold at Dice {_number(image['otsu_agreement_dice'], 2)}, "
+                          f"unsure of {_percent(image.get('unsure_fraction'))}", bool(image.get("review"))))
         if image.get("warnings"):
             stats.append((f"⚠ {len(image['warnings'])} warning(s), see above", True))
         if not _is_missing(image.get("seconds")):
