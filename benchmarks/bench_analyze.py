@@ -24,21 +24,6 @@ import time
 import numpy as np
 
 
-def match(pred: np.ndarray, truth: np.ndarray) -> dict[int, int]:
-    """True particle id → predicted id for pairs overlapping with IoU > 0.5 (unique by construction)."""
-    pairs = {}
-    for t in range(1, int(truth.max()) + 1):
-        t_mask = truth == t
-        ids, counts = np.unique(pred[t_mask], return_counts=True)
-        for p, inter in zip(ids, counts, strict=True):
-            if p == 0:
-                continue
-            union = t_mask.sum() + (pred == p).sum() - inter
-            if inter / union > 0.5:
-                pairs[t] = int(p)
-    return pairs
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("dataset", nargs="?", default="analyze-test.h5")
@@ -55,6 +40,7 @@ def main() -> None:
     from nanofind.datasets import DatasetReader
     from nanofind.learn.engine import make_runner
     from nanofind.learn.model_file import load_model
+    from nanofind.segment.particle_metrics import match_particles
 
     model, card = load_model(args.model)
     settings = AnalysisSettings(model=args.model or "default", threshold=args.threshold, tta=args.tta,
@@ -71,7 +57,7 @@ def main() -> None:
             truth = split_particles(clean_mask(s.mask > 0, pixel), CleaningSettings().split_depth)
             true_rows = measure_particles(truth, pixel_size_A=pixel)
             count_errors.append(len(rows) - len(true_rows))
-            pairs = match(labels, truth)
+            pairs = {t: p for t, p, _ in match_particles(labels, truth)}  # one to one, IoU > 0.5
             by_id = {r["particle_id"]: r for r in rows}
             for t in true_rows:
                 if t["touches_edge"] or t["agglomerate"] or t["equivalent_diameter_nm"] < 3:
