@@ -29,6 +29,8 @@ POSSIBLE, SURE = 0.2, 0.8
 MAX_UNSURE_FRACTION = 0.35
 MIN_OTSU_AGREEMENT = 0.5
 MIN_POSSIBLE_AREA = 0.01
+#: Pixels the Otsu comparison works on at most (larger images are block-averaged to about this many).
+OTSU_PIXELS = 1 << 20
 
 
 def review_signals(probability: np.ndarray, mask: np.ndarray, image: np.ndarray,
@@ -43,6 +45,12 @@ def review_signals(probability: np.ndarray, mask: np.ndarray, image: np.ndarray,
     from nanofind.segment.baselines import otsu_mask
 
     probability, mask = np.asarray(probability), np.asarray(mask, bool)
+    # compared on at most about a megapixel: the agreement does not need every pixel of a large micrograph,
+    # and the Otsu baseline's smoothing and cleaning would otherwise add a second or more to a 4096² image
+    step = max(1, int(np.ceil(np.sqrt(mask.size / OTSU_PIXELS))))
+    if step > 1:
+        image, mask = _block_mean(np.asarray(image, np.float32), step), _block_mean(mask, step) >= 0.5
+        pixel_size_A = pixel_size_A * step if pixel_size_A else pixel_size_A
     otsu = otsu_mask(image, pixel_size_A)
     total = int(mask.sum()) + int(otsu.sum())
     agreement = 2 * int((mask & otsu).sum()) / total if total else 1.0
@@ -55,3 +63,9 @@ def review_signals(probability: np.ndarray, mask: np.ndarray, image: np.ndarray,
               f"only at Dice {agreement:.2f}: check this image") if review else None
     return {"otsu_agreement_dice": round(agreement, 4), "unsure_fraction": round(unsure, 4),
             "possible_area_fraction": round(area, 5), "review": bool(review), "reason": reason}
+
+
+def _block_mean(array: np.ndarray, step: int) -> np.ndarray:
+    """Means of ``step`` × ``step`` blocks (a partial last row or column of blocks is dropped)."""
+    h, w = (array.shape[0] // step) * step, (array.shape[1] // step) * step
+    return array[:h, :w].reshape(h // step, step, w // step, step).mean(axis=(1, 3), dtype=np.float32)
