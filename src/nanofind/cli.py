@@ -354,6 +354,11 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
         print(f"{name:10s} {m['dice']:7.4f} {m['iou']:7.4f} {m['precision']:7.4f} {m['recall']:7.4f} "
               f"{m['pixel_accuracy']:7.4f}              {p['precision']:6.3f} {p['recall']:6.3f} {p['f1']:6.3f} "
               f"{p['count_error_per_field']:10.2f}")
+    for breakdown, classes in summary.get("model_particle_recall_by", {}).items():
+        known = {name: c for name, c in classes.items() if name != "unknown"}
+        if known:
+            print(f"model particle recall by {breakdown}: " + "; ".join(
+                f"{name} {c['found']}/{c['true']}" for name, c in known.items()))
     print(f"details in {args.output}/summary.json, per_image.csv, pr_curve.png", file=sys.stderr)
     return 0
 
