@@ -35,7 +35,7 @@ def main() -> None:
     parser.add_argument("--backend", default="auto", choices=["auto", "torch", "onnx"])
     args = parser.parse_args()
 
-    from nanofind.analyze.measure import CleaningSettings, clean_mask, measure_particles, split_particles
+    from nanofind.analyze.measure import find_particles, measure_particles
     from nanofind.analyze.pipeline import AnalysisSettings, analyze_frame
     from nanofind.datasets import DatasetReader
     from nanofind.learn.engine import make_runner
@@ -54,7 +54,7 @@ def main() -> None:
             t = time.perf_counter()
             rows, labels, _ = analyze_frame(runner, card, s.image, pixel, settings)
             seconds.append(time.perf_counter() - t)
-            truth = split_particles(clean_mask(s.mask > 0, pixel), CleaningSettings().split_depth)
+            truth = find_particles(s.mask > 0, pixel)
             true_rows = measure_particles(truth, pixel_size_A=pixel)
             count_errors.append(len(rows) - len(true_rows))
             pairs = {t: p for t, p, _ in match_particles(labels, truth)}  # one to one, IoU > 0.5

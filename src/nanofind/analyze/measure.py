@@ -171,6 +171,17 @@ def _scaled(values, nm_per_px: float | None, power: int = 1) -> np.ndarray:
     return _rounded(values * nm_per_px**power, 4)
 
 
+def find_particles(mask: np.ndarray, pixel_size_A: float | None = None,
+                   settings: CleaningSettings = CleaningSettings()) -> np.ndarray:
+    """Label image of the particles of a raw mask, as ``nanofind analyze`` finds them.
+
+    The mask is cleaned (:func:`clean_mask`; sizes in nm with ``pixel_size_A`` in Å, else in px)
+    and touching particles are split (:func:`split_particles`) unless ``settings.split`` is off.
+    """
+    mask = clean_mask(mask, pixel_size_A, settings)
+    return split_particles(mask, settings.split_depth) if settings.split else label(mask)
+
+
 def measure_particles(labels: np.ndarray, image: np.ndarray | None = None, probability: np.ndarray | None = None,
                       pixel_size_A: float | None = None, settings: CleaningSettings = CleaningSettings()
                       ) -> ParticleTable:

@@ -28,14 +28,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from skimage.measure import label
 
 from nanofind._files import write_text_atomic
 from nanofind.analyze.measure import (
     CleaningSettings,
-    clean_mask,
+    find_particles,
     measure_particles,
-    split_particles,
     summarise,
 )
 from nanofind.analyze.outputs import write_histogram, write_label_images, write_overlay, write_particles_csv
@@ -105,8 +103,7 @@ def measure_frame(prob: np.ndarray, array: np.ndarray, pixel_size_A: float | Non
     cleaning's sizes and the nm columns.
     """
     threshold = card.threshold if settings.threshold is None else settings.threshold
-    mask = clean_mask(prob >= threshold, pixel_size_A, settings.cleaning)
-    labels = split_particles(mask, settings.cleaning.split_depth) if settings.cleaning.split else label(mask)
+    labels = find_particles(prob >= threshold, pixel_size_A, settings.cleaning)
     return measure_particles(labels, array, prob, pixel_size_A, settings.cleaning), labels
 
 

@@ -113,10 +113,9 @@ def evaluate(model, card: ModelCard, items: list[LabelledImage], out_dir: str | 
 
 def _particles(mask: np.ndarray, pixel_size_A: float | None) -> np.ndarray:
     """Particles of a mask as ``nanofind analyze`` finds them: cleaned, then split by the watershed."""
-    from nanofind.analyze.measure import CleaningSettings, clean_mask, split_particles
+    from nanofind.analyze.measure import find_particles
 
-    settings = CleaningSettings()
-    return split_particles(clean_mask(mask, pixel_size_A, settings), settings.split_depth)
+    return find_particles(mask, pixel_size_A)
 
 
 def _true_particles(item: LabelledImage) -> np.ndarray:
