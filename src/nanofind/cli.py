@@ -123,6 +123,9 @@ def _build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                     help="auto (default): bf16 autocast where the CPU has native bf16, else fp32")
     tr.add_argument("--fp32", action="store_const", const="fp32", dest="precision", help="same as --precision fp32")
+    tr.add_argument("--imaging", choices=["hrtem", "bright_field"],
+                    help="the micrographs the model is for, recorded in its card (bright_field also records the "
+                         "particle diameters in px it was trained on, for --model auto's resampling)")
     tr.add_argument("--quiet", action="store_true", help="no progress bar")
     tr.set_defaults(func=_cmd_train)
 
@@ -181,7 +184,11 @@ def _add_engine_options(parser: argparse.ArgumentParser) -> None:
 
 def _add_model_options(parser: argparse.ArgumentParser, tta: bool) -> None:
     """Options shared by the commands that segment micrographs (model, pixel size, engine, memory)."""
-    parser.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
+    parser.add_argument("--model", default="auto",
+                        help="auto (default): for each image the shipped HRTEM or low-magnification bright-field "
+                             "model, by its pixel size, or when unknown by its lattice fringes, resampled to the "
+                             "particles' size (see nanofind.segment.model_choice); hrtem (= default); lowmag; or a "
+                             "model directory")
     parser.add_argument("--pixel-size", type=_positive_float("--pixel-size"), help="pixel size in Å (overrides files)")
     parser.add_argument("--threshold", type=_fraction("--threshold"), help="decision threshold (default: the model's)")
     parser.add_argument("--tta", action=argparse.BooleanOptionalAction, default=tta,
@@ -263,7 +270,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          lr_schedule=args.lr_schedule, batch_size=args.batch,
                          crop_px=args.crop, max_epochs=args.epochs, steps_per_epoch=args.steps,
                          patience=args.patience, seed=args.seed, real_fraction=args.real_fraction,
-                         max_minutes=args.max_minutes, precision=args.precision, init=args.init)
+                         max_minutes=args.max_minutes, precision=args.precision, init=args.init,
+                         imaging=args.imaging)
     card = train(config, train_items, val_items, args.output, resume=args.resume, progress=not args.quiet,
                  sources=[str(p) for p in args.data],
                  split={"validation": args.val or (args.fold or args.val_fraction), "split_seed": args.split_seed})
@@ -286,8 +294,10 @@ def _cmd_segment(args: argparse.Namespace) -> int:
             for warning in frame["warnings"]:
                 print(f"nanofind: warning: {result.path}: {warning}", file=sys.stderr)
             if not args.quiet:
-                print(f"{result.path}: {frame['width_px']}x{frame['height_px']} px, particles "
-                      f"{frame['particle_fraction'] * 100:.1f}% of the field, {frame['seconds']:.1f} s -> "
+                choice = frame.get("model") or {}
+                zoom = f" at {choice['wanted_zoom']:.3g}x" if choice.get("wanted_zoom") not in (None, 1.0) else ""
+                print(f"{result.path}: {frame['width_px']}x{frame['height_px']} px, model {choice.get('model')}{zoom}, "
+                      f"particles {frame['particle_fraction'] * 100:.1f}% of the field, {frame['seconds']:.1f} s -> "
                       f"{frame['mask_png']}", file=sys.stderr)
 
     run = segment_files(args.micrographs, args.output,
@@ -323,6 +333,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     size = f", mean equivalent diameter {sizes['mean']:.2f} {sizes['unit']}" if "mean" in sizes else ""
     print(f"{summary['particles']} particles in {summary['images']} images{size}; "
           f"report: {Path(output) / 'report.html'}", file=sys.stderr)
+    if len(summary.get("models", {})) > 1 or args.model == "auto":
+        print("models: " + ", ".join(f"{name} {m['images']} image{'' if m['images'] == 1 else 's'}"
+                                     for name, m in summary.get("models", {}).items()), file=sys.stderr)
     for w in summary["warnings"]:
         frame = "" if w["frame"] is None else f" frame {w['frame']}"
         print(f"nanofind: warning: {w['file']}{frame}: {w['warning']}", file=sys.stderr)

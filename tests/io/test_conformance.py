@@ -72,7 +72,7 @@ def test_vendor_settings_are_kept():
 
 
 def test_tia_search_image_is_analysed_with_a_scale_warning(tmp_path):
-    # 52.6 Å per pixel: far outside the shipped model's range; bounded resampling, a warning, no blow-up
+    # 52.6 Å per pixel: far outside the HRTEM model's range; bounded resampling, a warning, no blow-up
     import json
     import shutil
 
@@ -83,10 +83,15 @@ def test_tia_search_image_is_analysed_with_a_scale_warning(tmp_path):
     for name in ("tia_TEM_search_1.ser", "tia_TEM_search.emi"):
         shutil.copy(conformance_file(name), folder)
     out = tmp_path / "out"
-    assert main(["analyze", str(folder), "-o", str(out), "--quiet"]) == 0
+    assert main(["analyze", str(folder), "-o", str(out), "--model", "hrtem", "--quiet"]) == 0
     summary = json.loads((out / "summary.json").read_text())
     (image,) = summary["per_image"]
     assert image["pixel_size_A"] == pytest.approx(52.6121, rel=1e-4) and image["zoom"] == 4.0
     (warning,) = summary["warnings"]
     assert "52.6121 Å is far outside" in warning["warning"]
     assert summary["size_distribution_excludes"] == []  # nothing else to take the sizes from
+    # --model auto (the default) gives a low-magnification image to the bright-field model, without a warning
+    auto = tmp_path / "auto"
+    assert main(["analyze", str(folder), "-o", str(auto), "--quiet"]) == 0
+    summary = json.loads((auto / "summary.json").read_text())
+    assert summary["per_image"][0]["model"]["model"] == "lowmag" and not summary["warnings"]

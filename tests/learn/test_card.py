@@ -6,7 +6,7 @@ import pytest
 from scipy.ndimage import median_filter
 
 from nanofind.errors import NanofindInputError
-from nanofind.learn.card import ModelCard, Normalisation
+from nanofind.learn.card import ModelCard, Normalisation, particle_mask
 from nanofind.learn.model_file import read_card
 from nanofind.learn.preprocess import normalise
 
@@ -52,9 +52,11 @@ def test_the_first_layout_of_the_shipped_card_migrates_with_its_numbers(tmp_path
     for key in ("stages", "data_commands", "reproduce"):  # the shipped card's extra training keys survive
         assert record["training"][key] == old["training"][key], key
     assert record["metrics"] == old["metrics"]
-    # the shipped card is that migration, number for number, and its record reads back to the same card
+    # the shipped card is that migration, number for number (plus what later cards added: the micrographs it is
+    # for and the hysteresis of issue 13), and its record reads back to the same card
     shipped = read_card("default")
-    assert shipped == card
+    assert shipped.imaging == "hrtem" and card.imaging is None
+    assert shipped.model_copy(update={"imaging": None, "hysteresis_low": None}) == card
     assert ModelCard.from_record(json.loads(shipped.to_json())) == shipped
 
 
@@ -111,6 +113,8 @@ def test_median_filter_sizes_are_applied():
     ({"threshold": None}, "threshold"),
     ({"classes": ["background", "edge"]}, "classes"),
     ({"input_channels": 0}, "input_channels"),
+    ({"hysteresis_low": 0.9}, "hysteresis_low"),
+    ({"imaging": "sem"}, "imaging"),
 ])
 def test_bad_fields_give_one_line_naming_the_file_and_field(tmp_path, change, field):
     record = {**json.loads(read_card("default").to_json()), **change}
@@ -150,3 +154,39 @@ def test_other_tasks_name_their_outputs():
     # a segmentation card may order its classes otherwise: the foreground is found by name
     flipped = ModelCard(task="segmentation", classes=["particle", "background"], threshold=0.5, **common)
     assert flipped.foreground_index == 0
+
+
+def _faint_particle_and_specks() -> np.ndarray:
+    """A disc whose core is sure (0.9) inside a faint rim (0.3), and a separate faint speck with no sure core."""
+    rows, cols = np.indices((64, 64))
+    prob = np.zeros((64, 64), np.float32)
+    r = np.hypot(rows - 20, cols - 20)
+    prob[r <= 10] = 0.3
+    prob[r <= 5] = 0.9
+    prob[np.hypot(rows - 50, cols - 50) <= 4] = 0.3
+    return prob
+
+
+def test_hysteresis_keeps_a_sure_particles_faint_rim_and_drops_faint_specks():
+    prob = _faint_particle_and_specks()
+    rows, cols = np.indices(prob.shape)
+    plain = particle_mask(prob, 0.42)
+    grown = particle_mask(prob, 0.42, hysteresis_low=0.2)
+    assert plain.sum() == (np.hypot(rows - 20, cols - 20) <= 5).sum()
+    assert grown.sum() == (np.hypot(rows - 20, cols - 20) <= 10).sum()  # the whole particle, rim included
+    assert not grown[50, 50]  # the speck has no pixel the model is sure of
+
+
+def test_plain_thresholding_keeps_pixels_at_the_threshold():
+    prob = np.array([[0.41, 0.42, 0.43]], np.float32)
+    assert particle_mask(prob, 0.42).tolist() == [[False, True, True]]
+    assert particle_mask(prob, 0.42, hysteresis_low=0.42).tolist() == [[False, True, True]]
+    assert particle_mask(prob, np.float32(0.42), hysteresis_low=0.41).tolist() == [[True, True, True]]
+
+
+def test_the_card_applies_its_own_hysteresis_and_a_given_threshold():
+    card = read_card("default")
+    assert card.hysteresis_low is not None and card.hysteresis_low < card.threshold
+    prob = _faint_particle_and_specks()
+    assert np.array_equal(card.particle_mask(prob), particle_mask(prob, card.threshold, card.hysteresis_low))
+    assert card.particle_mask(prob, threshold=0.95).sum() == 0  # no pixel reaches it

@@ -57,7 +57,7 @@ RECORDS = ".records"
 class AnalysisSettings:
     """What ``nanofind analyze`` does; recorded in ``summary.json`` and the report."""
 
-    model: str = "default"
+    model: str = "auto"  #: auto (a shipped model per image), hrtem (= default), lowmag, or a model directory
     threshold: float | None = None  #: default: the model card's
     pixel_size_A: float | None = None  #: overrides the files' pixel size, Å
     window_px: int = 512
@@ -102,8 +102,7 @@ def measure_frame(prob: np.ndarray, array: np.ndarray, pixel_size_A: float | Non
     ``prob`` and ``array`` are on the image's own grid; ``pixel_size_A`` (Å, or None) sets the
     cleaning's sizes and the nm columns.
     """
-    threshold = card.threshold if settings.threshold is None else settings.threshold
-    labels = find_particles(prob >= threshold, pixel_size_A, settings.cleaning)
+    labels = find_particles(card.particle_mask(prob, settings.threshold), pixel_size_A, settings.cleaning)
     return measure_particles(labels, array, prob, pixel_size_A, settings.cleaning), labels
 
 
@@ -130,7 +129,8 @@ def _analyze_frame(item: FrameInput, card: ModelCard, *, out: Path, settings: An
              "warnings": plan.warnings + ([review["reason"]] if review["review"] else []),
              "otsu_agreement_dice": review["otsu_agreement_dice"], "unsure_fraction": review["unsure_fraction"],
              "review": review["review"],
-             "zoom": plan.zoom, "working_pixel_size_A": plan.working_pixel_size_A, "summary": s}
+             "zoom": plan.zoom, "working_pixel_size_A": plan.working_pixel_size_A, "model": item.decision,
+             "summary": s}
     sourced = table.with_columns({"file": str(item.path), "frame": k}, dtypes=SOURCE_DTYPES, first=True)
     return {"image": image, "rows": sourced.rows()}
 
@@ -178,9 +178,17 @@ def analyze_batch(inputs: list[str | Path], out_dir: str | Path, settings: Analy
                  else ParticleTable.empty({**SOURCE_DTYPES, **PARTICLE_DTYPES}))
     failed = [{"file": str(r.path), "error": r.error} for r in run.failed]
     write_particles_csv(particles, out / "particles.csv")
-    # the batch's sizes leave out images the scale guard warned about, unless nothing else is left
-    questionable = [i for i in images if i.get("warnings")]
-    excluded = {(i["file"], i["frame"]) for i in questionable} if len(questionable) < len(images) else set()
+    # the batch's sizes leave out images the scale guard or the review warned about, and, in a batch where some
+    # images have a known pixel size, those without one (so that the distribution is in nm), unless nothing is left
+    reasons = {}
+    for i in images:
+        if i.get("warnings"):
+            reasons[(i["file"], i["frame"])] = "warned about"
+    if any(i["pixel_size_A"] for i in images):
+        for i in images:
+            if not i["pixel_size_A"]:
+                reasons.setdefault((i["file"], i["frame"]), "pixel size unknown (sizes in px)")
+    excluded = set(reasons) if len(reasons) < len(images) else set()
     sized = particles.select([(f, k) not in excluded for f, k in zip(particles["file"], particles["frame"],
                                                                     strict=True)])
     histogram = write_histogram(sized, out / "size_histogram.png")
@@ -191,7 +199,8 @@ def analyze_batch(inputs: list[str | Path], out_dir: str | Path, settings: Analy
         "failed": failed, "pixel_size_known": bool(images) and all(known),
         "size_distribution": {k.removeprefix("diameter_"): v for k, v in batch.items()
                               if k.startswith("diameter") or k == "unit"},
-        "size_distribution_excludes": [{"file": f, "frame": k} for f, k in sorted(excluded, key=str)],
+        "size_distribution_excludes": [{"file": f, "frame": k, "reason": reasons[(f, k)]}
+                                       for f, k in sorted(excluded, key=str)],
         "coverage_mean": round(float(np.mean([i["coverage"] for i in images])), 5) if images else None,
         "per_image": images,
         "warnings": [{"file": i["file"], "frame": i["frame"], "warning": w} for i in images
@@ -200,8 +209,28 @@ def analyze_batch(inputs: list[str | Path], out_dir: str | Path, settings: Analy
         "engine": run.engine,
         "model": {"architecture": card.architecture, "threshold": card.threshold,
                   "directory": str(settings.model)},
+        "models": _models_used(images, run.cards),
     }
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=1, ensure_ascii=False))
     write_report(out / "report.html", images=images, particles=particles, summary=summary, card=card,
-                 settings={**settings.to_dict(), **run.execution(), "engine": run.engine}, histogram_png=histogram)
+                 settings={**settings.to_dict(), **run.execution(), "engine": run.engine}, histogram_png=histogram,
+                 cards=run.cards)
     return summary
+
+
+def _models_used(images: list[dict], cards: dict) -> dict:
+    """Per model that segmented an image: how many, its card's facts, and the time its choice took (s)."""
+    used: dict[str, dict] = {}
+    for image in images:
+        choice = image.get("model") or {}
+        name = choice.get("model")
+        if name is None:
+            continue
+        entry = used.setdefault(name, {"images": 0, "choice_seconds": 0.0})
+        entry["images"] += 1
+        entry["choice_seconds"] = round(entry["choice_seconds"] + float(choice.get("seconds") or 0.0), 4)
+        card = cards.get(name)
+        if card is not None:
+            entry.update(directory=choice.get("directory"), architecture=card.architecture, imaging=card.imaging,
+                         threshold=card.threshold, hysteresis_low=card.hysteresis_low)
+    return used

@@ -124,9 +124,13 @@ def _alerts(images: list[dict], summary: dict) -> dict:
             what = f"The pixel size is unknown for {len(unknown)} of {len(images)} images"
         else:
             what = "The pixel size is unknown for some images"
-        pixels = {"what": what, "stats_in_px": unit == "px"}
+        left_out = any(str(e.get("reason", "")).startswith("pixel size unknown")
+                       for e in summary.get("size_distribution_excludes") or [])
+        pixels = {"what": what, "stats_in_px": unit == "px", "left_out": left_out}
+    excludes = summary.get("size_distribution_excludes") or []
     return {"failed": failed, "warnings": warnings, "warned_images": len(warned),
-            "warned_left_out": bool(summary.get("size_distribution_excludes")), "pixels": pixels}
+            "warned_left_out": any(e.get("reason", "warned about") == "warned about" for e in excludes),
+            "pixels": pixels}
 
 
 def _cards(summary: dict) -> list[dict]:
@@ -162,9 +166,13 @@ def _gallery(images: list[dict]) -> list[dict]:
                  (f"coverage {_percent(image.get('coverage'))}", False),
                  (f"mean diameter {size}", False),
                  ("pixel " + ("unknown" if _is_missing(pixel) else f"{_number(pixel, 3)} Å"), False)]
+        choice = image.get("model") if isinstance(image.get("model"), dict) else None
+        if choice:
+            stats.append((f"model {choice.get('model')}: {choice.get('reason')}", False))
         if not _is_missing(zoom) and zoom != 1:
-            stats.append((f"segmented at {_number(zoom, 3)}× ({_number(image.get('working_pixel_size_A'), 3)} Å)",
-                          False))
+            working = image.get("working_pixel_size_A")
+            stats.append((f"segmented at {_number(zoom, 3)}×" +
+                          ("" if _is_missing(working) else f" ({_number(working, 3)} Å)"), False))
         if not _is_missing(image.get("otsu_agreement_dice")):
             stats.append((f"agrees with an Otsu threshold at Dice {_number(image['otsu_agreement_dice'], 2)}, "
                           f"unsure of {_percent(image.get('unsure_fraction'))}", bool(image.get("review"))))
@@ -208,8 +216,11 @@ def _metrics(test: dict) -> dict:
             "plain": [(str(k), _text(v)) for k, v in test.items() if k not in sets]}
 
 
-def _model(card: ModelCard | dict | None) -> dict | None:
-    """The model-card section: key facts, the test metrics and the whole card as JSON (None without a card)."""
+def _model(card: ModelCard | dict | None, name: str | None = None, images: int | None = None) -> dict | None:
+    """One model's section: key facts, the test metrics and the whole card as JSON (None without a card).
+
+    ``name`` is the model's name in the run (``--model auto`` uses several) and ``images`` how many it segmented.
+    """
     if card is None:
         return None
     if not isinstance(card, ModelCard):  # a card's JSON record, of either layout
@@ -230,15 +241,36 @@ def _model(card: ModelCard | dict | None) -> dict | None:
         ("trained on", (card.training.engine or {}).get("cpu_model")),
         ("model made with nanofind", card.nanofind_version),
     ]
+    if card.imaging:
+        facts.insert(0, ("for micrographs", {"hrtem": "HRTEM (lattice fringes)",
+                                             "bright_field": "low-magnification bright field"}[card.imaging]))
+    if card.particle_diameter_px:
+        facts.append(("trained particle diameters (px; smallest, typical, largest)",
+                      ", ".join(_number(v, 3) for v in card.particle_diameter_px)))
+    if card.hysteresis_low is not None:
+        facts.insert(facts.index(("threshold", card.threshold)) + 1, ("hysteresis low threshold", card.hysteresis_low))
     test = card.metrics.get("test")
-    return {"architecture": card.architecture, "threshold": _text(card.threshold),
+    return {"name": name, "images": images, "architecture": card.architecture, "threshold": _text(card.threshold),
             "facts": [(k, _text(v)) for k, v in facts if v is not None],
             "metrics": _metrics(test) if isinstance(test, dict) and test else None, "json": _json(card.record())}
 
 
+def _models(card, cards: dict | None, images: list[dict]) -> list[dict]:
+    """A section per model: each of ``cards`` that segmented an image (by name), else the one ``card``."""
+    used: dict[str, int] = {}
+    for image in images:
+        choice = image.get("model")
+        if isinstance(choice, dict) and choice.get("model"):
+            used[str(choice["model"])] = used.get(str(choice["model"]), 0) + 1
+    if cards and used:
+        return [_model(cards[name], name, n) for name, n in used.items() if name in cards]
+    one = _model(card)
+    return [one] if one else []
+
+
 def report_context(*, images: list[dict], particles: ParticleTable | list[dict], summary: dict,
                    card: ModelCard | dict | None, settings: dict, histogram_png: Path | None = None,
-                   generated: str | None = None) -> dict:
+                   generated: str | None = None, cards: dict | None = None) -> dict:
     """What the report template shows, as plain text and data URIs (arguments: see :func:`write_report`)."""
     if generated is None:
         generated = datetime.now().astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
@@ -246,7 +278,7 @@ def report_context(*, images: list[dict], particles: ParticleTable | list[dict],
         "version": __version__, "generated": generated, **_alerts(images, summary),
         "cards": _cards(summary), "summary_json": _json(summary), "images": _gallery(images),
         "histogram_uri": _png_uri(histogram_png), "table": _particle_table(as_table(particles)),
-        "model": _model(card), "settings": [(str(k), _text(v)) for k, v in (settings or {}).items()],
+        "models": _models(card, cards, images), "settings": [(str(k), _text(v)) for k, v in (settings or {}).items()],
     }
 
 
@@ -266,7 +298,8 @@ def render_report(**arguments) -> str:
 
 
 def write_report(path: Path, *, images: list[dict], particles: ParticleTable | list[dict], summary: dict,
-                 card: ModelCard | dict | None, settings: dict, histogram_png: Path | None = None) -> Path:
+                 card: ModelCard | dict | None, settings: dict, histogram_png: Path | None = None,
+                 cards: dict | None = None) -> Path:
     """Write the self-contained HTML report of an analysis run and return its path.
 
     Parameters
@@ -276,7 +309,8 @@ def write_report(path: Path, *, images: list[dict], particles: ParticleTable | l
     images
         One dict per analysed image (frame): ``file``, ``frame``, ``overlay_png`` (PNG on disk),
         ``n_particles``, ``coverage``, ``pixel_size_A``, ``mean_diameter_nm``, ``mean_diameter_px``, ``seconds``,
-        and optionally ``warnings``, ``zoom`` and ``working_pixel_size_A``.
+        and optionally ``warnings``, ``zoom``, ``working_pixel_size_A`` and ``model`` (the model chosen and
+        why: :class:`~nanofind.segment.model_choice.ModelDecision` record).
     particles
         The particle table (a :class:`~nanofind.analyze.table.ParticleTable`, or its rows as dicts): every
         column is shown, missing values as empty cells. At most :data:`MAX_TABLE_ROWS` rows are shown and
@@ -286,6 +320,9 @@ def write_report(path: Path, *, images: list[dict], particles: ParticleTable | l
         ``pixel_size_known``, ``size_distribution`` (mean/median/std/min/max and ``unit``), ``coverage_mean``.
     card
         The segmentation model's card (a :class:`~nanofind.learn.card.ModelCard` or its JSON record), or None.
+    cards
+        With ``--model auto``: every model's card by name; each one that segmented an image (its name in
+        the image's ``model`` record) gets a section, instead of ``card``.
     settings
         The analysis settings used.
     histogram_png
@@ -293,7 +330,7 @@ def write_report(path: Path, *, images: list[dict], particles: ParticleTable | l
     """
     path = Path(path)
     page = render_report(images=images, particles=particles, summary=summary, card=card, settings=settings,
-                         histogram_png=histogram_png)
+                         histogram_png=histogram_png, cards=cards)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, page)
     return path

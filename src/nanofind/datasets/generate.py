@@ -20,14 +20,20 @@ from nanofind.datasets.store import consolidate, existing_indices, parts_dir, ru
 from nanofind.errors import NanofindInputError
 from nanofind.simulate.multislice import SubstratePotentialCache
 from nanofind.simulate.pipeline import simulate_group
-from nanofind.simulate.recipe import parse_simulation_recipe
+from nanofind.simulate.recipe import parse_any_simulation_recipe
 
 
 def _run_group(recipe_record: dict, seed: int, group: int, positions: list[int]) -> tuple[int, list[Sample]]:
     """Worker entry point: simulate one group (recipe parsed and caches kept once per process)."""
+    bright_field = recipe_record.get("kind") == "bright_field"
     recipe, cache = cached_in_process(
         "simulation", repr(sorted(recipe_record.items(), key=str)),
-        lambda: (parse_simulation_recipe(recipe_record), SubstratePotentialCache()))
+        lambda: (parse_any_simulation_recipe(recipe_record), None if bright_field else SubstratePotentialCache()))
+    if bright_field:  # one image per field: sample index = group
+        from nanofind.simulate.brightfield_recipe import make_bright_field_sample
+
+        k = recipe.images_per_scene
+        return group, [make_bright_field_sample(recipe, seed, group * k + j, recipe_record) for j in positions]
     samples = simulate_group(recipe, seed, group, positions, cache, recipe_record)
     return group, samples
 
@@ -80,7 +86,7 @@ def generate_dataset(recipe_record: dict, recipe_source: str, n: int, out: str |
     progress : bool
         Show a progress bar with an ETA on stderr.
     """
-    recipe = parse_simulation_recipe(recipe_record, recipe_source)
+    recipe = parse_any_simulation_recipe(recipe_record, recipe_source)
     out = Path(out)
     if n < 1:
         raise NanofindInputError(f"-n must be >= 1, got {n}")

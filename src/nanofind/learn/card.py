@@ -133,7 +133,16 @@ class ModelCard(BaseModel):
     working_pixel_size_range_A: list[float] | None = None  #: pixel sizes it segments best at, Å
     working_pixel_size_note: str | None = None  #: how the working range was measured
     threshold: float | None = None
+    #: lower threshold of hysteresis: pixels of at least this probability join a particle when connected
+    #: to pixels at ``threshold`` or above (None: plain thresholding; see :func:`particle_mask`)
+    hysteresis_low: float | None = None
     calibration: dict | None = None
+    #: the micrographs it is for: ``"hrtem"`` (lattice fringes, sub-Å pixels) or ``"bright_field"`` (low
+    #: magnification, 1-50 Å pixels); ``--model auto`` picks among the shipped models by it (None: not stated)
+    imaging: Literal["hrtem", "bright_field"] | None = None
+    #: [smallest, typical, largest] particle diameter (px) the model was trained on; images of unknown pixel size
+    #: are resampled so their particles come near the typical one (see :mod:`nanofind.segment.model_choice`)
+    particle_diameter_px: list[float] | None = None
     training: TrainingRecord = Field(default_factory=TrainingRecord)
     metrics: dict = Field(default_factory=dict)
 
@@ -144,7 +153,7 @@ class ModelCard(BaseModel):
             data = {**data, "classes": list(SEGMENTATION_CLASSES)}
         return data
 
-    @field_validator("threshold", mode="before")
+    @field_validator("threshold", "hysteresis_low", mode="before")
     @classmethod
     def _threshold(cls, value):
         if value is not None and not (_is_number(value) and 0 <= value <= 1):
@@ -180,6 +189,9 @@ class ModelCard(BaseModel):
                                  f"got {self.classes}")
             if self.threshold is None:
                 raise ValueError("threshold is required for a segmentation model (a number between 0 and 1)")
+            if self.hysteresis_low is not None and self.hysteresis_low > self.threshold:
+                raise ValueError(f"hysteresis_low must not exceed the threshold {self.threshold}, "
+                                 f"got {self.hysteresis_low}")
         return self
 
     # ---- reading and writing ---------------------------------------------------------------------------------------
@@ -222,12 +234,40 @@ class ModelCard(BaseModel):
         """Channels the network outputs: one per class (segmentation, classification) or regressed quantity."""
         return len(self.classes)
 
+    def particle_mask(self, probability, threshold: float | None = None):
+        """Boolean particle mask of a foreground ``probability`` map (see :func:`particle_mask`).
+
+        ``threshold`` overrides the card's (the hysteresis low threshold is then kept below it).
+        """
+        return particle_mask(probability, self.threshold if threshold is None else threshold, self.hysteresis_low)
+
     @property
     def foreground_index(self) -> int:
         """Output channel of the particle class (segmentation); ValueError for other tasks."""
         if FOREGROUND not in self.classes:
             raise ValueError(f"a {self.task} model has no {FOREGROUND!r} class")
         return self.classes.index(FOREGROUND)
+
+
+def particle_mask(probability, threshold: float, hysteresis_low: float | None = None):
+    """Pixels of particles: ``probability >= threshold``, grown by hysteresis when ``hysteresis_low`` is given.
+
+    With hysteresis, a connected region of pixels at ``hysteresis_low`` or above is kept whole when
+    any of its pixels reaches ``threshold`` (scikit-image's ``apply_hysteresis_threshold``): a faint,
+    compact particle whose core the model is sure of keeps its rim, and uncertain specks with no
+    sure core are dropped. The low threshold is capped at ``threshold``.
+    """
+    import numpy as np
+
+    probability = np.asarray(probability)
+    if hysteresis_low is None or hysteresis_low >= threshold:
+        return probability >= threshold
+    from skimage.filters import apply_hysteresis_threshold
+
+    # skimage keeps pixels strictly above each threshold; nextafter keeps ">=" as in plain thresholding
+    below = np.nextafter(np.float32(threshold), np.float32(-1))
+    low = np.nextafter(np.float32(hysteresis_low), np.float32(-1))
+    return apply_hysteresis_threshold(probability, low, below)
 
 
 def migrate(record: dict) -> dict:

@@ -15,9 +15,14 @@ from nanofind.errors import NanofindInputError
 from nanofind.learn.card import CARD, ModelCard
 
 WEIGHTS = "model.safetensors"
-#: The model shipped inside the package, used when none is named.
+#: The shipped HRTEM model, used when none is named (``default`` or ``hrtem``).
 DEFAULT_MODEL_DIR = Path(__file__).with_name("default_model")
-__all__ = ["CARD", "DEFAULT_MODEL_DIR", "WEIGHTS", "load_model", "read_card", "resolve_model_dir", "save_model"]
+#: The shipped low-magnification bright-field model (``lowmag``).
+LOWMAG_MODEL_DIR = Path(__file__).with_name("lowmag_model")
+#: Names of the shipped models (``--model auto`` chooses among them: :mod:`nanofind.segment.model_choice`).
+SHIPPED_MODELS = {"hrtem": DEFAULT_MODEL_DIR, "lowmag": LOWMAG_MODEL_DIR}
+__all__ = ["CARD", "DEFAULT_MODEL_DIR", "LOWMAG_MODEL_DIR", "SHIPPED_MODELS", "WEIGHTS", "load_model", "read_card",
+           "resolve_model_dir", "save_model"]
 
 
 def save_model(directory: str | Path, model, card: ModelCard) -> Path:
@@ -36,10 +41,14 @@ def save_model(directory: str | Path, model, card: ModelCard) -> Path:
 
 
 def resolve_model_dir(name: str | Path | None) -> Path:
-    """``None`` or ``"default"`` → the shipped model; otherwise the directory given."""
+    """The directory of a model ``name``d by the user.
+
+    ``None`` or ``"default"``: the shipped HRTEM model; a name of :data:`SHIPPED_MODELS`: that model;
+    anything else: the path it names.
+    """
     if name is None or str(name) == "default":
         return DEFAULT_MODEL_DIR
-    return Path(name)
+    return SHIPPED_MODELS.get(str(name), Path(name))
 
 
 def read_card(directory: str | Path | None) -> ModelCard:

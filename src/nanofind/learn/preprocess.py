@@ -112,7 +112,17 @@ def normalise(image: np.ndarray, normalisation: Normalisation | None = None) -> 
 
 
 def resample(image: np.ndarray, factor: float, order: int = 1) -> np.ndarray:
-    """Zoom an image by ``factor`` (> 1 enlarges); order 0 for label maps."""
+    """Zoom an image by ``factor`` (> 1 enlarges); order 0 for label maps.
+
+    Shrinking by more than 2× (``factor`` < 0.5) first smooths the image with a Gaussian of
+    σ = (1/factor − 1)/2 px, so that each new pixel averages the old ones it covers instead of
+    sampling every n-th (which would keep the full noise of a low-magnification micrograph, and
+    alias its fringes). Milder shrinking, as the HRTEM scale guard asks, is interpolated as it is.
+    """
     if abs(factor - 1.0) < 1e-6:
         return image
+    if factor < 0.5 and order > 0:
+        from scipy.ndimage import gaussian_filter
+
+        image = gaussian_filter(np.asarray(image, np.float32), (1 / factor - 1) / 2, mode="reflect")
     return zoom(image, factor, order=order, mode="reflect", grid_mode=True)

@@ -100,8 +100,13 @@ def _working_range(card: ModelCard) -> tuple[float, float] | None:
 
 
 def plan_scale(image_shape: tuple[int, int], pixel_size_A: float | None, card: ModelCard,
-               memory_limit_gb: float = MEMORY_LIMIT_GB, job: str = "segment", name: str = "") -> ScalePlan:
+               memory_limit_gb: float = MEMORY_LIMIT_GB, job: str = "segment", name: str = "",
+               wanted_zoom: float | None = None) -> ScalePlan:
     """The resampling factor for one image (``image_shape`` rows × columns, pixel size in Å), checked.
+
+    The factor brings the pixel size into the model's working range (:func:`model_zoom`), unless the
+    image's content asks for ``wanted_zoom`` itself (its particles' measured size or its lattice
+    fringes, :mod:`nanofind.segment.model_choice`, which bounds it). Memory bounds apply either way.
 
     Raises :class:`NanofindInputError` naming ``name`` when the image cannot be processed within
     ``memory_limit_gb`` even on its own grid.
@@ -109,10 +114,13 @@ def plan_scale(image_shape: tuple[int, int], pixel_size_A: float | None, card: M
     rows, cols = int(image_shape[0]), int(image_shape[1])
     where = name or "image"
     limit = memory_limit_gb * 1e9
-    wanted = model_zoom(pixel_size_A, card)
-    lo, hi = ZOOM_LIMITS
-    zoom = min(max(wanted, lo), hi)
     warnings = []
+    if wanted_zoom is not None:
+        wanted = zoom = float(wanted_zoom)
+    else:
+        wanted = model_zoom(pixel_size_A, card)
+        lo, hi = ZOOM_LIMITS
+        zoom = min(max(wanted, lo), hi)
     if zoom != wanted:
         working = _working_range(card)
         span = f"{working[0]:g}–{working[1]:g} Å" if working else "its training"
@@ -129,9 +137,10 @@ def plan_scale(image_shape: tuple[int, int], pixel_size_A: float | None, card: M
     if estimate_bytes((rows, cols), zoom, job) > limit:
         room = (limit - estimate_bytes((rows, cols), 0.0, job)) / (BYTES_PER_WORK_PX * rows * cols)
         fitted = max(1.0, math.floor(math.sqrt(max(room, 0.0)) * 100) / 100)
+        working = (f" (working pixel {pixel_size_A / fitted:.3g} Å instead of {pixel_size_A / zoom:.3g} Å)"
+                   if pixel_size_A else "")
         warnings.append(f"resampling {zoom:.3g}× would need about {estimate_bytes((rows, cols), zoom, job) / 1e9:.1f}"
-                        f" GB, over the {memory_limit_gb:g} GB limit; analysed at {fitted:g}× "
-                        f"(working pixel {pixel_size_A / fitted:.3g} Å instead of {pixel_size_A / zoom:.3g} Å)")
+                        f" GB, over the {memory_limit_gb:g} GB limit; analysed at {fitted:g}×{working}")
         zoom = fitted
     if abs(zoom - 1) <= 1e-3:
         zoom = 1.0

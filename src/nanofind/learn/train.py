@@ -71,6 +71,9 @@ class TrainConfig(BaseModel):
     max_minutes: float | None = Field(default=None, gt=0)
     precision: Literal["auto", "fp32", "bf16"] = "auto"  #: auto: bf16 on CPUs with native bf16, else fp32
     init: str | None = None
+    #: the micrographs the model is for (recorded in its card; ``bright_field`` cards also get the particle
+    #: diameters they were trained on, which ``--model auto`` resamples images towards)
+    imaging: Literal["hrtem", "bright_field"] | None = None
 
 
 #: Where the cosine schedule ends, as a fraction of the initial learning rate.
@@ -330,6 +333,8 @@ def train(config: TrainConfig, train_items: list[LabelledImage], val_items: list
         pixel_size_A=round(float(np.median(pixels)), 4) if pixels else None,
         pixel_size_range_A=[round(min(pixels), 4), round(max(pixels), 4)] if pixels else None,
         threshold=round(float(threshold), 4),
+        imaging=config.imaging,
+        particle_diameter_px=trained_diameters_px(train_items) if config.imaging == "bright_field" else None,
         training=TrainingRecord(
             config=config_record, sources=sources or [], split=split or {}, train_data=describe(train_items),
             validation_data=describe(val_items), epochs=state["epoch"], best_epoch=state["best_epoch"],
@@ -341,6 +346,28 @@ def train(config: TrainConfig, train_items: list[LabelledImage], val_items: list
     )
     save_model(out, model, card)
     return card
+
+
+def trained_diameters_px(items) -> list[float] | None:
+    """[10th percentile, median, 90th percentile] over the training images of each one's typical particle, px.
+
+    An image's typical particle is the median equivalent diameter of its particles (its instances in
+    datasets, else the connected components of its mask), leaving out those cut by the image edge;
+    per image, so that a dense field of a thousand small particles counts as one image. None when
+    no image has a particle.
+    """
+    from nanofind.datasets.sample import footprint_facts, instances_from_mask
+
+    typical = []
+    for item in items:
+        instance = item.instance if item.instance is not None else instances_from_mask(item.mask)
+        diameters = [2 * np.sqrt(f["area_px"] / np.pi) for f in footprint_facts(instance, None).values()
+                     if not f["cut_by_edge"]]
+        if diameters:
+            typical.append(float(np.median(diameters)))
+    if not typical:
+        return None
+    return [round(float(v), 1) for v in np.percentile(typical, [10, 50, 90])]
 
 
 def _without_limits(config: dict) -> dict:

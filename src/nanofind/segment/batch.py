@@ -72,7 +72,7 @@ def expand_inputs(inputs: Sequence[str | Path]) -> list[Path]:
 class ModelChoice:
     """Which network runs, and how (see :func:`nanofind.learn.engine.load_runner`)."""
 
-    model: str = "default"  #: 'default' (shipped) or a model directory
+    model: str = "auto"  #: 'auto' (a shipped model per image), 'hrtem' (= 'default'), 'lowmag', or a directory
     precision: str = "auto"
     backend: str = "auto"
     warm_up_px: int | None = WINDOW_PX
@@ -87,6 +87,8 @@ class FrameInput:
     plan: ScalePlan  #: its checked resampling; ``plan.warnings`` are the caller's to report
     probability: Any  #: particle probability, float32 array on the frame's own grid
     started_s: float  #: ``time.perf_counter()`` when work on the frame began (for per-image times)
+    #: which model segmented it and why (:class:`~nanofind.segment.model_choice.ModelDecision` record)
+    decision: dict | None = None
 
     @property
     def index(self) -> int | None:
@@ -121,7 +123,8 @@ class BatchRun:
     """The outcome of :func:`segment_batch`."""
 
     results: list[FileResult]  #: one per input file, in input order
-    card: ModelCard  #: the model's card
+    card: ModelCard  #: the model's card (with ``--model auto``: the HRTEM model's)
+    cards: dict  #: every model the batch may use, by name (one unless ``auto``)
     engine: dict  #: record of the engine (of the first file analysed, else as chosen here)
     workers: int  #: worker processes asked for (1: in this process)
     threads_per_worker: int | None  #: compute threads of each local worker; None when not set here
@@ -143,7 +146,8 @@ class _Job:
     """Everything a worker needs for any file of the batch (pickled to each task)."""
 
     model: ModelChoice
-    runner_key: tuple
+    models: dict  #: name → (directory, weights stamp): the models the batch may use
+    cards: dict  #: name → ModelCard
     pixel_size_A: float | None
     max_memory_gb: float
     job: str
@@ -171,7 +175,8 @@ def segment_batch(inputs: Sequence[str | Path], frame_function: Callable[[FrameI
         the frame's outputs and returns what the caller collects (picklable; JSON-able with ``records``).
         A module-level function or a ``functools.partial`` of one.
     model : ModelChoice
-        The network (default: the shipped one).
+        The network (default: ``auto``, a shipped model chosen for each image by
+        :func:`nanofind.segment.model_choice.choose_model`).
     pixel_size_A : float, optional
         Overrides the files' pixel sizes, Å.
     window_px, batch, tta
@@ -204,6 +209,7 @@ def segment_batch(inputs: Sequence[str | Path], frame_function: Callable[[FrameI
     """
     from nanofind.learn.engine import choose_engine
     from nanofind.learn.model_file import WEIGHTS, read_card, resolve_model_dir
+    from nanofind.segment.model_choice import AUTO, available_shipped
 
     model = model or ModelChoice()
     if workers < 1:
@@ -217,9 +223,9 @@ def segment_batch(inputs: Sequence[str | Path], frame_function: Callable[[FrameI
     if not files:
         raise NanofindInputError("no micrographs found", " ".join(str(i) for i in inputs))
     start = time.perf_counter()
-    directory = resolve_model_dir(model.model)
-    weights = directory / WEIGHTS
-    stamp = (weights.stat().st_mtime_ns, weights.stat().st_size) if weights.is_file() else None
+    directories = (available_shipped() if model.model == AUTO else
+                   {"default" if str(model.model) == "default" else str(model.model): resolve_model_dir(model.model)})
+    models = {name: (str(d.resolve()), _stamp(d / WEIGHTS)) for name, d in directories.items()}
     results: list[FileResult | None] = [None] * len(files)
     if records is not None and records.resume:
         for i, path in enumerate(files):
@@ -231,14 +237,15 @@ def segment_batch(inputs: Sequence[str | Path], frame_function: Callable[[FrameI
     threads = None if scheduler is not None or local else threads_for(min(workers, len(todo)))
     if not local:  # a worker's first window pays the network's set-up anyway; warming up would only add to it
         model = replace(model, warm_up_px=None)
-    job_spec = _Job(model, (str(directory.resolve()), stamp, model), pixel_size_A, share_gb, job, window_px, batch,
-                    tta, frame_function)
+    cards = {name: read_card(d) for name, d in directories.items()}
+    first = next(iter(cards))
+    job_spec = _Job(model, models, cards, pixel_size_A, share_gb, job, window_px, batch, tta, frame_function)
     try:
+        card = cards[first]
         if local:  # load here, so that an unusable model stops the batch before any file (exit status 2)
-            runner, card = _runner(job_spec)
+            runner, card = _runner(job_spec, first)
             engine = runner.engine
-        else:  # workers load the network themselves; check the card here for the same early stop
-            card = read_card(directory)
+        else:  # workers load the networks themselves; the cards were checked above for the same early stop
             engine = choose_engine(model.precision, model.backend)
         where = (f"on the Dask scheduler {describe_scheduler(scheduler)}" if scheduler is not None else
                  f"on {min(workers, len(todo))} workers × {threads} threads (of {available_cpus()} CPUs)"
@@ -272,36 +279,52 @@ def segment_batch(inputs: Sequence[str | Path], frame_function: Callable[[FrameI
                 bar.advance()
                 emit()
     finally:
-        forget_in_process(_RUNNER_SLOT)  # free the network of this process (and of an in-process cluster)
-    first = next((r.engine for r in results if r is not None and r.engine), None)
-    return BatchRun(results=list(results), card=card, engine=first or engine.record(), workers=workers,
+        for name in models:  # free the networks of this process (and of an in-process cluster)
+            forget_in_process(f"{_RUNNER_SLOT}:{name}")
+    ran = next((r.engine for r in results if r is not None and r.engine), None)
+    return BatchRun(results=list(results), card=card, cards=cards, engine=ran or engine.record(), workers=workers,
                     threads_per_worker=threads, scheduler=describe_scheduler(scheduler),
                     seconds=time.perf_counter() - start)
 
 
-def _runner(job: _Job):
-    """The runner and card of the batch's model in this process (loaded once per process and model)."""
+def _stamp(weights: Path) -> tuple | None:
+    """What identifies a weights file's version (so a retrained model is loaded anew)."""
+    return (weights.stat().st_mtime_ns, weights.stat().st_size) if weights.is_file() else None
+
+
+def _runner(job: _Job, name: str):
+    """The runner and card of the batch's model ``name`` in this process (loaded once per process and model)."""
     from nanofind.learn.engine import load_runner
 
     m = job.model
-    return cached_in_process(_RUNNER_SLOT, job.runner_key,
-                             lambda: load_runner(m.model, m.precision, m.backend, warm_up_px=m.warm_up_px))
+    directory, stamp = job.models[name]
+    return cached_in_process(f"{_RUNNER_SLOT}:{name}", (directory, stamp, m),
+                             lambda: load_runner(directory, m.precision, m.backend, warm_up_px=m.warm_up_px))
 
 
 def _run_file(job: _Job, path: Path) -> FileResult:
-    """Worker task: every frame of one file, segmented and handed to the frame function."""
+    """Worker task: every frame of one file, segmented (by the model chosen for it) and handed to the frame function."""
+    from nanofind.segment.model_choice import AUTO, choose_model
+
     engine = None
     try:
-        runner, card = _runner(job)
-        engine = runner.engine.record()
+        fixed = next(iter(job.models)) if job.model.model != AUTO else None
+        if fixed is not None:
+            engine = _runner(job, fixed)[0].engine.record()
         micrograph = read_micrograph(path, job.pixel_size_A, max_pixels=max_image_pixels(job.max_memory_gb, job.job))
         frames = []
         for frame in micrograph.frames():
             started = time.perf_counter()
-            plan = plan_scale(frame.array.shape, frame.pixel_size_A, card, job.max_memory_gb, job.job, str(path))
+            decision = choose_model(frame.array, frame.pixel_size_A, job.model.model if fixed is None else fixed,
+                                    cards=job.cards)
+            runner, card = _runner(job, decision.model)
+            engine = engine or runner.engine.record()
+            plan = plan_scale(frame.array.shape, frame.pixel_size_A, card, job.max_memory_gb, job.job, str(path),
+                              wanted_zoom=decision.wanted_zoom)
             probability = predict_probability(runner, card, frame.array, frame.pixel_size_A, window_px=job.window_px,
                                               batch=job.batch, tta=job.tta, plan=plan)
-            frames.append(job.frame_function(FrameInput(path, frame, plan, probability, started), card))
+            frames.append(job.frame_function(FrameInput(path, frame, plan, probability, started,
+                                                        decision=decision.to_dict()), card))
         return FileResult(path, frames, engine=engine)
     except NanofindInputError as exc:
         return FileResult(path, error=str(exc), engine=engine)

@@ -33,8 +33,10 @@ from nanofind.learn.metrics import (
     scores,
     sum_confusions,
 )
+from nanofind.learn.scale_guard import plan_scale
 from nanofind.segment.baselines import BASELINES
 from nanofind.segment.inference import predict_probability
+from nanofind.segment.model_choice import content_zoom
 from nanofind.segment.particle_metrics import particle_conditions, particle_counts, particle_scores, recall_by
 
 
@@ -59,10 +61,14 @@ def evaluate(model, card: ModelCard, items: list[LabelledImage], out_dir: str | 
     with ProgressBar("evaluating", len(items), enabled=progress) as bar:
         for item in items:
             raw = item.raw if item.raw is not None else item.image
-            prob = predict_probability(model, card, raw, item.pixel_size_A, tta=tta)
+            plan = None
+            if card.particle_diameter_px:  # a bright-field model: resampled to its particle sizes, as analyze does
+                zoom = content_zoom(raw, card)[0]
+                plan = plan_scale(raw.shape, item.pixel_size_A, card, wanted_zoom=zoom)
+            prob = predict_probability(model, card, raw, item.pixel_size_A, tta=tta, plan=plan)
             probs.append(prob)
             truth = item.mask > 0
-            masks = {"model": prob >= threshold}
+            masks = {"model": card.particle_mask(prob)}
             for name in methods[1:]:
                 masks[name] = BASELINES[name](raw, item.pixel_size_A)
             true_particles = _true_particles(item)
@@ -82,7 +88,9 @@ def evaluate(model, card: ModelCard, items: list[LabelledImage], out_dir: str | 
                              "matched_particles": found["matched"]})
             bar.advance()
     curve = precision_recall_curve(probs, [x.mask > 0 for x in items])
-    summary = {"images": len(items), "model_threshold": threshold, **({"tta": True} if tta else {}), "methods": {}}
+    summary = {"images": len(items), "model_threshold": threshold,
+               **({"model_hysteresis_low": card.hysteresis_low} if card.hysteresis_low is not None else {}),
+               **({"tta": True} if tta else {}), "methods": {}}
     if hasattr(model, "engine"):
         summary["engine"] = model.engine.record()
     empty = [k for k, x in enumerate(items) if not x.mask.any()]

@@ -53,11 +53,11 @@ def _write_frame(item: FrameInput, card: ModelCard, *, out: Path, threshold: flo
     from PIL import Image
 
     prob = item.probability
-    mask = prob >= (card.threshold if threshold is None else threshold)
+    mask = card.particle_mask(prob, threshold)
     stem = item.frame.name
     Image.fromarray((mask * 255).astype(np.uint8)).save(out / f"{stem}_mask.png")
     tifffile.imwrite(out / f"{stem}_prob.tif", prob.astype(np.float32))
     height, width = item.frame.array.shape
     return {"frame": item.index, "width_px": width, "height_px": height, "particle_fraction": float(mask.mean()),
             "seconds": time.perf_counter() - item.started_s, "mask_png": str(out / f"{stem}_mask.png"),
-            "warnings": list(item.plan.warnings)}
+            "warnings": list(item.plan.warnings), "model": item.decision}

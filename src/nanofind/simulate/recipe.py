@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
 
+from nanofind.errors import NanofindInputError
 from nanofind.scene.distributions import (
     Choice,
     LogNormal,
@@ -174,10 +175,28 @@ def parse_simulation_recipe(data: Any, source: str = "recipe") -> SimulationReci
     return parse_recipe(data, source, SimulationRecipe)
 
 
-def load_simulation_recipe(path) -> tuple[SimulationRecipe, dict]:
-    """Read a YAML simulation recipe; returns the model and the raw mapping (stored with datasets)."""
+def parse_any_simulation_recipe(data: Any, source: str = "recipe"):
+    """Validate a simulation recipe of either kind.
+
+    ``kind: bright_field`` gives a low-magnification recipe (:mod:`nanofind.simulate.brightfield_recipe`);
+    no ``kind``, or ``kind: hrtem``, an HRTEM :class:`SimulationRecipe`.
+    """
+    kind = data.get("kind", "hrtem") if isinstance(data, dict) else "hrtem"
+    if kind == "bright_field":
+        from nanofind.simulate.brightfield_recipe import BrightFieldRecipe
+
+        return parse_recipe(data, source, BrightFieldRecipe)
+    if kind != "hrtem":
+        raise NanofindInputError(f"{source}: kind: must be hrtem or bright_field, got {kind!r}")
+    if isinstance(data, dict) and "kind" in data:
+        data = {k: v for k, v in data.items() if k != "kind"}
+    return parse_simulation_recipe(data, source)
+
+
+def load_simulation_recipe(path) -> tuple[Any, dict]:
+    """Read a YAML simulation recipe of either kind; returns the model and the raw mapping (stored with datasets)."""
     data = read_recipe_yaml(path)
-    return parse_simulation_recipe(data, str(path)), data
+    return parse_any_simulation_recipe(data, str(path)), data
 
 
 def _value(v: Any, rng: np.random.Generator) -> float:
