@@ -28,7 +28,9 @@ import numpy as np  # noqa: E402
 from PIL import Image  # noqa: E402
 from scipy import ndimage  # noqa: E402
 
-from nanofind.segment.scale import FRINGE_THRESHOLD, lattice_fringes, particle_scale  # noqa: E402
+from nanofind.learn.engine import timed  # noqa: E402
+from nanofind.segment.fringes import FRINGE_THRESHOLD, lattice_fringes  # noqa: E402
+from nanofind.segment.scale import particle_scale  # noqa: E402
 
 REAL = Path("/work/shared/data/real-tem-np/train")
 EXAMPLES = Path(__file__).resolve().parents[1] / "src/nanofind/analyze/examples"
@@ -59,16 +61,6 @@ def mask_diameters(mask: np.ndarray) -> tuple[float, float]:
     interior[edge[edge > 0] - 1] = False
     inner = diameters[interior & (diameters >= 10)]
     return float(np.median(diameters)), float(np.median(inner)) if inner.size else float("nan")
-
-
-def best_time(function, image, repeats: int) -> float:
-    function(image)
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        function(image)
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def summary(ratios) -> str:
@@ -196,8 +188,8 @@ def bench_time(images) -> None:
     zoomed = ndimage.zoom(image, 8.0, order=1)
     for name, array, repeats in (("512² real", image, 10), ("4096² tiled (55 px particles)", tiled, 3),
                                  ("4096² zoomed ×8 (450 px particles)", zoomed, 3)):
-        t_scale = best_time(particle_scale, array, repeats)
-        t_fringes = best_time(lattice_fringes, array, repeats)
+        t_scale = timed(particle_scale, array, repeats)
+        t_fringes = timed(lattice_fringes, array, repeats)
         print(f"{name:36} particle_scale {1e3 * t_scale:6.1f} ms  lattice_fringes {1e3 * t_fringes:6.1f} ms  "
               f"together {1e3 * (t_scale + t_fringes):6.1f} ms")
 

@@ -107,15 +107,20 @@ def test_analyze_batch_with_questionable_and_broken_files(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     assert [f["file"].rsplit("/", 1)[1] for f in summary["failed"]] == ["corrupt.mrc"]
     warned = {w["file"].rsplit("/", 1)[1]: w["warning"] for w in summary["warnings"]}
-    assert set(warned) == {"search_50A.mrc", "tiny_pixel.mrc", "huge_pixel.mrc"}
-    assert "pixel size 50 Å is far outside" in warned["search_50A.mrc"]
+    # --model auto: 50 Å is the bright-field model's (no warning); 1e-4 Å is far below the HRTEM model's range,
+    # 1e4 Å far above the bright-field model's
+    assert set(warned) == {"tiny_pixel.mrc", "huge_pixel.mrc"}
+    assert "far outside" in warned["tiny_pixel.mrc"] and "outside the 1–50 Å" in warned["huge_pixel.mrc"]
+    models = {i["file"].rsplit("/", 1)[1]: i["model"]["model"] for i in summary["per_image"]}
+    assert models == {"search_50A.mrc": "lowmag", "tiny_pixel.mrc": "hrtem", "huge_pixel.mrc": "lowmag",
+                      "good.mrc": "hrtem"}
     # their particles stay in the table but not in the batch's size statistics
     assert {e["file"].rsplit("/", 1)[1] for e in summary["size_distribution_excludes"]} == set(warned)
     for image_record in summary["per_image"]:
         assert image_record["zoom"] <= ZOOM_LIMITS[1]
     assert summary["engine"]["backend"] in ("torch", "onnx") and summary["engine"]["cpu_model"]
     err = capsys.readouterr().err
-    assert "warning:" in err and "search_50A.mrc" in err and "corrupt.mrc" in err and "Traceback" not in err
+    assert "warning:" in err and "huge_pixel.mrc" in err and "corrupt.mrc" in err and "Traceback" not in err
     html = (out / "report.html").read_text()
     assert "Questionable images" in html and "far outside" in html and "cpu_model" in html
     assert "not in the size statistics" in html
@@ -123,8 +128,8 @@ def test_analyze_batch_with_questionable_and_broken_files(tmp_path, capsys):
 
 def test_segment_warns_and_refuses_by_the_memory_limit(tmp_path, capsys):
     image, _ = disc_field(shape=(128, 128), centres=((64, 64),), radius=20)
-    low = write_mrc(tmp_path / "low.mrc", image, 50.0)
-    assert main(["segment", str(low), "-o", str(tmp_path / "out")]) == 0
+    low = write_mrc(tmp_path / "low.mrc", image, 50.0)  # far outside the HRTEM model's pixel sizes
+    assert main(["segment", str(low), "-o", str(tmp_path / "out"), "--model", "hrtem"]) == 0
     err = capsys.readouterr().err
     assert "warning" in err and "far outside" in err and "running" in err
     big = write_mrc(tmp_path / "big.mrc", np.random.default_rng(1).normal(size=(2000, 2000)), 0.3)

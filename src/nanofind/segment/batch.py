@@ -321,6 +321,7 @@ def _run_file(job: _Job, path: Path) -> FileResult:
             engine = engine or runner.engine.record()
             plan = plan_scale(frame.array.shape, frame.pixel_size_A, card, job.max_memory_gb, job.job, str(path),
                               wanted_zoom=decision.wanted_zoom)
+            plan.warnings[:0] = decision.warnings
             probability = predict_probability(runner, card, frame.array, frame.pixel_size_A, window_px=job.window_px,
                                               batch=job.batch, tta=job.tta, plan=plan)
             frames.append(job.frame_function(FrameInput(path, frame, plan, probability, started,

@@ -69,7 +69,8 @@ class ModelDecision:
     #: the classifier's probability that an image of unknown pixel size is HRTEM (:mod:`nanofind.segment.imaging`)
     probability_hrtem: float | None = None
     seconds: float = 0.0  #: time the measurements took
-    notes: list[str] = field(default_factory=list)
+    #: what makes the result doubtful (a known pixel size outside what the chosen model was trained on)
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         """JSON-able record."""
@@ -142,6 +143,10 @@ def choose_model(image: np.ndarray, pixel_size_A: float | None, model: str | Pat
             return decision
     if decision.model == "lowmag":
         card = cards.get("lowmag") or ModelCard.read(decision.directory)
+        low, high = card.pixel_size_range_A or (0.0, float("inf"))
+        if not low <= pixel_size_A <= high:
+            decision.warnings.append(f"pixel size {pixel_size_A:g} Å is outside the {low:g}–{high:g} Å the "
+                                     "bright-field model was trained on: results are unreliable")
         _particle_zoom(decision, image, card)
     decision.seconds = time.perf_counter() - start
     return decision

@@ -16,14 +16,13 @@ import math
 from typing import Any, ClassVar, Literal
 
 import numpy as np
-from pydantic import Field, TypeAdapter, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from nanofind.datasets.sample import Sample, footprint_facts
 from nanofind.errors import NanofindInputError
 from nanofind.scene.distributions import (
     Choice,
     LogNormal,
-    Normal,
     Number,
     StrictModel,
     Uniform,
@@ -50,6 +49,7 @@ from nanofind.simulate.particle_field import (
     relabel_instances,
     render_particles,
 )
+from nanofind.simulate.recipe import number_or_distribution
 
 #: Pixel sizes the model is meant for, Å; a pinned diameter in pixels is met within them.
 PIXEL_SIZE_RANGE_A = (1.0, 50.0)
@@ -57,42 +57,24 @@ PIXEL_SIZE_RANGE_A = (1.0, 50.0)
 MONOLAYER_MAX_SIGMA = 0.1
 #: Particle diameters are drawn within these multiples of the field's median.
 DIAMETER_CLIP = (0.3, 3.0)
-_DISTRIBUTION = TypeAdapter(Uniform | Normal | LogNormal)
-
-
-def _number(value: Any) -> Any:
-    """A number or distribution; a choice's entries may be numbers or distributions."""
-    if isinstance(value, Choice):
-        items = []
-        for item in value.choice:
-            if isinstance(item, dict):
-                try:
-                    item = _DISTRIBUTION.validate_python(item)
-                except ValidationError:
-                    raise ValueError(f"choice entry {item!r} is not a number or a distribution") from None
-            elif isinstance(item, bool) or not isinstance(item, (int, float)) or not math.isfinite(item):
-                raise ValueError(f"choices for a number must be finite numbers or distributions, got {item!r}")
-            items.append(item)
-        value = Choice(choice=items, weights=value.weights)
-    return value
 
 
 def _positive(value: Any) -> Any:
-    value = _number(value)
+    value = number_or_distribution(value)
     for item in choice_options(value):
         check_positive(item, "")
     return value
 
 
 def _non_negative(value: Any) -> Any:
-    value = _number(value)
+    value = number_or_distribution(value)
     for item in choice_options(value):
         check_positive(item, "", allow_zero=True)
     return value
 
 
 def _fraction(value: Any) -> Any:
-    value = _number(value)
+    value = number_or_distribution(value)
     for item in choice_options(value):
         check_fraction(item)
     return value
@@ -211,7 +193,7 @@ class BrightFieldMicroscopeSpec(StrictModel):
 
     _positive_values = checked_field(_positive, "energy_keV", "aperture_contrast")
     _non_negative_values = checked_field(_non_negative, "Cs_A", "illumination_semiangle_mrad", "focal_spread_A")
-    _numbers = checked_field(_number, "defocus_A")
+    _numbers = checked_field(number_or_distribution, "defocus_A")
 
 
 class BrightFieldDetectorSpec(StrictModel):
@@ -228,7 +210,7 @@ class BrightFieldDetectorSpec(StrictModel):
     _positive_values = checked_field(_positive, "electrons_per_pixel", "dose_e_per_A2", allow=(None,))
     _positive_gain = checked_field(_positive, "gain")
     _non_negative_values = checked_field(_non_negative, "blur_px", "read_noise")
-    _numbers = checked_field(_number, "offset")
+    _numbers = checked_field(number_or_distribution, "offset")
     _fractions = checked_field(_fraction, "gradient")
 
     @model_validator(mode="after")

@@ -41,8 +41,8 @@ from nanofind.simulate.optics import Optics, scherzer_defocus_A
 _DISTRIBUTION = TypeAdapter(Uniform | Normal | LogNormal)
 
 
-def _number(value: Any) -> Any:
-    """A number or distribution; the entries of a choice may themselves be numbers or distributions."""
+def number_or_distribution(value: Any) -> Any:
+    """A recipe number or distribution, checked; the entries of a choice may themselves be numbers or distributions."""
     if isinstance(value, Choice):
         items = []
         for item in value.choice:
@@ -60,7 +60,7 @@ def _number(value: Any) -> Any:
 
 def _not_negative(value: Any, allow_zero: bool) -> Any:
     """A number or distribution (or a choice of them) that cannot draw below zero (or zero)."""
-    value = _number(value)
+    value = number_or_distribution(value)
     for item in (value.choice if isinstance(value, Choice) else [value]):
         check_positive(item, "", allow_zero=allow_zero)
     return value
@@ -96,9 +96,9 @@ class MicroscopeSpec(StrictModel):
     _positive_values = checked_field(_pos, "energy_keV", "aperture_mrad", allow=(None,))
     _nonnegative_values = checked_field(_nonneg, "astigmatism_A", "trefoil_A", "coma_A", "focal_spread_A",
                                         "angular_spread_mrad")
-    _numbers = checked_field(_number, "defocus_offset_A", "Cs_A", "C5_A", "astigmatism_angle_deg",
+    _numbers = checked_field(number_or_distribution, "defocus_offset_A", "Cs_A", "C5_A", "astigmatism_angle_deg",
                              "trefoil_angle_deg", "coma_angle_deg")
-    _defocus = checked_field(_number, "defocus_A", allow=("scherzer",))
+    _defocus = checked_field(number_or_distribution, "defocus_A", allow=("scherzer",))
 
 
 class DetectorSpec(StrictModel):
@@ -129,7 +129,7 @@ class DetectorSpec(StrictModel):
     _positive_or_inf = checked_field(_pos, "dose_e_per_A2", "mtf_half_frequency", allow=("inf",))
     _nonnegative_values = checked_field(_nonneg, "read_noise", "drift_A", "distortion_A", "xray_rate_per_megapixel",
                                         "xray_brightness")
-    _fractions = checked_field(lambda v: check_fraction(_number(v)), "mtf_floor", "gradient")
+    _fractions = checked_field(lambda v: check_fraction(number_or_distribution(v)), "mtf_floor", "gradient")
 
 
 class MultisliceSpec(StrictModel):
