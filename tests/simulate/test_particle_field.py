@@ -6,18 +6,16 @@ import numpy as np
 import pytest
 
 from nanofind.scene.orientation import rotation_about_axis
+from nanofind.simulate.film import Film, film_thickness_A, smooth_random_field
 from nanofind.simulate.particle_field import (
     SHAPES,
     FieldParticle,
-    Film,
     arrange,
-    film_thickness_A,
     make_solid,
     projected_thickness,
     random_orientation,
     relabel_instances,
     render_particles,
-    smooth_random_field,
 )
 
 

@@ -34,6 +34,7 @@ from nanofind.scene.distributions import (
     draw,
 )
 from nanofind.simulate.brightfield import MATERIALS, BrightFieldOptics, Camera, bright_field_image
+from nanofind.simulate.film import Film, film_thickness_A
 from nanofind.simulate.optics import wavelength_A
 from nanofind.simulate.particle_field import (
     ARRANGEMENTS,
@@ -41,9 +42,7 @@ from nanofind.simulate.particle_field import (
     ROD_SHAPES,
     SHAPES,
     FieldParticle,
-    Film,
     arrange,
-    film_thickness_A,
     make_solid,
     random_orientation,
     relabel_instances,
