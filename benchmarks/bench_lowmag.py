@@ -34,11 +34,10 @@ REAL_ZOOMS = (0.15, 0.35, 2.5)
 
 def _score(runner, card, items, name):
     from nanofind.learn.metrics import confusion, pooled_scores
-    from nanofind.learn.scale_guard import plan_scale
     from nanofind.segment.baselines import BASELINES
     from nanofind.segment.evaluate import _particles, _true_particles
     from nanofind.segment.inference import predict_probability
-    from nanofind.segment.model_choice import content_zoom
+    from nanofind.segment.model_choice import content_plan
     from nanofind.segment.particle_metrics import particle_counts, particle_scores
     from nanofind.segment.scale import lattice_fringes
 
@@ -49,10 +48,9 @@ def _score(runner, card, items, name):
         raw = x.raw
         t0 = time.perf_counter()
         fringes += bool(lattice_fringes(raw).present)
-        zoom = content_zoom(raw, card)[0]
+        plan = content_plan(raw, None, card)
         seconds.append(time.perf_counter() - t0)
-        zooms.append(zoom)
-        plan = plan_scale(raw.shape, None, card, wanted_zoom=zoom)
+        zooms.append(plan.wanted_zoom)
         prob = predict_probability(runner, card, raw, None, plan=plan)
         truth = x.mask > 0
         inst = _true_particles(x)

@@ -56,8 +56,7 @@ def test_shipped_bright_field_model_outlines_its_examples_at_their_own_scale():
 
     from nanofind.analyze.pipeline import EXAMPLES_DIR
     from nanofind.io import read_micrograph
-    from nanofind.learn.scale_guard import plan_scale
-    from nanofind.segment.model_choice import content_zoom
+    from nanofind.segment.model_choice import content_plan
 
     model, card = load_model("lowmag")
     assert card.imaging == "bright_field" and card.hysteresis_low is None
@@ -67,7 +66,6 @@ def test_shipped_bright_field_model_outlines_its_examples_at_their_own_scale():
     for name in (n for n, f in files.items() if f.get("kind") == "bright_field"):
         micrograph = read_micrograph(EXAMPLES_DIR / name)
         truth = np.asarray(Image.open(EXAMPLES_DIR / files[name]["truth_mask"])) > 0
-        zoom = content_zoom(micrograph.array, card)[0]
-        plan = plan_scale(micrograph.array.shape, micrograph.pixel_size_A, card, wanted_zoom=zoom)
-        prob = predict_probability(model, card, micrograph, plan=plan)
+        prob = predict_probability(model, card, micrograph,
+                                   plan=content_plan(micrograph.array, micrograph.pixel_size_A, card))
         assert segmentation_scores(card.particle_mask(prob), truth)["dice"] > 0.85, name

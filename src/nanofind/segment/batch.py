@@ -223,8 +223,7 @@ def segment_batch(inputs: Sequence[str | Path], frame_function: Callable[[FrameI
     if not files:
         raise NanofindInputError("no micrographs found", " ".join(str(i) for i in inputs))
     start = time.perf_counter()
-    directories = (available_shipped() if model.model == AUTO else
-                   {"default" if str(model.model) == "default" else str(model.model): resolve_model_dir(model.model)})
+    directories = available_shipped() if model.model == AUTO else {str(model.model): resolve_model_dir(model.model)}
     models = {name: (str(d.resolve()), _stamp(d / WEIGHTS)) for name, d in directories.items()}
     results: list[FileResult | None] = [None] * len(files)
     if records is not None and records.resume:

@@ -33,10 +33,9 @@ from nanofind.learn.metrics import (
     scores,
     sum_confusions,
 )
-from nanofind.learn.scale_guard import plan_scale
 from nanofind.segment.baselines import BASELINES
 from nanofind.segment.inference import predict_probability
-from nanofind.segment.model_choice import content_zoom
+from nanofind.segment.model_choice import content_plan
 from nanofind.segment.particle_metrics import particle_conditions, particle_counts, particle_scores, recall_by
 
 
@@ -61,10 +60,7 @@ def evaluate(model, card: ModelCard, items: list[LabelledImage], out_dir: str | 
     with ProgressBar("evaluating", len(items), enabled=progress) as bar:
         for item in items:
             raw = item.raw if item.raw is not None else item.image
-            plan = None
-            if card.particle_diameter_px:  # a bright-field model: resampled to its particle sizes, as analyze does
-                zoom = content_zoom(raw, card)[0]
-                plan = plan_scale(raw.shape, item.pixel_size_A, card, wanted_zoom=zoom)
+            plan = content_plan(raw, item.pixel_size_A, card)  # a bright-field model: by its particles, as analyze
             prob = predict_probability(model, card, raw, item.pixel_size_A, tta=tta, plan=plan)
             probs.append(prob)
             truth = item.mask > 0

@@ -201,6 +201,17 @@ def content_zoom(image: np.ndarray, card: ModelCard, scale=None) -> tuple[float 
                                    f"the model was trained on: resampled {zoom:.3g}× (to {d * zoom:.0f} px)")
 
 
+def content_plan(image: np.ndarray, pixel_size_A: float | None, card: ModelCard, **scale_guard):
+    """The checked resampling of ``image`` for ``card`` as a named ``--model`` runs it.
+
+    By its particles for a bright-field card (:func:`content_zoom`), else by its pixel size (Å);
+    ``scale_guard`` (memory limit, job, name) goes to :func:`~nanofind.learn.scale_guard.plan_scale`.
+    """
+    from nanofind.learn.scale_guard import plan_scale
+
+    return plan_scale(np.shape(image), pixel_size_A, card, wanted_zoom=content_zoom(image, card)[0], **scale_guard)
+
+
 def _particle_zoom(decision: ModelDecision, image: np.ndarray, card: ModelCard, scale=None) -> None:
     """Set ``decision``'s resampling from the particles' measured diameter (:func:`content_zoom`)."""
     zoom, scale, sentence = content_zoom(image, card, scale)
