@@ -6,7 +6,7 @@ next to the plain rule "lattice fringes present = HRTEM". With ``--write`` the f
 ``src/nanofind/segment/imaging_classifier.json`` with what it was fitted on and its scores.
 
     python benchmarks/bench_imaging.py --hrtem-train A.h5 --lowmag-train B.h5 \\
-        --hrtem-test C.h5 D.h5 --lowmag-test E.h5 [--real DIR --real-label lowmag] [-n 400] [--write]
+        --hrtem-test C.h5 D.h5 --lowmag-test E.h5 [--real DIR --real-label hrtem --real-weight 10] [-n 400] [--write]
 """
 
 from __future__ import annotations
@@ -66,6 +66,8 @@ def main() -> None:
     parser.add_argument("--lowmag-test", nargs="+", default=[])
     parser.add_argument("--real", help="folder of labelled real micrographs, added to training with --real-label")
     parser.add_argument("--real-label", choices=["hrtem", "lowmag"], default="lowmag")
+    parser.add_argument("--real-weight", type=float, default=1.0,
+                        help="weight of each real micrograph in the fit, against 1 per simulated field (default 1)")
     parser.add_argument("-n", type=int, default=400, help="images per training file (default 400)")
     parser.add_argument("--write", action="store_true", help="store the fit beside nanofind.segment.imaging")
     args = parser.parse_args()
@@ -77,12 +79,15 @@ def main() -> None:
     x, y = np.vstack([xh, xl]), np.r_[np.ones(len(xh)), np.zeros(len(xl))]
     sources = [f"{Path(p).name} (HRTEM, first {args.n})" for p in args.hrtem_train] + \
               [f"{Path(p).name} (bright field, first {args.n})" for p in args.lowmag_train]
+    weight = np.ones(len(y))
     if args.real:
         xr, _ = _real_features(args.real)
         x, y = np.vstack([x, xr]), np.r_[y, np.full(len(xr), args.real_label == "hrtem")]
-        sources.append(f"{args.real} ({len(xr)} real, as {args.real_label})")
+        weight = np.r_[weight, np.full(len(xr), args.real_weight)]
+        sources.append(f"{Path(args.real).name} ({len(xr)} real, as {args.real_label}, "
+                       f"weight {args.real_weight:g} each)")
     fit = fit_classifier(x, y, {"fitted_on": sources, "date": str(date.today()),
-                                "made_by": "benchmarks/bench_imaging.py"})
+                                "made_by": "benchmarks/bench_imaging.py"}, sample_weight=weight)
     train_acc = float(np.mean([(fit.probability_hrtem(r) >= 0.5) == bool(t) for r, t in zip(x, y, strict=True)]))
     print(f"features: {np.median(t1 + t2) * 1000:.0f} ms per image (median; {_cpu()}, 1 thread)")
     print(f"training accuracy {train_acc:.3f} on {len(y)} images")

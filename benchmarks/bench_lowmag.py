@@ -38,6 +38,7 @@ def _score(runner, card, items, name):
     from nanofind.segment.evaluate import _particles, _true_particles
     from nanofind.segment.inference import predict_probability
     from nanofind.segment.model_choice import content_plan
+    from nanofind.segment.outline import outline_mask
     from nanofind.segment.particle_metrics import particle_counts, particle_scores
     from nanofind.segment.scale import lattice_fringes
 
@@ -54,7 +55,7 @@ def _score(runner, card, items, name):
         prob = predict_probability(runner, card, raw, None, plan=plan)
         truth = x.mask > 0
         inst = _true_particles(x)
-        for method, mask in (("model", card.particle_mask(prob)), ("otsu", BASELINES["otsu"](raw, None))):
+        for method, mask in (("model", outline_mask(card, prob, raw)), ("otsu", BASELINES["otsu"](raw, None))):
             confs[method].append(confusion(mask, truth))
             counts[method].append(particle_counts(_particles(mask, None), inst))
     row = {"set": name, "images": len(items), "fringes_found": fringes,

@@ -115,6 +115,7 @@ def test_median_filter_sizes_are_applied():
     ({"input_channels": 0}, "input_channels"),
     ({"hysteresis_low": 0.9}, "hysteresis_low"),
     ({"imaging": "sem"}, "imaging"),
+    ({"refine_outlines_below_px": -5}, "refine_outlines_below_px"),
 ])
 def test_bad_fields_give_one_line_naming_the_file_and_field(tmp_path, change, field):
     record = {**json.loads(read_card("default").to_json()), **change}

@@ -51,15 +51,17 @@ def test_shipped_model_outlines_the_bundled_examples():
 
 def test_shipped_bright_field_model_outlines_its_examples_at_their_own_scale():
     # simulated bright-field fields of the held-out recipe (isolated Au spheres at 2.5 Å per pixel; Cu plates and
-    # tetrahedra at 10 Å; measured Dice 0.975 and 0.923): segmented as `--model lowmag` does, with its card's scale
+    # tetrahedra at 10 Å; measured Dice 0.979 and 0.871): segmented as `--model lowmag` does, with its card's scale
+    # and outline refinement (which trims the thin, faint rims of the plates that the simulated truth counts)
     import json
 
     from nanofind.analyze.pipeline import EXAMPLES_DIR
     from nanofind.io import read_micrograph
     from nanofind.segment.model_choice import content_plan
+    from nanofind.segment.outline import outline_mask
 
     model, card = load_model("lowmag")
-    assert card.imaging == "bright_field" and card.hysteresis_low is None
+    assert card.imaging == "bright_field" and card.hysteresis_low is None and card.refine_outlines_below_px == 32
     smallest, typical, largest = card.particle_diameter_px
     assert 5 < smallest < typical < largest < 200 and card.pixel_size_range_A == [1.0, 50.0]
     files = json.loads((EXAMPLES_DIR / "examples.json").read_text())["files"]
@@ -68,4 +70,4 @@ def test_shipped_bright_field_model_outlines_its_examples_at_their_own_scale():
         truth = np.asarray(Image.open(EXAMPLES_DIR / files[name]["truth_mask"])) > 0
         prob = predict_probability(model, card, micrograph,
                                    plan=content_plan(micrograph.array, micrograph.pixel_size_A, card))
-        assert segmentation_scores(card.particle_mask(prob), truth)["dice"] > 0.85, name
+        assert segmentation_scores(outline_mask(card, prob, micrograph.array), truth)["dice"] > 0.85, name

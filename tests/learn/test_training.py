@@ -79,6 +79,7 @@ def test_train_writes_a_model_directory_and_resume_matches(tmp_path):
     assert card["normalisation"]["flatten_background"] is True and card["normalisation"]["median_filter_px"] == 3
     assert card["training"]["train_data"]["simulated"]["images"] == 6
     assert ModelCard.from_record(card) == full  # what train returns is what it wrote
+    assert card["refine_outlines_below_px"] is None  # only bright-field models move outlines to the image's edges
     with pytest.raises(NanofindInputError, match="checkpoint"):
         train(TrainConfig(**TINY, max_epochs=2), tr, va, tmp_path / "full", progress=False)
 

@@ -46,6 +46,7 @@ from nanofind.learn.card import ModelCard
 from nanofind.learn.scale_guard import MEMORY_LIMIT_GB, ScalePlan, plan_scale
 from nanofind.segment.batch import FrameInput, ModelChoice, Records, segment_batch
 from nanofind.segment.batch import expand_inputs as expand_inputs  # where analysis callers have found it
+from nanofind.segment.outline import outline_mask
 
 #: Bundled example micrographs (simulated by nanofind, see ``examples.json`` there).
 EXAMPLES_DIR = Path(__file__).with_name("examples")
@@ -102,7 +103,8 @@ def measure_frame(prob: np.ndarray, array: np.ndarray, pixel_size_A: float | Non
     ``prob`` and ``array`` are on the image's own grid; ``pixel_size_A`` (Å, or None) sets the
     cleaning's sizes and the nm columns.
     """
-    labels = find_particles(card.particle_mask(prob, settings.threshold), pixel_size_A, settings.cleaning)
+    mask = outline_mask(card, prob, array, settings.threshold)
+    labels = find_particles(mask, pixel_size_A, settings.cleaning)
     return measure_particles(labels, array, prob, pixel_size_A, settings.cleaning), labels
 
 
@@ -232,5 +234,6 @@ def _models_used(images: list[dict], cards: dict) -> dict:
         card = cards.get(name)
         if card is not None:
             entry.update(directory=choice.get("directory"), architecture=card.architecture, imaging=card.imaging,
-                         threshold=card.threshold, hysteresis_low=card.hysteresis_low)
+                         threshold=card.threshold, hysteresis_low=card.hysteresis_low,
+                         refine_outlines_below_px=card.refine_outlines_below_px)
     return used

@@ -249,6 +249,9 @@ def _model(card: ModelCard | dict | None, name: str | None = None, images: int |
                       ", ".join(_number(v, 3) for v in card.particle_diameter_px)))
     if card.hysteresis_low is not None:
         facts.insert(facts.index(("threshold", card.threshold)) + 1, ("hysteresis low threshold", card.hysteresis_low))
+    if card.refine_outlines_below_px is not None:
+        facts.append(("outlines moved to the image's half-contrast edge for particles below (px)",
+                      card.refine_outlines_below_px))
     test = card.metrics.get("test")
     return {"name": name, "images": images, "architecture": card.architecture, "threshold": _text(card.threshold),
             "facts": [(k, _text(v)) for k, v in facts if v is not None],

@@ -143,6 +143,9 @@ class ModelCard(BaseModel):
     #: [smallest, typical, largest] particle diameter (px) the model was trained on; images of unknown pixel size
     #: are resampled so their particles come near the typical one (see :mod:`nanofind.segment.model_choice`)
     particle_diameter_px: list[float] | None = None
+    #: images whose particles are typically smaller than this (px, measured on the model's mask) get their
+    #: outlines moved to the image's local half-contrast edge (:mod:`nanofind.segment.outline`); None: never
+    refine_outlines_below_px: float | None = Field(default=None, gt=0)
     training: TrainingRecord = Field(default_factory=TrainingRecord)
     metrics: dict = Field(default_factory=dict)
 

@@ -36,6 +36,7 @@ from nanofind.learn.metrics import (
 from nanofind.segment.baselines import BASELINES
 from nanofind.segment.inference import predict_probability
 from nanofind.segment.model_choice import content_plan
+from nanofind.segment.outline import outline_mask
 from nanofind.segment.particle_metrics import particle_conditions, particle_counts, particle_scores, recall_by
 
 
@@ -64,7 +65,7 @@ def evaluate(model, card: ModelCard, items: list[LabelledImage], out_dir: str | 
             prob = predict_probability(model, card, raw, item.pixel_size_A, tta=tta, plan=plan)
             probs.append(prob)
             truth = item.mask > 0
-            masks = {"model": card.particle_mask(prob)}
+            masks = {"model": outline_mask(card, prob, raw)}
             for name in methods[1:]:
                 masks[name] = BASELINES[name](raw, item.pixel_size_A)
             true_particles = _true_particles(item)

@@ -20,6 +20,7 @@ from nanofind.learn.card import ModelCard
 from nanofind.learn.scale_guard import MEMORY_LIMIT_GB
 from nanofind.segment.batch import BatchRun, FileResult, FrameInput, ModelChoice, segment_batch
 from nanofind.segment.inference import BATCH, WINDOW_PX
+from nanofind.segment.outline import outline_mask
 
 
 def segment_files(inputs: Sequence[str | Path], out_dir: str | Path, *, model: ModelChoice | None = None,
@@ -53,7 +54,7 @@ def _write_frame(item: FrameInput, card: ModelCard, *, out: Path, threshold: flo
     from PIL import Image
 
     prob = item.probability
-    mask = card.particle_mask(prob, threshold)
+    mask = outline_mask(card, prob, item.frame.array, threshold)
     stem = item.frame.name
     Image.fromarray((mask * 255).astype(np.uint8)).save(out / f"{stem}_mask.png")
     tifffile.imwrite(out / f"{stem}_prob.tif", prob.astype(np.float32))

@@ -123,8 +123,11 @@ def shipped_classifier() -> ImagingClassifier | None:
 
 
 def fit_classifier(features: np.ndarray, is_hrtem: np.ndarray, record: dict | None = None,
-                   regularisation: float = 0.1) -> ImagingClassifier:
-    """Fit the classifier on rows of :func:`imaging_features` and their labels (scikit-learn, balanced classes)."""
+                   regularisation: float = 0.1, sample_weight: np.ndarray | None = None) -> ImagingClassifier:
+    """Fit the classifier on rows of :func:`imaging_features` and their labels (scikit-learn, balanced classes).
+
+    ``sample_weight`` (one per row) lets a few real micrographs count as much as many simulated ones.
+    """
     from sklearn.linear_model import LogisticRegression
 
     features = np.asarray(features, float)
@@ -132,5 +135,5 @@ def fit_classifier(features: np.ndarray, is_hrtem: np.ndarray, record: dict | No
     scale = features.std(axis=0)
     scale[scale == 0] = 1.0
     fit = LogisticRegression(C=regularisation, class_weight="balanced", max_iter=2000)
-    fit.fit((features - mean) / scale, np.asarray(is_hrtem, bool))
+    fit.fit((features - mean) / scale, np.asarray(is_hrtem, bool), sample_weight=sample_weight)
     return ImagingClassifier(mean, scale, fit.coef_[0].astype(float), float(fit.intercept_[0]), dict(record or {}))
