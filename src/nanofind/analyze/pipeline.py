@@ -97,13 +97,14 @@ def analyze_frame(model, card: ModelCard, array, pixel_size_A: float | None = No
 
 
 def measure_frame(prob: np.ndarray, array: np.ndarray, pixel_size_A: float | None, card: ModelCard,
-                  settings: AnalysisSettings):
+                  settings: AnalysisSettings, outline: dict | None = None):
     """Threshold, clean, split and measure one image's particle probability; returns (ParticleTable, labels).
 
     ``prob`` and ``array`` are on the image's own grid; ``pixel_size_A`` (Å, or None) sets the
-    cleaning's sizes and the nm columns.
+    cleaning's sizes and the nm columns. ``outline`` (a dict) is told whether the outlines were
+    refined (:func:`nanofind.segment.outline.outline_mask`).
     """
-    mask = outline_mask(card, prob, array, settings.threshold)
+    mask = outline_mask(card, prob, array, settings.threshold, record=outline)
     labels = find_particles(mask, pixel_size_A, settings.cleaning)
     return measure_particles(labels, array, prob, pixel_size_A, settings.cleaning), labels
 
@@ -115,7 +116,8 @@ def _analyze_frame(item: FrameInput, card: ModelCard, *, out: Path, settings: An
     they are also the resume record).
     """
     frame = item.frame
-    table, labels = measure_frame(item.probability, frame.array, frame.pixel_size_A, card, settings)
+    outline: dict = {}
+    table, labels = measure_frame(item.probability, frame.array, frame.pixel_size_A, card, settings, outline)
     stem = frame.name
     write_label_images(labels, out / "masks", stem)
     overlay = write_overlay(frame.array, labels, table, out / "overlays" / f"{stem}_overlay.png")
@@ -132,7 +134,7 @@ def _analyze_frame(item: FrameInput, card: ModelCard, *, out: Path, settings: An
              "otsu_agreement_dice": review["otsu_agreement_dice"], "unsure_fraction": review["unsure_fraction"],
              "review": review["review"],
              "zoom": plan.zoom, "working_pixel_size_A": plan.working_pixel_size_A, "model": item.decision,
-             "summary": s}
+             "outlines_refined": outline["outlines_refined"], "summary": s}
     sourced = table.with_columns({"file": str(item.path), "frame": k}, dtypes=SOURCE_DTYPES, first=True)
     return {"image": image, "rows": sourced.rows()}
 

@@ -142,22 +142,28 @@ def typical_diameter_px(mask, min_area_px: int = 10) -> float | None:
     return float(np.median(2 * np.sqrt(areas / np.pi)))
 
 
-def outline_mask(card, probability, image=None, threshold: float | None = None) -> np.ndarray:
+def outline_mask(card, probability, image=None, threshold: float | None = None,
+                 record: dict | None = None) -> np.ndarray:
     """The card's particle mask of ``probability``, its outlines refined on ``image`` when the card asks for it.
 
     The card's ``refine_outlines_below_px`` (px; absent: never) turns on :func:`refine_outlines`
     for images whose particles, measured on the model's mask (:func:`typical_diameter_px`), are
     typically smaller than that.
     The smoothing follows the particles' size (:func:`smoothing_for`). ``threshold`` overrides the
-    card's. Without ``image`` the mask is returned as thresholded.
+    card's. Without ``image`` the mask is returned as thresholded. A ``record`` dict gets
+    ``outlines_refined`` (bool) and, when measured, ``typical_diameter_px``, for the summary.
     """
+    record = {} if record is None else record
+    record["outlines_refined"] = False
     mask = card.particle_mask(probability, threshold)
     below_px = getattr(card, "refine_outlines_below_px", None)
     if image is None or below_px is None:
         return mask
     diameter = typical_diameter_px(mask)
+    record["typical_diameter_px"] = None if diameter is None else round(diameter, 2)
     if diameter is None or diameter >= float(below_px):
         return mask
+    record["outlines_refined"] = True
     return refine_outlines(image, mask, smoothing_px=smoothing_for(diameter))
 
 
