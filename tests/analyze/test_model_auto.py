@@ -70,8 +70,8 @@ def test_the_report_names_the_model_of_every_image(mixed_run):
 
 def test_only_small_bright_field_particles_get_their_outlines_refined(mixed_run):
     out, summary, images = mixed_run
-    # example_05: Cu plates and tetrahedra of ~28 px, under the card's 32 px; example_04: Au spheres of ~32 px
+    # both bright-field examples have particles under the card's 40 px (Au spheres of ~32 px, Cu plates of ~28 px)
     refined = {name: image["outlines_refined"] for name, image in images.items()}
-    assert refined == {"example_01.mrc": False, "hrtem.png": False, "example_04.mrc": False, "example_05.png": True}
-    assert summary["models"]["lowmag"]["refine_outlines_below_px"] == 32
-    assert (out / "report.html").read_text().count("small particles: outlines moved") == 1
+    assert refined == {"example_01.mrc": False, "hrtem.png": False, "example_04.mrc": True, "example_05.png": True}
+    assert summary["models"]["lowmag"]["refine_outlines_below_px"] == 40
+    assert (out / "report.html").read_text().count("small particles: outlines moved") == 2

@@ -47,9 +47,9 @@ from nanofind.segment.inference import predict_normalised
 
 CHECKPOINT = "checkpoint"
 #: bright-field models refine the outlines of particles smaller than this (px; :mod:`nanofind.segment.outline`):
-#: on real micrographs resampled to 8-20 px particles it raised pixel Dice by 0.04-0.07, on 55 px and larger
-#: ones it lowered it by up to 0.015 (docs/benchmarks.md, "Outline refinement")
-BRIGHT_FIELD_REFINE_BELOW_PX = 32.0
+#: on real micrographs resampled to 8-37 px particles it raised pixel Dice by 0.01-0.07, at 46 px and larger it
+#: lowered it by 0.005-0.014 (docs/benchmarks.md, "Outline refinement")
+BRIGHT_FIELD_REFINE_BELOW_PX = 40.0
 HISTORY = "history.csv"
 
 
