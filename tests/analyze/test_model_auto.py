@@ -74,4 +74,6 @@ def test_only_small_bright_field_particles_get_their_outlines_refined(mixed_run)
     refined = {name: image["outlines_refined"] for name, image in images.items()}
     assert refined == {"example_01.mrc": False, "hrtem.png": False, "example_04.mrc": True, "example_05.png": True}
     assert summary["models"]["lowmag"]["refine_outlines_below_px"] == 40
+    # both have particles of 15 px or more, so agreeing Otsu particles lend their outlines
+    assert images["example_04.mrc"]["threshold_outlines"] > 0 and images["example_01.mrc"]["threshold_outlines"] == 0
     assert (out / "report.html").read_text().count("small particles: outlines moved") == 2

@@ -92,3 +92,38 @@ def test_outline_mask_refines_only_small_particles_and_only_when_the_card_asks(r
     if not refined:
         np.testing.assert_array_equal(asked, plain)
     np.testing.assert_array_equal(outline_mask(_card(refine_outlines_below_px=32), probability), plain)
+
+
+def test_threshold_twins_replace_network_particles_and_nothing_else():
+    from nanofind.segment.outline import adopt_threshold_outlines
+
+    shape = (100, 100)
+    network = _disc(shape, (25, 25), 10) | _disc(shape, (25, 70), 8) | _disc(shape, (75, 30), 6) | \
+        _disc(shape, (75, 44), 6)
+    twin = _disc(shape, (25, 25), 9.5)  # the same particle, half a pixel tighter: IoU 0.92
+    too_different = _disc(shape, (25, 70), 5)  # IoU 0.4
+    merged = _disc(shape, (75, 30), 7) | _disc(shape, (75, 44), 7) | (np.indices(shape)[0] == 75) & \
+        (np.indices(shape)[1] > 30) & (np.indices(shape)[1] < 44)  # one threshold blob over two network particles
+    unseen = _disc(shape, (80, 85), 8)  # the network found nothing there
+    adopted, n = adopt_threshold_outlines(network, twin | too_different | merged | unseen)
+    assert n == 1
+    np.testing.assert_array_equal(adopted[:50, :50], twin[:50, :50])  # the twin's outline was taken
+    np.testing.assert_array_equal(adopted[50:], network[50:])  # a merged blob and an unseen one change nothing
+    np.testing.assert_array_equal(adopted[:50, 50:], network[:50, 50:])
+    assert adopt_threshold_outlines(network, np.zeros(shape, bool))[1] == 0
+
+
+def test_outline_mask_takes_the_threshold_outline_for_mid_sized_particles_only():
+    # discs of 10 px radius (20 px across, between 15 and 40): threshold and network agree, the
+    # threshold's outline is kept; discs of 3 px radius (6 px across): refined, no threshold
+    for radius, expect_threshold in ((10, True), (3, False)):
+        truth = _disc((128, 128), (40, 40), radius) | _disc((128, 128), (90, 80), radius)
+        image = _micrograph(truth, blur_px=0.7, noise=1.0)
+        probability = ndi.binary_dilation(truth, iterations=1).astype(np.float32)
+        record = {}
+        mask = outline_mask(_card(refine_outlines_below_px=40), probability, image, record=record)
+        assert record["outlines_refined"]
+        assert ("threshold_outlines" in record) is expect_threshold
+        if expect_threshold:
+            assert record["threshold_outlines"] == 2
+        assert _iou(mask, truth) > 0.85

@@ -134,7 +134,8 @@ def _analyze_frame(item: FrameInput, card: ModelCard, *, out: Path, settings: An
              "otsu_agreement_dice": review["otsu_agreement_dice"], "unsure_fraction": review["unsure_fraction"],
              "review": review["review"],
              "zoom": plan.zoom, "working_pixel_size_A": plan.working_pixel_size_A, "model": item.decision,
-             "outlines_refined": outline["outlines_refined"], "summary": s}
+             "outlines_refined": outline["outlines_refined"],
+             "threshold_outlines": outline.get("threshold_outlines", 0), "summary": s}
     sourced = table.with_columns({"file": str(item.path), "frame": k}, dtypes=SOURCE_DTYPES, first=True)
     return {"image": image, "rows": sourced.rows()}
 

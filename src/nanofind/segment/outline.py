@@ -20,7 +20,11 @@ HRTEM). Where the local contrast does not stand out of the noise, the model's an
 :func:`outline_mask` is what ``analyze``, ``segment`` and ``evaluate`` call: the card's threshold,
 then this refinement when the card asks for it (``refine_outlines_below_px``: only images whose
 particles are typically smaller than that, measured on the model's mask, since for large
-particles the model's own outline is as good or better).
+particles the model's own outline is as good or better). For particles of 15 px and more it then
+asks a global Otsu threshold too, and where threshold and network agree on a particle (one to one,
+intersection over union ≥ 0.8), the threshold's outline is kept: on clean, high-contrast
+micrographs it follows the particle best, and a particle the two disagree on stays the network's.
+Below 15 px the threshold's outlines are too coarse and the refined ones are kept.
 """
 
 from __future__ import annotations
@@ -32,6 +36,11 @@ from scipy import ndimage as ndi
 MIN_CONTRAST_TO_NOISE = 3.0
 #: smallest and largest smoothing (Gaussian sigma, px) :func:`outline_mask` uses
 SMOOTHING_RANGE_PX = (0.7, 1.5)
+#: typical particle diameter (px) from which :func:`outline_mask` takes a global threshold's outline for the
+#: particles on which threshold and network agree (below it, the refined outline is better)
+THRESHOLD_OUTLINES_FROM_PX = 15.0
+#: intersection over union a threshold particle and a network particle need to count as the same particle
+SAME_PARTICLE_IOU = 0.8
 
 
 def refine_outlines(image, mask, *, edge_fraction: float = 0.5, smoothing_px: float = 1.5, band_px: int = 2,
@@ -130,6 +139,40 @@ def _smoothed_noise(raw: np.ndarray, smoothing_px: float) -> float:
     return sigma
 
 
+def adopt_threshold_outlines(mask, threshold_mask, min_iou: float = SAME_PARTICLE_IOU) -> tuple[np.ndarray, int]:
+    """``mask`` with each particle replaced by its twin in ``threshold_mask`` where the two agree.
+
+    A particle (connected component) of ``mask`` and one of ``threshold_mask`` are twins when each
+    overlaps no other particle of the other mask and their intersection over union is at least
+    ``min_iou``. Particles without a twin keep their outline; particles of ``threshold_mask`` that
+    the network did not find are not added. Both masks are (H, W) booleans on one grid. Returns
+    the new mask and the number of particles whose outline was replaced.
+    """
+    mask = np.asarray(mask, bool)
+    threshold_mask = np.asarray(threshold_mask, bool)
+    ours, n_ours = ndi.label(mask)
+    theirs, n_theirs = ndi.label(threshold_mask)
+    if n_ours == 0 or n_theirs == 0:
+        return mask.copy(), 0
+    both = (ours > 0) & (theirs > 0)
+    code = ours[both].astype(np.int64) * (n_theirs + 1) + theirs[both]
+    pairs, overlap = np.unique(code, return_counts=True)
+    a, b = pairs // (n_theirs + 1), pairs % (n_theirs + 1)
+    partners_of_a = np.bincount(a, minlength=n_ours + 1)
+    partners_of_b = np.bincount(b, minlength=n_theirs + 1)
+    area_a = np.bincount(ours.ravel(), minlength=n_ours + 1)
+    area_b = np.bincount(theirs.ravel(), minlength=n_theirs + 1)
+    iou = overlap / (area_a[a] + area_b[b] - overlap)
+    twins = (partners_of_a[a] == 1) & (partners_of_b[b] == 1) & (iou >= min_iou)
+    if not twins.any():
+        return mask.copy(), 0
+    drop = np.zeros(n_ours + 1, bool)
+    drop[a[twins]] = True
+    take = np.zeros(n_theirs + 1, bool)
+    take[b[twins]] = True
+    return (mask & ~drop[ours]) | take[theirs], int(twins.sum())
+
+
 def typical_diameter_px(mask, min_area_px: int = 10) -> float | None:
     """Median equivalent-circle diameter (px) of the mask's components of at least ``min_area_px``; None if none."""
     labels, n = ndi.label(np.asarray(mask, bool))
@@ -148,10 +191,13 @@ def outline_mask(card, probability, image=None, threshold: float | None = None,
 
     The card's ``refine_outlines_below_px`` (px; absent: never) turns on :func:`refine_outlines`
     for images whose particles, measured on the model's mask (:func:`typical_diameter_px`), are
-    typically smaller than that.
-    The smoothing follows the particles' size (:func:`smoothing_for`). ``threshold`` overrides the
-    card's. Without ``image`` the mask is returned as thresholded. A ``record`` dict gets
-    ``outlines_refined`` (bool) and, when measured, ``typical_diameter_px``, for the summary.
+    typically smaller than that; the smoothing follows the particles' size (:func:`smoothing_for`).
+    From :data:`THRESHOLD_OUTLINES_FROM_PX` up, the particles on which an Otsu threshold of the
+    image agrees with the network then take the threshold's outline
+    (:func:`adopt_threshold_outlines`). ``threshold`` overrides the card's. Without ``image`` the
+    mask is returned as thresholded. A ``record`` dict gets ``outlines_refined`` (bool),
+    ``typical_diameter_px`` when measured, and ``threshold_outlines`` (particles whose outline came
+    from the threshold) when that was tried, for the summary.
     """
     record = {} if record is None else record
     record["outlines_refined"] = False
@@ -164,7 +210,13 @@ def outline_mask(card, probability, image=None, threshold: float | None = None,
     if diameter is None or diameter >= float(below_px):
         return mask
     record["outlines_refined"] = True
-    return refine_outlines(image, mask, smoothing_px=smoothing_for(diameter))
+    refined = refine_outlines(image, mask, smoothing_px=smoothing_for(diameter))
+    if diameter < THRESHOLD_OUTLINES_FROM_PX:
+        return refined
+    from nanofind.segment.baselines import otsu_mask
+
+    adopted, record["threshold_outlines"] = adopt_threshold_outlines(refined, otsu_mask(image))
+    return adopted
 
 
 def smoothing_for(diameter_px: float) -> float:
