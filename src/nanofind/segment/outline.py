@@ -121,8 +121,10 @@ def _local_mean_at(values: np.ndarray, where: np.ndarray, sigma_px: float, at: t
     # pixel centre (i + 0.5) / f - 0.5 on the coarse grid; linear interpolation, edges held
     coords = [(np.asarray(a, np.float32) + 0.5) / f - 0.5 for a in at]
     means_at = ndi.map_coordinates(means, coords, order=1, mode="nearest")
-    weights_at = ndi.map_coordinates(weights, coords, order=1, mode="nearest")
-    return means_at, weights_at > 1e-3
+    # defined where the nearest coarse cell is: a cell's neighbours differ from it by a few per cent at most
+    rows = np.minimum(np.asarray(at[0]) // f, ok.shape[0] - 1)
+    cols = np.minimum(np.asarray(at[1]) // f, ok.shape[1] - 1)
+    return means_at, ok[rows, cols]
 
 
 def _smoothed_noise(raw: np.ndarray, smoothing_px: float) -> float:
