@@ -151,3 +151,23 @@ def test_centroids_keep_their_rounding_at_decimal_ties():
     row = measure_particles(labels).rows()[0]
     assert row["area_px"] == 40
     assert row["centroid_y_px"] == 1.92
+
+
+def test_clean_up_follows_the_particles_when_the_pixel_size_is_unknown():
+    from nanofind.analyze.measure import cleaning_for_particles, find_particles
+
+    # a hexagonal-ish field of 6 px discs two pixels apart: the default px clean-up (2 px opening,
+    # 40 px minimum area) erases them all; scaled to their size, every one is found on its own
+    yy, xx = np.indices((120, 120))
+    mask = np.zeros((120, 120), bool)
+    centres = [(r, c + (4 if (r // 8) % 2 else 0)) for r in range(8, 112, 8) for c in range(8, 108, 8)]
+    for r, c in centres:
+        mask |= (yy - r) ** 2 + (xx - c) ** 2 <= 9
+    assert find_particles(mask, None).max() == 0
+    scaled = cleaning_for_particles(CleaningSettings(), 6.0)
+    assert (scaled.opening_px, scaled.closing_px) == (0.0, 0.0) and scaled.min_area_px == pytest.approx(7.1)
+    assert find_particles(mask, None, scaled).max() == len(centres)
+    # particles of HRTEM size keep the defaults, and so do nm settings and an unmeasured size
+    assert cleaning_for_particles(CleaningSettings(), 60.0) == CleaningSettings()
+    assert cleaning_for_particles(CleaningSettings(), None) == CleaningSettings()
+    assert cleaning_for_particles(CleaningSettings(), 12.0).opening_nm == CleaningSettings().opening_nm

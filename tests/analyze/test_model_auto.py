@@ -76,4 +76,7 @@ def test_only_small_bright_field_particles_get_their_outlines_refined(mixed_run)
     assert summary["models"]["lowmag"]["refine_outlines_below_px"] == 40
     # both have particles of 15 px or more, so agreeing Otsu particles lend their outlines
     assert images["example_04.mrc"]["threshold_outlines"] > 0 and images["example_01.mrc"]["threshold_outlines"] == 0
+    # the px clean-up follows the measured particle size where the pixel size is unknown (bright field)
+    assert images["example_05.png"]["cleaning_for_diameter_px"] == pytest.approx(28, rel=0.3)
+    assert images["example_04.mrc"]["cleaning_for_diameter_px"] is None  # pixel size known: nm settings
     assert (out / "report.html").read_text().count("small particles: outlines moved") == 2

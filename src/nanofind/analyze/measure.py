@@ -9,7 +9,7 @@ the angle of the major axis from the image x axis (columns), counter-clockwise a
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 from scipy import ndimage as ndi
@@ -49,6 +49,23 @@ class CleaningSettings:
     def to_dict(self) -> dict:
         """JSON-able record."""
         return asdict(self)
+
+
+def cleaning_for_particles(settings: CleaningSettings, diameter_px: float | None) -> CleaningSettings:
+    """``settings`` with the pixel-unit clean-up shrunk to suit particles ``diameter_px`` across (px).
+
+    The ``*_px`` defaults suit HRTEM fields of unknown pixel size, whose particles are 30-300 px.
+    In a bright-field overview of 5-15 px particles they would erase the particles (a 2 px opening,
+    40 px minimum area) and glue neighbours together (a 2 px closing). So the opening and closing
+    radii are at most a tenth of the diameter (rounded down) and the minimum area at most a quarter
+    of a typical particle's; settings already smaller, and all nm settings, are kept. ``None``
+    (no measured size) returns ``settings`` unchanged.
+    """
+    if diameter_px is None or not np.isfinite(diameter_px) or diameter_px <= 0:
+        return settings
+    radius = float(int(diameter_px / 10))
+    return replace(settings, opening_px=min(settings.opening_px, radius), closing_px=min(settings.closing_px, radius),
+                   min_area_px=min(settings.min_area_px, round(0.25 * np.pi / 4 * diameter_px ** 2, 1)))
 
 
 #: Largest cleaning radius, pixels: 0.2 nm is 64 px only at 0.03 Å per pixel, a pixel size the scale

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,7 @@ import numpy as np
 from nanofind._files import write_text_atomic
 from nanofind.analyze.measure import (
     CleaningSettings,
+    cleaning_for_particles,
     find_particles,
     measure_particles,
     summarise,
@@ -117,6 +118,11 @@ def _analyze_frame(item: FrameInput, card: ModelCard, *, out: Path, settings: An
     """
     frame = item.frame
     outline: dict = {}
+    cleaning_px = None
+    if frame.pixel_size_A is None:  # sizes in px: clean up on the scale of the particles measured for the choice
+        cleaning_px = ((item.decision or {}).get("particle_scale") or {}).get("diameter_px")
+        if cleaning_px is not None:
+            settings = replace(settings, cleaning=cleaning_for_particles(settings.cleaning, cleaning_px))
     table, labels = measure_frame(item.probability, frame.array, frame.pixel_size_A, card, settings, outline)
     stem = frame.name
     write_label_images(labels, out / "masks", stem)
@@ -135,7 +141,8 @@ def _analyze_frame(item: FrameInput, card: ModelCard, *, out: Path, settings: An
              "review": review["review"],
              "zoom": plan.zoom, "working_pixel_size_A": plan.working_pixel_size_A, "model": item.decision,
              "outlines_refined": outline["outlines_refined"],
-             "threshold_outlines": outline.get("threshold_outlines", 0), "summary": s}
+             "threshold_outlines": outline.get("threshold_outlines", 0),
+             "cleaning_for_diameter_px": None if cleaning_px is None else round(float(cleaning_px), 2), "summary": s}
     sourced = table.with_columns({"file": str(item.path), "frame": k}, dtypes=SOURCE_DTYPES, first=True)
     return {"image": image, "rows": sourced.rows()}
 
