@@ -50,7 +50,8 @@ def visible_particles(image: np.ndarray, instance: np.ndarray) -> tuple[np.ndarr
     """
     from scipy import ndimage as ndi
 
-    from nanofind.segment.outline import _local_mean_at, _smoothed_noise
+    from nanofind.segment.outline import _local_mean_at
+    from nanofind.segment.scale import pixel_noise
 
     raw = np.asarray(image, np.float32)
     ids = np.unique(instance)
@@ -64,7 +65,7 @@ def visible_particles(image: np.ndarray, instance: np.ndarray) -> tuple[np.ndarr
     local_bg[at] = np.where(ok, background, np.median(raw[~inside]) if (~inside).any() else 0.0)
     contrast = np.asarray(ndi.mean(raw - local_bg, instance, ids))
     area = np.asarray(ndi.sum(np.ones_like(raw), instance, ids))
-    noise = max(_smoothed_noise(raw, 0.0), 1e-6)
+    noise = max(pixel_noise(raw), 1e-6)
     visible = np.abs(contrast) / noise * np.sqrt(area) >= ROSE_THRESHOLD
     lookup = np.zeros(int(instance.max()) + 1, bool)
     lookup[ids[~visible]] = True

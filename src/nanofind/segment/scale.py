@@ -121,8 +121,11 @@ def _robust_std(values: np.ndarray) -> float:
     return float(np.percentile(np.abs(sample - np.median(sample)), 25) / 0.3186)
 
 
-def _pixel_noise(level: np.ndarray) -> float:
-    """White pixel-noise standard deviation: MAD of pixel minus mean of its 4 neighbours (subsampled)."""
+def pixel_noise(level: np.ndarray) -> float:
+    """White pixel-noise standard deviation of an image, in its intensity units (robust to edges and blobs).
+
+    MAD of each pixel minus the mean of its 4 neighbours, on about 4096 pixels spread over the image.
+    """
     step = max(1, int(math.sqrt(level.size / 4096)))
     centre = level[1:-1:step, 1:-1:step]
     rows, cols = centre.shape
@@ -273,7 +276,7 @@ def find_blobs(image, max_diameter_px: float | None = None) -> dict[str, dict[st
             noise = np.minimum(noise, previous_noise)
         previous_noise = noise
         # White noise of standard deviation n per pixel gives σ²∇²G_σ responses of n / (σ √(2π)).
-        white = np.minimum(noise, _pixel_noise(level) / (_LEVEL_SIGMAS * math.sqrt(2 * math.pi)))
+        white = np.minimum(noise, pixel_noise(level) / (_LEVEL_SIGMAS * math.sqrt(2 * math.pi)))
         for sign, polarity in ((1.0, "dark"), (-1.0, "bright")):
             blobs = _level_blobs(responses, smoothed, noise, white, sign)
             scale = 2.0**k
