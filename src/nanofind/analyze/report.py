@@ -173,10 +173,13 @@ def _gallery(images: list[dict]) -> list[dict]:
             working = image.get("working_pixel_size_A")
             stats.append((f"segmented at {_number(zoom, 3)}×" +
                           ("" if _is_missing(working) else f" ({_number(working, 3)} Å)"), False))
+        adopted = image.get("threshold_outlines") or 0
         if image.get("outlines_refined"):
-            adopted = image.get("threshold_outlines") or 0
             stats.append(("small particles: outlines moved to the image's half-contrast edges" +
                           (f", {adopted} taken from an Otsu threshold that agreed" if adopted else ""), False))
+        elif adopted:
+            stats.append((f"{adopted} outline{'' if adopted == 1 else 's'} taken from an Otsu threshold that agreed",
+                          False))
         if not _is_missing(image.get("otsu_agreement_dice")):
             stats.append((f"agrees with an Otsu threshold at Dice {_number(image['otsu_agreement_dice'], 2)}, "
                           f"unsure of {_percent(image.get('unsure_fraction'))}", bool(image.get("review"))))

@@ -20,11 +20,15 @@ HRTEM). Where the local contrast does not stand out of the noise, the model's an
 :func:`outline_mask` is what ``analyze``, ``segment`` and ``evaluate`` call: the card's threshold,
 then this refinement when the card asks for it (``refine_outlines_below_px``: only images whose
 particles are typically smaller than that, measured on the model's mask, since for large
-particles the model's own outline is as good or better). For particles of 15 px and more it then
-asks a global Otsu threshold too, and where threshold and network agree on a particle (one to one,
-intersection over union ≥ 0.8), the threshold's outline is kept: on clean, high-contrast
-micrographs it follows the particle best, and a particle the two disagree on stays the network's.
-Below 15 px the threshold's outlines are too coarse and the refined ones are kept.
+particles the model's own outline is as good or better). For bright-field cards and particles of
+15 px and more it then asks a global Otsu threshold too, taken on the image smoothed at a 12th of
+the typical diameter (at least 2 px: enough to quiet the noise along an outline, while the
+half-level contour of a round particle moves inward by only about σ²/d, a 144th of d). Where
+threshold and network agree on a particle (one to one, intersection over union ≥ 0.8), the
+threshold's outline is kept: it follows the particle's own half-contrast edge, where the outlines
+of the 20 labelled real micrographs run too (docs/benchmarks.md, "Threshold outlines at every
+size"), and a particle the two disagree on stays the network's. Below 15 px the
+threshold's outlines are too coarse and the refined ones are kept.
 """
 
 from __future__ import annotations
@@ -41,6 +45,10 @@ SMOOTHING_RANGE_PX = (0.7, 1.5)
 #: typical particle diameter (px) from which :func:`outline_mask` takes a global threshold's outline for the
 #: particles on which threshold and network agree (below it, the refined outline is better)
 THRESHOLD_OUTLINES_FROM_PX = 15.0
+#: the Gaussian sigma of the image that threshold outlines are taken on, as a fraction of the typical particle
+#: diameter (docs/benchmarks.md, "Threshold outlines at every size"), and its least value (px)
+THRESHOLD_SMOOTHING_PER_DIAMETER = 1 / 12
+THRESHOLD_SMOOTHING_MIN_PX = 2.0
 #: intersection over union a threshold particle and a network particle need to count as the same particle
 SAME_PARTICLE_IOU = 0.8
 
@@ -187,17 +195,18 @@ def typical_diameter_px(mask, min_area_px: int = 10) -> float | None:
 
 def outline_mask(card, probability, image=None, threshold: float | None = None,
                  record: dict | None = None) -> np.ndarray:
-    """The card's particle mask of ``probability``, its outlines refined on ``image`` when the card asks for it.
+    """The card's particle mask of ``probability``, its outlines placed on ``image`` when the card asks for it.
 
-    The card's ``refine_outlines_below_px`` (px; absent: never) turns on :func:`refine_outlines`
-    for images whose particles, measured on the model's mask (:func:`typical_diameter_px`), are
-    typically smaller than that; the smoothing follows the particles' size (:func:`smoothing_for`).
-    From :data:`THRESHOLD_OUTLINES_FROM_PX` up, the particles on which an Otsu threshold of the
-    image agrees with the network then take the threshold's outline
-    (:func:`adopt_threshold_outlines`). ``threshold`` overrides the card's. Without ``image`` the
-    mask is returned as thresholded. A ``record`` dict gets ``outlines_refined`` (bool),
-    ``typical_diameter_px`` when measured, and ``threshold_outlines`` (particles whose outline came
-    from the threshold) when that was tried, for the summary.
+    Cards with ``refine_outlines_below_px`` (px; the bright-field ones) ask for it; others get the
+    thresholded mask. For images whose particles, measured on the model's mask
+    (:func:`typical_diameter_px`), are typically smaller than that, :func:`refine_outlines` moves
+    the outlines, with a smoothing that follows the particles' size (:func:`smoothing_for`). From
+    :data:`THRESHOLD_OUTLINES_FROM_PX` up, whatever their size, the particles on which an Otsu
+    threshold of the image (smoothed by :func:`threshold_smoothing_for`) agrees with the network
+    then take the threshold's outline (:func:`adopt_threshold_outlines`). ``threshold`` overrides
+    the card's. Without ``image`` the mask is returned as thresholded. A ``record`` dict gets
+    ``outlines_refined`` (bool), ``typical_diameter_px`` when measured, and ``threshold_outlines``
+    (particles whose outline came from the threshold) when that was tried, for the summary.
     """
     record = {} if record is None else record
     record["outlines_refined"] = False
@@ -207,16 +216,27 @@ def outline_mask(card, probability, image=None, threshold: float | None = None,
         return mask
     diameter = typical_diameter_px(mask)
     record["typical_diameter_px"] = None if diameter is None else round(diameter, 2)
-    if diameter is None or diameter >= float(below_px):
+    if diameter is None:
         return mask
-    record["outlines_refined"] = True
-    refined = refine_outlines(image, mask, smoothing_px=smoothing_for(diameter))
+    if diameter < float(below_px):
+        record["outlines_refined"] = True
+        mask = refine_outlines(image, mask, smoothing_px=smoothing_for(diameter))
     if diameter < THRESHOLD_OUTLINES_FROM_PX:
-        return refined
+        return mask
     from nanofind.segment.baselines import otsu_mask
 
-    adopted, record["threshold_outlines"] = adopt_threshold_outlines(refined, otsu_mask(image))
+    threshold_mask = otsu_mask(np.asarray(image, np.float32), smooth_px=threshold_smoothing_for(diameter))
+    adopted, record["threshold_outlines"] = adopt_threshold_outlines(mask, threshold_mask)
     return adopted
+
+
+def threshold_smoothing_for(diameter_px: float) -> float:
+    """Gaussian sigma (px) of the image whose Otsu threshold gives outlines for particles ``diameter_px`` across.
+
+    A 12th of the diameter, at least 2 px (:data:`THRESHOLD_SMOOTHING_PER_DIAMETER`,
+    :data:`THRESHOLD_SMOOTHING_MIN_PX`).
+    """
+    return float(max(THRESHOLD_SMOOTHING_MIN_PX, diameter_px * THRESHOLD_SMOOTHING_PER_DIAMETER))
 
 
 def smoothing_for(diameter_px: float) -> float:
