@@ -115,7 +115,8 @@ def _build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--val", nargs="+", metavar="DATA", help="validation data (default: hold out part of DATA)")
     tr.add_argument("--val-fraction", type=_fraction("--val-fraction"), default=0.15,
                     help="share of each source held out for validation (default 0.15)")
-    tr.add_argument("--fold", metavar="I/K", help="hold out cross-validation fold I of K (0-based) of every source")
+    tr.add_argument("--fold", metavar="I/K", help="hold out cross-validation fold I of K (0-based) of every source: "
+                         "neither trained nor validated on (validation: --val-fraction of the rest)")
     tr.add_argument("--split-seed", type=_seed, default=0, help="seed of the validation split (default 0)")
     tr.add_argument("--max-minutes", type=_positive_float("--max-minutes"), help="stop after this many minutes")
     tr.add_argument("--seed", type=_seed, default=0, help="random seed (default 0)")
@@ -146,7 +147,9 @@ def _build_parser() -> argparse.ArgumentParser:
                                     "table and a PR curve for the model and the Otsu, Fourier-annulus and Bragg-peak "
                                     "baselines.")
     ev.add_argument("data", nargs="+", help="nanofind .h5 datasets and/or folders of labelled micrographs")
-    ev.add_argument("--model", default="default", help="'default' (shipped) or a model directory")
+    ev.add_argument("--model", default="auto",
+                    help="'auto' (default: for each image the shipped model analyze --model auto picks, at its "
+                         "resampling), 'hrtem' (= 'default'), 'lowmag', or a model directory")
     ev.add_argument("-o", "--output", required=True, help="output directory")
     ev.add_argument("--fold", metavar="I/K", help="score only fold I of K of every source (as held out by train)")
     ev.add_argument("--split-seed", type=_seed, default=0, help="seed of that split (default 0, as in train)")
@@ -255,13 +258,15 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from nanofind.learn.data import split
     from nanofind.learn.train import TrainConfig, train
 
-    validation = _parse_fold(args.fold) if args.fold else args.val_fraction
+    held_out = _parse_fold(args.fold) if args.fold else None
     train_items, val_items = [], []
     for items in _load_items(args.data):
+        if held_out:  # the held-out fold is neither trained nor validated on: it stays for `evaluate --fold`
+            items = split(items, held_out, args.split_seed)[0]
         if args.val:
             train_items += items
         else:
-            t, v = split(items, validation, args.split_seed)
+            t, v = split(items, args.val_fraction, args.split_seed)
             train_items += t
             val_items += v
     if args.val:
@@ -274,7 +279,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
                          imaging=args.imaging)
     card = train(config, train_items, val_items, args.output, resume=args.resume, progress=not args.quiet,
                  sources=[str(p) for p in args.data],
-                 split={"validation": args.val or (args.fold or args.val_fraction), "split_seed": args.split_seed})
+                 split={"validation": args.val or args.val_fraction, "split_seed": args.split_seed,
+                        **({"held_out_fold": args.fold} if args.fold else {})})
     m = card.metrics["validation_at_threshold"]
     print(f"model written to {args.output}: {card.architecture}, {card.training.epochs} epochs "
           f"({card.training.stopped}), threshold {card.threshold}, validation Dice {m['dice']:.4f} "
@@ -349,11 +355,14 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from nanofind.learn.engine import load_runner
-    from nanofind.segment.evaluate import evaluate
-
-    runner, card = load_runner(args.model, args.precision, args.backend)
     from nanofind.learn.data import split
+    from nanofind.learn.engine import load_runner
+    from nanofind.segment.evaluate import ShippedChoice, evaluate
+
+    if args.model == "auto":
+        runner, card = ShippedChoice(args.precision, args.backend), None
+    else:
+        runner, card = load_runner(args.model, args.precision, args.backend)
 
     items = []
     for batch in _load_items(args.data, keep_raw=True):

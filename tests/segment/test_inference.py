@@ -172,8 +172,13 @@ def test_train_and_evaluate_cli(tmp_path, labelled_folder, capsys):
     assert main(["train", str(labelled_folder), "--arch", "seed_unet", "-o", str(model_dir), "--epochs", "1",
                  "--steps", "2", "--batch", "2", "--crop", "64", "--fold", "0/3", "--fp32", "--quiet"]) == 0
     card = json.loads((model_dir / "card.json").read_text())
-    assert card["training"]["train_data"]["real"]["images"] == 4
-    assert card["training"]["validation_data"]["real"]["images"] == 2
+    # fold 0 of 3 (2 of the 6 images) is held out of training and validation alike; validation is
+    # 15 % of the other 4, at least one
+    assert card["training"]["train_data"]["real"]["images"] == 3
+    assert card["training"]["validation_data"]["real"]["images"] == 1
+    assert card["training"]["split"]["held_out_fold"] == "0/3"
+    data = card["training"]
+    assert len(set(data["train_data"]["real"]["sources"]) | set(data["validation_data"]["real"]["sources"])) == 4
     out = tmp_path / "eval"
     assert main(["evaluate", str(labelled_folder), "--model", str(model_dir), "-o", str(out), "--quiet"]) == 0
     summary = json.loads((out / "summary.json").read_text())
@@ -221,3 +226,24 @@ def test_sliding_window_blending_matches_monai():
                 lambda t: torch.from_numpy(runner(t.numpy())), overlap=overlap, mode="gaussian")[0, 0].numpy()
         np.testing.assert_allclose(ours, theirs, atol=2e-6)
         assert windows_for(shape, window, overlap) >= 2
+
+
+def test_evaluate_picks_the_shipped_model_per_image_as_analyze_does(tmp_path):
+    # bright-field fields without a pixel size (dark discs 24 px across, no lattice fringes): --model
+    # auto, the default, gives them the bright-field model, which outlines clean discs closely
+    folder = tmp_path / "bf"
+    folder.mkdir()
+    for k in range(2):
+        rng = np.random.default_rng(10 + k)
+        centres = [(int(r), int(c)) for r, c in rng.integers(20, 236, (6, 2))]
+        image, mask = disc_field(shape=(256, 256), centres=centres, radius=12, seed=k)
+        Image.fromarray(image).save(folder / f"img_{k:03d}.png")
+        Image.fromarray(mask.astype(np.uint8) * 255).save(folder / f"mask_{k:03d}.png")
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(folder), "-o", str(out), "--no-baselines", "--quiet"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"] == "auto" and summary["images_by_model"] == {"lowmag": 2}
+    assert set(summary["model_threshold"]) == {"lowmag"} and set(summary["engine"]) == {"lowmag"}
+    assert summary["methods"]["model"]["dice"] > 0.95
+    rows = (out / "per_image.csv").read_text().splitlines()
+    assert rows[0].split(",")[3] == "shipped_model" and all(r.split(",")[3] == "lowmag" for r in rows[1:])

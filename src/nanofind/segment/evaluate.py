@@ -10,6 +10,11 @@ split into particles as ``nanofind analyze`` does, and matched one to one with t
 (IoU > 0.5): particle precision, recall, F1 and count error per field, and for the model the recall
 broken down by dose, Cs, zone axis and size. True particles are the instance map of datasets of
 format 2, else the watershed-split true mask.
+
+With :class:`ShippedChoice` as the model (``nanofind evaluate --model auto``), each image is
+segmented by the shipped model ``nanofind analyze --model auto`` would pick for it, at the same
+resampling, so the scores are those of the analysis as users run it; ``per_image.csv`` and the
+summary name the model of every image.
 """
 
 from __future__ import annotations
@@ -35,17 +40,42 @@ from nanofind.learn.metrics import (
 )
 from nanofind.segment.baselines import BASELINES
 from nanofind.segment.inference import predict_probability
-from nanofind.segment.model_choice import content_plan
+from nanofind.segment.model_choice import AUTO, choose_model, content_plan
 from nanofind.segment.outline import outline_mask
 from nanofind.segment.particle_metrics import particle_conditions, particle_counts, particle_scores, recall_by
 
 
-def evaluate(model, card: ModelCard, items: list[LabelledImage], out_dir: str | Path, baselines: bool = True,
+class ShippedChoice:
+    """The shipped models, each image given the one ``--model auto`` picks (loaded once, when first picked).
+
+    ``precision`` and ``backend`` as for :func:`nanofind.learn.engine.load_runner`.
+    """
+
+    def __init__(self, precision: str = "auto", backend: str = "auto"):
+        self.precision, self.backend = precision, backend
+        self.runners: dict[str, tuple] = {}
+
+    def __call__(self, raw: np.ndarray, pixel_size_A: float | None):
+        """(runner, card, scale plan, model name) for one image (2D, rows along y; pixel size in Å or None)."""
+        from nanofind.learn.engine import load_runner
+        from nanofind.learn.scale_guard import plan_scale
+
+        cards = {name: card for name, (_, card) in self.runners.items()}
+        decision = choose_model(raw, pixel_size_A, AUTO, cards)
+        if decision.model not in self.runners:
+            self.runners[decision.model] = load_runner(decision.model, self.precision, self.backend)
+        runner, card = self.runners[decision.model]
+        plan = plan_scale(np.shape(raw), pixel_size_A, card, wanted_zoom=decision.wanted_zoom)
+        return runner, card, plan, decision.model
+
+
+def evaluate(model, card: ModelCard | None, items: list[LabelledImage], out_dir: str | Path, baselines: bool = True,
              progress: bool = True, tta: bool = False) -> dict:
     """Segment every image with the model (at the card's threshold) and the baselines; score them.
 
     ``model`` is a network (run in PyTorch fp32) or a runner (:func:`nanofind.learn.engine.make_runner`),
-    whose engine the summary records. ``tta`` averages the model over mirror images, as
+    whose engine the summary records, or a :class:`ShippedChoice` (``card`` None): the model
+    ``--model auto`` picks for each image. ``tta`` averages the model over mirror images, as
     ``segment --tta`` and ``analyze --tta`` do.
 
     ``items`` must keep their raw images (``keep_raw=True`` when loading). Returns the summary.
@@ -56,13 +86,17 @@ def evaluate(model, card: ModelCard, items: list[LabelledImage], out_dir: str | 
     confs: dict[str, list[dict]] = {m: [] for m in methods}
     counts: dict[str, list[dict]] = {m: [] for m in methods}
     model_found: list[tuple[dict, bool]] = []
-    probs, rows = [], []
-    threshold = float(card.threshold)
+    probs, rows, thresholds, used = [], [], {}, []
     with ProgressBar("evaluating", len(items), enabled=progress) as bar:
         for item in items:
             raw = item.raw if item.raw is not None else item.image
-            plan = content_plan(raw, item.pixel_size_A, card)  # a bright-field model: by its particles, as analyze
-            prob = predict_probability(model, card, raw, item.pixel_size_A, tta=tta, plan=plan)
+            if isinstance(model, ShippedChoice):
+                runner, card, plan, chosen = model(raw, item.pixel_size_A)
+            else:  # a bright-field model: resampled by its particles, as analyze does
+                runner, plan, chosen = model, content_plan(raw, item.pixel_size_A, card), None
+            thresholds[chosen] = float(card.threshold)
+            used.append(chosen)
+            prob = predict_probability(runner, card, raw, item.pixel_size_A, tta=tta, plan=plan)
             probs.append(prob)
             truth = item.mask > 0
             masks = {"model": outline_mask(card, prob, raw)}
@@ -79,17 +113,25 @@ def evaluate(model, card: ModelCard, items: list[LabelledImage], out_dir: str | 
                     model_found += [(particle_conditions(item.params, records.get(t)), hit)
                                     for t, hit in found["found"].items()]
                 rows.append({"image": item.source, "domain": item.domain, "method": name,
+                             **({"shipped_model": used[-1]} if used[-1] else {}),
                              "particle_fraction": round(float(truth.mean()), 5), **c,
                              **{k: round(v, 5) for k, v in scores(**c).items()},
                              "true_particles": found["true"], "found_particles": found["predicted"],
                              "matched_particles": found["matched"]})
             bar.advance()
     curve = precision_recall_curve(probs, [x.mask > 0 for x in items])
-    summary = {"images": len(items), "model_threshold": threshold,
-               **({"model_hysteresis_low": card.hysteresis_low} if card.hysteresis_low is not None else {}),
+    if isinstance(model, ShippedChoice):
+        summary = {"images": len(items), "model": AUTO, "model_threshold": thresholds,
+                   "images_by_model": {m: used.count(m) for m in sorted(set(used))}}
+    else:
+        summary = {"images": len(items), "model_threshold": float(card.threshold),
+                   **({"model_hysteresis_low": card.hysteresis_low} if card.hysteresis_low is not None else {})}
+    summary = {**summary,
                **({"tta": True} if tta else {}), "methods": {}}
     if hasattr(model, "engine"):
         summary["engine"] = model.engine.record()
+    elif isinstance(model, ShippedChoice):
+        summary["engine"] = {name: runner.engine.record() for name, (runner, _) in model.runners.items()}
     empty = [k for k, x in enumerate(items) if not x.mask.any()]
     for name in methods:
         pooled = pooled_scores(confs[name])
