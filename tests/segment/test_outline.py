@@ -119,6 +119,11 @@ def test_threshold_twins_replace_network_particles_and_nothing_else():
     np.testing.assert_array_equal(adopted[50:], network[50:])  # a merged blob and an unseen one change nothing
     np.testing.assert_array_equal(adopted[:50, 50:], network[:50, 50:])
     assert adopt_threshold_outlines(network, np.zeros(shape, bool))[1] == 0
+    # the same particle by the rule evaluate matches particles with (IoU over 0.5): a network outline
+    # 2 px wide of a 16 px particle (IoU 0.64) is replaced, a threshold particle of a third the area is not
+    wide = _disc(shape, (50, 50), 10)
+    assert adopt_threshold_outlines(wide, _disc(shape, (50, 50), 8))[1] == 1
+    assert adopt_threshold_outlines(wide, _disc(shape, (50, 50), 5.5))[1] == 0
 
 
 def test_outline_mask_takes_the_threshold_outline_from_15_px_up():

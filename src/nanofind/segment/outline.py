@@ -24,7 +24,7 @@ particles the model's own outline is as good or better). For bright-field cards 
 15 px and more it then asks a global Otsu threshold too, taken on the image smoothed at a 12th of
 the typical diameter (at least 2 px: enough to quiet the noise along an outline, while the
 half-level contour of a round particle moves inward by only about σ²/d, a 144th of d). Where
-threshold and network agree on a particle (one to one, intersection over union ≥ 0.8), the
+threshold and network agree on a particle (one to one, intersection over union ≥ 0.5), the
 threshold's outline is kept: it follows the particle's own half-contrast edge, where the outlines
 of the 20 labelled real micrographs run too (docs/benchmarks.md, "Threshold outlines at every
 size"), and a particle the two disagree on stays the network's. Below 15 px the
@@ -49,8 +49,9 @@ THRESHOLD_OUTLINES_FROM_PX = 15.0
 #: diameter (docs/benchmarks.md, "Threshold outlines at every size"), and its least value (px)
 THRESHOLD_SMOOTHING_PER_DIAMETER = 1 / 12
 THRESHOLD_SMOOTHING_MIN_PX = 2.0
-#: intersection over union a threshold particle and a network particle need to count as the same particle
-SAME_PARTICLE_IOU = 0.8
+#: intersection over union a threshold particle and a network particle need to count as the same particle (as
+#: ``evaluate`` matches particles; 0.8 until 2026-11-30 left small particles with wide network outlines unmatched)
+SAME_PARTICLE_IOU = 0.5
 
 
 def refine_outlines(image, mask, *, edge_fraction: float = 0.5, smoothing_px: float = 1.5, band_px: int = 2,
