@@ -247,3 +247,4 @@ def test_evaluate_picks_the_shipped_model_per_image_as_analyze_does(tmp_path):
     assert summary["methods"]["model"]["dice"] > 0.95
     rows = (out / "per_image.csv").read_text().splitlines()
     assert rows[0].split(",")[3] == "shipped_model" and all(r.split(",")[3] == "lowmag" for r in rows[1:])
+

@@ -6,7 +6,8 @@ accuracy, empty-field false-positive fraction and the confusion matrix per metho
 threshold, with the baselines as points).
 
 Particle-level scores (:mod:`nanofind.segment.particle_metrics`): every method's mask is cleaned and
-split into particles as ``nanofind analyze`` does, and matched one to one with the true particles
+split into particles as ``nanofind analyze`` does (for images without a pixel size, with the px
+clean-up scaled to the particle size measured for the model choice), and matched one to one with the true particles
 (IoU > 0.5): particle precision, recall, F1 and count error per field, and for the model the recall
 broken down by dose, Cs, zone axis and size. True particles are the instance map of datasets of
 format 2, else the watershed-split true mask.
@@ -27,6 +28,7 @@ import numpy as np
 
 from nanofind._files import atomic_path, write_text_atomic
 from nanofind._progress import ProgressBar
+from nanofind.analyze.measure import CleaningSettings, cleaning_for_particles, find_particles, split_particles
 from nanofind.learn.card import ModelCard
 from nanofind.learn.data import LabelledImage
 from nanofind.learn.metrics import (
@@ -38,9 +40,10 @@ from nanofind.learn.metrics import (
     scores,
     sum_confusions,
 )
+from nanofind.learn.scale_guard import plan_scale
 from nanofind.segment.baselines import BASELINES
 from nanofind.segment.inference import predict_probability
-from nanofind.segment.model_choice import AUTO, choose_model, content_plan
+from nanofind.segment.model_choice import AUTO, choose_model, content_zoom
 from nanofind.segment.outline import outline_mask
 from nanofind.segment.particle_metrics import particle_conditions, particle_counts, particle_scores, recall_by
 
@@ -56,9 +59,11 @@ class ShippedChoice:
         self.runners: dict[str, tuple] = {}
 
     def __call__(self, raw: np.ndarray, pixel_size_A: float | None):
-        """(runner, card, scale plan, model name) for one image (2D, rows along y; pixel size in Å or None)."""
+        """(runner, card, scale plan, model name, particle-scale record or None) for one image.
+
+        ``raw`` is 2D (rows along y); ``pixel_size_A`` in Å, or None.
+        """
         from nanofind.learn.engine import load_runner
-        from nanofind.learn.scale_guard import plan_scale
 
         cards = {name: card for name, (_, card) in self.runners.items()}
         decision = choose_model(raw, pixel_size_A, AUTO, cards)
@@ -66,7 +71,7 @@ class ShippedChoice:
             self.runners[decision.model] = load_runner(decision.model, self.precision, self.backend)
         runner, card = self.runners[decision.model]
         plan = plan_scale(np.shape(raw), pixel_size_A, card, wanted_zoom=decision.wanted_zoom)
-        return runner, card, plan, decision.model
+        return runner, card, plan, decision.model, decision.particle_scale
 
 
 def evaluate(model, card: ModelCard | None, items: list[LabelledImage], out_dir: str | Path, baselines: bool = True,
@@ -91,9 +96,15 @@ def evaluate(model, card: ModelCard | None, items: list[LabelledImage], out_dir:
         for item in items:
             raw = item.raw if item.raw is not None else item.image
             if isinstance(model, ShippedChoice):
-                runner, card, plan, chosen = model(raw, item.pixel_size_A)
+                runner, card, plan, chosen, scale = model(raw, item.pixel_size_A)
             else:  # a bright-field model: resampled by its particles, as analyze does
-                runner, plan, chosen = model, content_plan(raw, item.pixel_size_A, card), None
+                zoom, scale, _ = content_zoom(raw, card)
+                runner, chosen = model, None
+                plan = plan_scale(np.shape(raw), item.pixel_size_A, card, wanted_zoom=zoom)
+            # sizes in px: particles are cleaned up on the scale measured for the choice, as analyze does
+            cleaning = CleaningSettings()
+            if item.pixel_size_A is None and scale:
+                cleaning = cleaning_for_particles(cleaning, scale.get("diameter_px"))
             thresholds[chosen] = float(card.threshold)
             used.append(chosen)
             prob = predict_probability(runner, card, raw, item.pixel_size_A, tta=tta, plan=plan)
@@ -107,7 +118,7 @@ def evaluate(model, card: ModelCard | None, items: list[LabelledImage], out_dir:
             for name, mask in masks.items():
                 c = confusion(mask, truth)
                 confs[name].append(c)
-                found = particle_counts(_particles(mask, item.pixel_size_A), true_particles)
+                found = particle_counts(find_particles(mask, item.pixel_size_A, cleaning), true_particles)
                 counts[name].append(found)
                 if name == "model":
                     model_found += [(particle_conditions(item.params, records.get(t)), hit)
@@ -158,17 +169,8 @@ def evaluate(model, card: ModelCard | None, items: list[LabelledImage], out_dir:
     return summary
 
 
-def _particles(mask: np.ndarray, pixel_size_A: float | None) -> np.ndarray:
-    """Particles of a mask as ``nanofind analyze`` finds them: cleaned, then split by the watershed."""
-    from nanofind.analyze.measure import find_particles
-
-    return find_particles(mask, pixel_size_A)
-
-
 def _true_particles(item: LabelledImage) -> np.ndarray:
     """The true particles: the dataset's instance map, else the true mask split as analysis splits it."""
     if item.instance is not None:
         return np.asarray(item.instance)
-    from nanofind.analyze.measure import CleaningSettings, split_particles
-
     return split_particles(item.mask > 0, CleaningSettings().split_depth)
