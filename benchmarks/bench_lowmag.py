@@ -50,7 +50,7 @@ def visible_particles(image: np.ndarray, instance: np.ndarray) -> tuple[np.ndarr
     """
     from scipy import ndimage as ndi
 
-    from nanofind.segment.outline import _local_mean_at
+    from nanofind.segment.outline import local_mean_at
     from nanofind.segment.scale import pixel_noise
 
     raw = np.asarray(image, np.float32)
@@ -60,7 +60,7 @@ def visible_particles(image: np.ndarray, instance: np.ndarray) -> tuple[np.ndarr
         return np.zeros(instance.shape, bool), 0, 0
     inside = instance > 0
     at = np.nonzero(inside)
-    background, ok = _local_mean_at(raw, ~inside, 10.0, at)
+    background, ok = local_mean_at(raw, ~inside, 10.0, at)
     local_bg = np.zeros(raw.shape, np.float32)
     local_bg[at] = np.where(ok, background, np.median(raw[~inside]) if (~inside).any() else 0.0)
     contrast = np.asarray(ndi.mean(raw - local_bg, instance, ids))

@@ -80,8 +80,8 @@ def refine_outlines(image, mask, *, edge_fraction: float = 0.5, smoothing_px: fl
     interior = ndi.binary_erosion(mask, iterations=band_px)
     grown = ndi.binary_dilation(mask, iterations=band_px)
     band = np.nonzero(grown & ~interior)  # only these pixels may change
-    inside_mean, inside_ok = _local_mean_at(smooth, interior, context_px, band)
-    outside_mean, outside_ok = _local_mean_at(smooth, ~grown, context_px, band)
+    inside_mean, inside_ok = local_mean_at(smooth, interior, context_px, band)
+    outside_mean, outside_ok = local_mean_at(smooth, ~grown, context_px, band)
     contrast = inside_mean - outside_mean
     noise = _smoothed_noise(raw, smoothing_px)
     movable = inside_ok & outside_ok & (np.abs(contrast) > MIN_CONTRAST_TO_NOISE * noise)
@@ -106,7 +106,7 @@ def _fill_small_holes(mask: np.ndarray, max_area_px: int) -> np.ndarray:
     return mask | small[holes]
 
 
-def _local_mean_at(values: np.ndarray, where: np.ndarray, sigma_px: float, at: tuple[np.ndarray, np.ndarray]):
+def local_mean_at(values: np.ndarray, where: np.ndarray, sigma_px: float, at: tuple[np.ndarray, np.ndarray]):
     """Gaussian-weighted mean (sigma ``sigma_px``) of ``values`` over the pixels ``where``, at the pixels ``at``.
 
     Returns the means and whether each is defined (enough of ``where`` nearby). A wide Gaussian
