@@ -101,11 +101,10 @@ def evaluate(model, card: ModelCard | None, items: list[LabelledImage], out_dir:
                 zoom, scale, _ = content_zoom(raw, card)
                 runner, chosen = model, None
                 plan = plan_scale(np.shape(raw), item.pixel_size_A, card, wanted_zoom=zoom)
-            # sizes in px: particles are cleaned up on the scale measured for the choice, as analyze does
-            cleaning = CleaningSettings()
-            if item.pixel_size_A is None and scale:
-                cleaning = cleaning_for_particles(cleaning, scale.get("diameter_px"))
-            thresholds[chosen] = float(card.threshold)
+            # the px clean-up (used only without a pixel size) follows the particle scale measured for the choice
+            cleaning = cleaning_for_particles(CleaningSettings(), (scale or {}).get("diameter_px"))
+            if chosen:
+                thresholds[chosen] = float(card.threshold)
             used.append(chosen)
             prob = predict_probability(runner, card, raw, item.pixel_size_A, tta=tta, plan=plan)
             probs.append(prob)
@@ -131,14 +130,17 @@ def evaluate(model, card: ModelCard | None, items: list[LabelledImage], out_dir:
                              "matched_particles": found["matched"]})
             bar.advance()
     curve = precision_recall_curve(probs, [x.mask > 0 for x in items])
+    summary: dict = {"images": len(items)}
     if isinstance(model, ShippedChoice):
-        summary = {"images": len(items), "model": AUTO, "model_threshold": thresholds,
-                   "images_by_model": {m: used.count(m) for m in sorted(set(used))}}
+        summary.update(model=AUTO, model_threshold=thresholds,
+                       images_by_model={m: used.count(m) for m in sorted(set(used))})
     else:
-        summary = {"images": len(items), "model_threshold": float(card.threshold),
-                   **({"model_hysteresis_low": card.hysteresis_low} if card.hysteresis_low is not None else {})}
-    summary = {**summary,
-               **({"tta": True} if tta else {}), "methods": {}}
+        summary["model_threshold"] = float(card.threshold)
+        if card.hysteresis_low is not None:
+            summary["model_hysteresis_low"] = card.hysteresis_low
+    if tta:
+        summary["tta"] = True
+    summary["methods"] = {}
     if hasattr(model, "engine"):
         summary["engine"] = model.engine.record()
     elif isinstance(model, ShippedChoice):
