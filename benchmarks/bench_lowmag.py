@@ -73,9 +73,10 @@ def visible_particles(image: np.ndarray, instance: np.ndarray) -> tuple[np.ndarr
 
 
 def _score(runner, card, items, name):
+    from nanofind.analyze.measure import find_particles
     from nanofind.learn.metrics import confusion, pooled_scores
     from nanofind.segment.baselines import BASELINES
-    from nanofind.segment.evaluate import _particles, _true_particles
+    from nanofind.segment.evaluate import _true_particles
     from nanofind.segment.inference import predict_probability
     from nanofind.segment.model_choice import content_plan
     from nanofind.segment.outline import outline_mask
@@ -106,7 +107,7 @@ def _score(runner, card, items, name):
             confs[method].append(confusion(mask, truth))
             if hidden is not None:
                 seen[method].append(confusion(mask[~hidden], truth[~hidden]))
-            counts[method].append(particle_counts(_particles(mask, None), inst))
+            counts[method].append(particle_counts(find_particles(mask, None), inst))
     row = {"set": name, "images": len(items), "fringes_found": fringes,
            "choice_s_median": round(float(np.median(seconds)), 3),
            "zoom_range": [round(float(min(zooms)), 2), round(float(max(zooms)), 2)]}
