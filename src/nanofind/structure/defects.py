@@ -93,18 +93,19 @@ def _principal(vectors: np.ndarray) -> np.ndarray:
     return _canonical(e[:, -1])
 
 
-def _components(local: LocalStructure, atoms_idx: np.ndarray, directions: np.ndarray | None) -> np.ndarray:
-    """Connected components of the given atoms bonded within the cut-off (and with parallel directions)."""
+def _components(pairs: np.ndarray, n_atoms: int, atoms_idx: np.ndarray, directions: np.ndarray | None) -> np.ndarray:
+    """Connected components of the given atoms, bonded by ``pairs`` (and with parallel directions)."""
     n = len(atoms_idx)
     if n == 0:
         return np.zeros(0, dtype=int)
-    local_index = np.full(len(local.structure), -1)
+    local_index = np.full(n_atoms, -1)
     local_index[atoms_idx] = np.arange(n)
-    pairs = local_index[local.bonds(atoms_idx)]
-    if directions is not None and len(pairs):
-        cos = np.abs(np.sum(directions[pairs[:, 0]] * directions[pairs[:, 1]], axis=1))
-        pairs = pairs[cos > np.cos(np.radians(PARALLEL_DEG))]
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    ends = local_index[pairs]
+    ends = ends[(ends >= 0).all(axis=1)]
+    if directions is not None and len(ends):
+        cos = np.abs(np.sum(directions[ends[:, 0]] * directions[ends[:, 1]], axis=1))
+        ends = ends[cos > np.cos(np.radians(PARALLEL_DEG))]
+    graph = coo_matrix((np.ones(len(ends)), (ends[:, 0], ends[:, 1])), shape=(n, n))
     return connected_components(graph, directed=False)[1]
 
 
@@ -132,7 +133,7 @@ def _stacking_normals(local: LocalStructure, atoms_idx: np.ndarray, minority: st
     return candidates[np.arange(len(atoms_idx)), pick]
 
 
-def _matrix_structure(local: LocalStructure, members: np.ndarray) -> str:
+def _matrix_structure(local: LocalStructure, members: np.ndarray, pairs: np.ndarray) -> str:
     """Whether a particle is fcc with hcp defect layers or hcp (wurtzite) with fcc ones.
 
     Counting atoms is not enough: a small icosahedron has more hcp atoms (its thirty twin planes)
@@ -143,7 +144,6 @@ def _matrix_structure(local: LocalStructure, members: np.ndarray) -> str:
     cls = local.structure[members]
     if np.any((cls == CLASS_CODE["fivefold"]) | (cls == CLASS_CODE["icosahedral"])):
         return "fcc"
-    pairs = local.bonds(members)
     same = local.structure[pairs[:, 0]] == local.structure[pairs[:, 1]]
     mixed = np.zeros(len(local.structure), dtype=bool)
     mixed[pairs[~same, 0]] = True
@@ -192,18 +192,19 @@ def find_defects(positions: np.ndarray, local: LocalStructure) -> DefectAnalysis
         particle = int(local.particle[members[0]])
         element = local.group_element[g]
         cls = local.structure[members]
-        matrix = _matrix_structure(local, members)
+        pairs = local.bonds(members)
+        matrix = _matrix_structure(local, members, pairs)
         minority = "hcp" if matrix == "fcc" else "fcc"
         matrix_idx = members[cls == CLASS_CODE[matrix]]
-        sheets = _grains(positions, local, matrix_idx, d_nn, grain, grain_owner, (particle, element))
+        sheets = _grains(positions, pairs, matrix_idx, d_nn, grain, grain_owner, (particle, element))
         defect_idx = members[cls == CLASS_CODE[minority]]
         normals = _stacking_normals(local, defect_idx, minority, matrix_idx)
         first_plane = len(planes)
-        _planes(positions, local, defect_idx, normals, spacing, matrix, particle, plane, planes)
+        _planes(positions, pairs, defect_idx, normals, spacing, matrix, particle, plane, planes)
         _extrinsic(positions, sheets, spacing, d_nn, matrix, plane, planes, first_plane)
         five_idx = members[cls == CLASS_CODE["fivefold"]]
         first_axis = len(axes)
-        _axes(positions, local, five_idx, d_nn, spacing, particle, axis, axes, planes[first_plane:])
+        _axes(positions, local, pairs, five_idx, d_nn, spacing, particle, axis, axes, planes[first_plane:])
         if element:
             planes[first_plane:] = [replace(p, sublattice=element) for p in planes[first_plane:]]
             axes[first_axis:] = [replace(a, sublattice=element) for a in axes[first_axis:]]
@@ -213,9 +214,9 @@ def find_defects(positions: np.ndarray, local: LocalStructure) -> DefectAnalysis
     return DefectAnalysis(grain, renumber[plane], axis, [planes[k] for k in kept], axes, grain_owner)
 
 
-def _grains(positions, local, matrix_idx, d_nn, grain, grain_owner, owner) -> list[np.ndarray]:
+def _grains(positions, pairs, matrix_idx, d_nn, grain, grain_owner, owner) -> list[np.ndarray]:
     """Label grains; return the one-layer sheets of the matrix structure (fault layers)."""
-    labels = _components(local, matrix_idx, None)
+    labels = _components(pairs, len(positions), matrix_idx, None)
     sheets = []
     for label in np.unique(labels):
         idx = matrix_idx[labels == label]
@@ -229,8 +230,8 @@ def _grains(positions, local, matrix_idx, d_nn, grain, grain_owner, owner) -> li
     return sheets
 
 
-def _planes(positions, local, defect_idx, normals, spacing, matrix, particle, plane, planes) -> None:
-    labels = _components(local, defect_idx, normals)
+def _planes(positions, pairs, defect_idx, normals, spacing, matrix, particle, plane, planes) -> None:
+    labels = _components(pairs, len(positions), defect_idx, normals)
     kinds = {"fcc": {1: "twin", 2: "intrinsic"}, "hcp": {1: "fault_I1", 2: "fault_I2", 3: "fault_E"}}[matrix]
     lamella = "hcp_lamella" if matrix == "fcc" else "fcc_lamella"
     for label in np.unique(labels):
@@ -275,11 +276,11 @@ def _thickness_along(points: np.ndarray, normal: np.ndarray) -> float:
     return float(np.std(points @ normal))
 
 
-def _axes(positions, local, five_idx, d_nn, spacing, particle, axis, axes, group_planes) -> None:
+def _axes(positions, local, pairs, five_idx, d_nn, spacing, particle, axis, axes, group_planes) -> None:
     if not len(five_idx):
         return
     directions = local.rotation["fivefold"][five_idx][:, :, 2]
-    labels = _components(local, five_idx, directions)
+    labels = _components(pairs, len(positions), five_idx, directions)
     pieces = [(five_idx[labels == k], _principal(directions[labels == k])) for k in np.unique(labels)]
     # pieces that continue each other (through an icosahedron's centre) form one axis
     parent = list(range(len(pieces)))

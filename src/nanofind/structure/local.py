@@ -163,6 +163,7 @@ def _neighbours(points: np.ndarray, periods: np.ndarray | None, k: int) -> _Neig
     tree, frame = kd_tree(points, periods, 10.0)
     d, idx = tree.query(frame, k=kk + 1, workers=-1)
     d, idx = d[:, 1:], idx[:, 1:]
+    points = points.astype(np.float32)  # 1e-4 Å at 1000 Å from the origin: far below thermal motion
     v = points[idx] - points[:, None]
     if periods is not None:
         finite = np.isfinite(periods)
@@ -172,7 +173,7 @@ def _neighbours(points: np.ndarray, periods: np.ndarray | None, k: int) -> _Neig
         d = np.pad(d, ((0, 0), (0, k - kk)), constant_values=np.inf)
         idx = np.pad(idx, ((0, 0), (0, k - kk)), constant_values=-1)
         v = np.pad(v, ((0, 0), (0, k - kk), (0, 0)))
-    return _Neighbours(d.astype(np.float32), v.astype(np.float32), idx)
+    return _Neighbours(d.astype(np.float32), v, idx)
 
 
 def _clusters(found: _Neighbours, reach: float) -> np.ndarray:
