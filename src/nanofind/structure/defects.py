@@ -100,8 +100,9 @@ def _components(pairs: np.ndarray, n_atoms: int, atoms_idx: np.ndarray, directio
         return np.zeros(0, dtype=int)
     local_index = np.full(n_atoms, -1)
     local_index[atoms_idx] = np.arange(n)
-    ends = local_index[pairs]
-    ends = ends[(ends >= 0).all(axis=1)]
+    first, second = local_index[pairs[:, 0]], local_index[pairs[:, 1]]
+    keep = (first >= 0) & (second >= 0)  # both ends among the atoms
+    ends = np.stack([first[keep], second[keep]], axis=1)
     if directions is not None and len(ends):
         cos = np.abs(np.sum(directions[ends[:, 0]] * directions[ends[:, 1]], axis=1))
         ends = ends[cos > np.cos(np.radians(PARALLEL_DEG))]

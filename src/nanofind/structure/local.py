@@ -113,8 +113,9 @@ class LocalStructure:
         inside = np.zeros(len(self.structure), dtype=bool)
         inside[atoms_idx] = True
         cut = self.cutoff_A[self.group[atoms_idx]].astype(np.float32)[:, None]
-        rows, cols = np.nonzero((self.neighbour_distance_A[atoms_idx] <= cut) & (self.neighbours[atoms_idx] >= 0))
-        other = self.neighbours[atoms_idx][rows, cols]
+        neighbours = self.neighbours[atoms_idx]
+        rows, cols = np.nonzero((self.neighbour_distance_A[atoms_idx] <= cut) & (neighbours >= 0))
+        other = neighbours[rows, cols]
         keep = inside[other]
         return np.stack([atoms_idx[rows[keep]], other[keep]], axis=1)
 
