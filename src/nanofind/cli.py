@@ -170,6 +170,9 @@ def _build_parser() -> argparse.ArgumentParser:
     an.add_argument("--min-area", type=_positive_float("--min-area"), default=1.0,
                     help="smallest particle kept, nm² (default 1.0; 40 px² when the pixel size is unknown)")
     an.add_argument("--no-split", action="store_true", help="do not split touching particles")
+    an.add_argument("--classifier", default="default",
+                    help="defect classifier folder (nanofind classify train), or default (the shipped one)")
+    an.add_argument("--no-classify", action="store_true", help="no defect classes (fault, no_fault, misoriented, ...)")
     an.add_argument("--resume", action="store_true", help="reuse files an interrupted run into OUTPUT finished")
     _add_parallel_options(an)
     an.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -190,6 +193,23 @@ def _build_parser() -> argparse.ArgumentParser:
     st.add_argument("--json", action="store_true", help="print the summaries as JSON instead of a table")
     st.add_argument("--quiet", action="store_true", help="no progress bar")
     st.set_defaults(func=_cmd_structure)
+
+    cl = sub.add_parser("classify", help="defect classes of particle crops; train classifiers; cut training crops",
+                        description="nanofind classify IMAGES... -o OUT: the defect class of each image, one region "
+                                    "around one particle or one empty area (fault, no_fault, misoriented, agglomerate, "
+                                    "empty), written to OUT/classes.csv. nanofind classify train DIR... --method rf|gbt "
+                                    "-o MODEL_DIR: train from folders with one sub-folder per class. nanofind classify "
+                                    "crops DATASET.h5... -o DIR: labelled crops of simulated datasets, cut as analyze "
+                                    "cuts particles.")
+    cl.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="crops or folders (or: train DIR..., crops H5...)")
+    cl.add_argument("-o", "--output", required=True, help="output folder (classes.csv), or the new model folder")
+    cl.add_argument("--model", default="default", help="classifier folder, or default (the shipped one)")
+    cl.add_argument("--method", choices=["rf", "gbt"], default="gbt",
+                    help="train: rf (seed 004's random forest: its 5 features, 500 trees, Gini) or gbt (gradient-"
+                         "boosted trees on the richer features; default)")
+    cl.add_argument("--seed", type=_seed, default=0, help="random seed of training and of the empty crops (default 0)")
+    cl.add_argument("--quiet", action="store_true", help="no progress bar")
+    cl.set_defaults(func=_cmd_classify)
     return parser
 
 
@@ -348,13 +368,24 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
     cleaning = replace(CleaningSettings(), min_area_nm2=args.min_area, split=not args.no_split)
     settings = AnalysisSettings(model=args.model, threshold=args.threshold, pixel_size_A=args.pixel_size,
                                 tta=args.tta, precision=args.precision, backend=args.backend,
-                                max_memory_gb=args.max_memory, cleaning=cleaning)
+                                max_memory_gb=args.max_memory, cleaning=cleaning, classify=not args.no_classify,
+                                classifier=args.classifier)
+    if settings.classify:  # an unusable classifier is one clear error now, not one per image later
+        from nanofind.classify.model import load_classifier
+
+        load_classifier(settings.classifier)
     summary = analyze_batch(inputs, output, settings, progress=not args.quiet, resume=args.resume,
                             workers=args.workers, scheduler=args.scheduler)
     sizes = summary["size_distribution"]
     size = f", mean equivalent diameter {sizes['mean']:.2f} {sizes['unit']}" if "mean" in sizes else ""
     print(f"{summary['particles']} particles in {summary['images']} images{size}; "
           f"report: {Path(output) / 'report.html'}", file=sys.stderr)
+    defects = summary.get("defect_classes") or {}
+    if defects.get("faulted_fraction_on_axis"):
+        on, faulted = defects["on_zone_axis_fraction"], defects["faulted_fraction_on_axis"]
+        print(f"defect classes: {on['value']:.0%} on a zone axis (95 % CI {on['ci95'][0]:.0%}-{on['ci95'][1]:.0%}), "
+              f"{faulted['value']:.0%} of those faulted ({faulted['ci95'][0]:.0%}-{faulted['ci95'][1]:.0%})",
+              file=sys.stderr)
     if len(summary.get("models", {})) > 1 or args.model == "auto":
         print("models: " + ", ".join(f"{name} {m['images']} image{'' if m['images'] == 1 else 's'}"
                                      for name, m in summary.get("models", {}).items()), file=sys.stderr)
@@ -488,6 +519,39 @@ def _print_structure_table(summaries: list[dict]) -> None:
     speed = sum(s["analysed_atoms"] for s in summaries) / max(sum(s["seconds"] for s in summaries), 1e-9)
     console.print(f"{speed:,.0f} atoms/s; per-atom results, summaries and figures in "
                   f"{Path(summaries[0]['outputs']['summary']).parent}")
+
+
+def _cmd_classify(args: argparse.Namespace) -> int:
+    action, rest = args.inputs[0], args.inputs[1:]
+    if action in ("train", "crops") and not rest:
+        raise NanofindInputError(f"classify {action} needs at least one input")
+    if action == "train":
+        from nanofind.classify.training import train_from_folders
+
+        card = train_from_folders(rest, args.output, method=args.method, seed=args.seed, quiet=args.quiet)
+        cv = card["training"].get("cross_validation", {})
+        print(f"{card['training']['crops']} crops {card['training']['per_class']}; "
+              f"{cv.get('folds', 0)}-fold balanced accuracy {cv.get('balanced_accuracy', float('nan')):.3f} "
+              f"-> {args.output}")
+        return 0
+    if action == "crops":
+        from nanofind._progress import ProgressBar
+        from nanofind.classify.training_data import write_crops
+        from nanofind.datasets.store import DatasetReader
+
+        total = sum(len(DatasetReader(p)) for p in rest)
+        with ProgressBar("crops", total, enabled=not args.quiet) as bar:
+            counts = write_crops(rest, args.output, seed=args.seed, progress=bar.advance)
+        print(f"{sum(counts.values())} crops {counts} -> {args.output}")
+        return 0
+    from nanofind.classify.command import classify_files
+
+    target, failures = classify_files(args.inputs, args.output, model=args.model, quiet=args.quiet,
+                                      report=lambda line: print(line, file=sys.stderr))
+    print(f"classes -> {target}")
+    if failures:
+        return 2 if len(args.inputs) == 1 and Path(args.inputs[0]).is_file() else 1
+    return 0
 
 
 def _cmd_scene(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from nanofind.analyze.table import PARTICLE_DTYPES, SOURCE_DTYPES, ParticleTable, as_table
+from nanofind.analyze.table import DEFECT_DTYPES, PARTICLE_DTYPES, SOURCE_DTYPES, ParticleTable, as_table
 
 #: Particles as a table or as row dicts (``ParticleTable.rows()``, resume records).
 Particles = ParticleTable | Iterable[Mapping[str, Any]]
@@ -16,7 +16,7 @@ Particles = ParticleTable | Iterable[Mapping[str, Any]]
 #: Outline colours of the overlays: ordinary, cut by the image edge, agglomerate.
 COLOURS = {"particle": (255, 60, 40), "edge": (255, 210, 0), "agglomerate": (230, 60, 255)}
 #: The first columns of particles.csv, always there; a table's further columns (a later stage's) follow them.
-CSV_COLUMNS = tuple(SOURCE_DTYPES) + tuple(PARTICLE_DTYPES)
+CSV_COLUMNS = tuple(SOURCE_DTYPES) + tuple(PARTICLE_DTYPES) + tuple(DEFECT_DTYPES)
 
 
 def _stretch(image: np.ndarray) -> np.ndarray:

@@ -40,7 +40,7 @@ from nanofind.analyze.measure import (
 from nanofind.analyze.outputs import write_histogram, write_label_images, write_overlay, write_particles_csv
 from nanofind.analyze.report import write_report
 from nanofind.analyze.review import review_signals
-from nanofind.analyze.table import KNOWN_DTYPES, PARTICLE_DTYPES, SOURCE_DTYPES, ParticleTable
+from nanofind.analyze.table import DEFECT_DTYPES, KNOWN_DTYPES, PARTICLE_DTYPES, SOURCE_DTYPES, ParticleTable
 from nanofind.errors import NanofindInputError
 from nanofind.io.micrograph import array_and_pixel_size
 from nanofind.learn.card import ModelCard
@@ -68,6 +68,8 @@ class AnalysisSettings:
     backend: str = "auto"  #: auto, torch or onnx
     max_memory_gb: float = MEMORY_LIMIT_GB  #: peak memory to stay within (see nanofind.learn.scale_guard)
     cleaning: CleaningSettings = field(default_factory=CleaningSettings)
+    classify: bool = True  #: give every particle of an HRTEM image a defect class (nanofind.classify)
+    classifier: str = "default"  #: the shipped defect classifier, or a classifier directory
 
     def to_dict(self) -> dict:
         """JSON-able record."""
@@ -125,6 +127,8 @@ def _analyze_frame(item: FrameInput, card: ModelCard, *, out: Path, settings: An
             settings = replace(settings, cleaning=cleaning_for_particles(settings.cleaning, cleaning_px))
     table, labels = measure_frame(item.probability, frame.array, frame.pixel_size_A, card, settings, outline)
     stem = frame.name
+    table, examples = _defect_classes(table, labels, frame.array, frame.pixel_size_A, item.decision, settings,
+                                      out / "classes", stem)
     write_label_images(labels, out / "masks", stem)
     overlay = write_overlay(frame.array, labels, table, out / "overlays" / f"{stem}_overlay.png")
     k = item.index
@@ -142,9 +146,32 @@ def _analyze_frame(item: FrameInput, card: ModelCard, *, out: Path, settings: An
              "zoom": plan.zoom, "working_pixel_size_A": plan.working_pixel_size_A, "model": item.decision,
              "outlines_refined": outline["outlines_refined"],
              "threshold_outlines": outline.get("threshold_outlines", 0),
-             "cleaning_for_diameter_px": None if cleaning_px is None else round(float(cleaning_px), 2), "summary": s}
+             "cleaning_for_diameter_px": None if cleaning_px is None else round(float(cleaning_px), 2), "summary": s,
+             "defect_examples": examples}
     sourced = table.with_columns({"file": str(item.path), "frame": k}, dtypes=SOURCE_DTYPES, first=True)
     return {"image": image, "rows": sourced.rows()}
+
+
+def _defect_classes(table: ParticleTable, labels, image, pixel_size_A, decision, settings: AnalysisSettings,
+                    folder: Path, stem: str) -> tuple[ParticleTable, list[dict]]:
+    """The table with ``defect_class`` and ``defect_probability``, and example crops for the report."""
+    from nanofind._parallel import cached_in_process
+    from nanofind.classify.model import load_classifier
+    from nanofind.classify.population import classify_particles, should_classify, write_examples
+
+    model_name = (decision or {}).get("model") if isinstance(decision, dict) else None
+    if not (settings.classify and len(table) and should_classify(model_name, pixel_size_A)):
+        return table.with_columns({"defect_class": [""] * len(table), "defect_probability": np.nan},
+                                  dtypes=DEFECT_DTYPES), []
+    classifier = cached_in_process("defect_classifier", settings.classifier,
+                                   lambda: load_classifier(settings.classifier))
+    names, probabilities, crops = classify_particles(image, labels, classifier)
+    by_label = {c.label: (n, float(p.max())) for c, n, p in zip(crops, names, probabilities, strict=True)}
+    ids = np.asarray(table["particle_id"], np.int64)
+    table = table.with_columns({"defect_class": [by_label.get(int(i), ("", np.nan))[0] for i in ids],
+                                "defect_probability": [round(by_label.get(int(i), ("", np.nan))[1], 4) for i in ids]},
+                               dtypes=DEFECT_DTYPES)
+    return table, write_examples(crops, names, probabilities, folder, stem)
 
 
 def _overlays_exist(frames: list) -> bool:
@@ -222,12 +249,29 @@ def analyze_batch(inputs: list[str | Path], out_dir: str | Path, settings: Analy
         "model": {"architecture": card.architecture, "threshold": card.threshold,
                   "directory": str(settings.model)},
         "models": _models_used(images, run.cards),
+        "defect_classes": _defect_summary(particles, settings),
     }
     write_text_atomic(out / "summary.json", json.dumps(summary, indent=1, ensure_ascii=False))
     write_report(out / "report.html", images=images, particles=particles, summary=summary, card=card,
                  settings={**settings.to_dict(), **run.execution(), "engine": run.engine}, histogram_png=histogram,
                  cards=run.cards)
     return summary
+
+
+def _defect_summary(particles: ParticleTable, settings: AnalysisSettings) -> dict | None:
+    """Population statistics of the defect classes (seed 004's form), and which classifier gave them."""
+    if not settings.classify or "defect_class" not in particles.columns:
+        return None
+    from nanofind.classify.model import load_classifier
+    from nanofind.classify.population import population_statistics
+
+    classes = [c for c in particles["defect_class"] if c]
+    card = load_classifier(settings.classifier).card
+    return {**population_statistics(classes), "classified": len(classes),
+            "not_classified": len(particles) - len(classes),
+            "classifier": {"directory": settings.classifier, "method": card.get("method"),
+                           "cross_validated_balanced_accuracy":
+                               (card.get("training", {}).get("cross_validation") or {}).get("balanced_accuracy")}}
 
 
 def _models_used(images: list[dict], cards: dict) -> dict:

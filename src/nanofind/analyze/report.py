@@ -288,8 +288,51 @@ def report_context(*, images: list[dict], particles: ParticleTable | list[dict],
         "version": __version__, "generated": generated, **_alerts(images, summary),
         "cards": _cards(summary), "summary_json": _json(summary), "images": _gallery(images),
         "histogram_uri": _png_uri(histogram_png), "table": _particle_table(as_table(particles)),
+        "defects": _defects(images, summary),
         "models": _models(card, cards, images), "settings": [(str(k), _text(v)) for k, v in (settings or {}).items()],
     }
+
+
+#: Example crops per class shown in the report.
+EXAMPLES_PER_CLASS = 8
+
+
+def _fraction_text(stat: dict | None) -> tuple[str, str]:
+    if not stat:
+        return "–", "no particles"
+    low, high = stat["ci95"]
+    return _percent(stat["value"]), f"95 % CI {_percent(low)} – {_percent(high)}, n = {stat['n']}"
+
+
+def _defects(images: list[dict], summary: dict) -> dict | None:
+    """The report's defect-class section: population figures and example crops per class."""
+    stats = summary.get("defect_classes")
+    if not stats:
+        return None
+    from nanofind.classify.classes import CLASS_NAMES
+
+    on_axis, on_axis_sub = _fraction_text(stats.get("on_zone_axis_fraction"))
+    faulted, faulted_sub = _fraction_text(stats.get("faulted_fraction_on_axis"))
+    cards = [{"label": "On a zone axis", "value": on_axis, "sub": on_axis_sub},
+             {"label": "Faulted, of those on axis", "value": faulted, "sub": faulted_sub},
+             {"label": "Classified", "value": _text(stats.get("classified")),
+              "sub": f"{_text(stats.get('not_classified'))} not (bright-field images)"}]
+    examples = [e for i in images for e in (i.get("defect_examples") or [])]
+    gallery = []
+    for name in CLASS_NAMES:
+        mine = sorted((e for e in examples if e["class"] == name), key=lambda e: -e["probability"])
+        gallery.append({"name": name, "count": stats["counts"].get(name, 0),
+                        "examples": [{"uri": _png_uri(e["png"]),
+                                      "caption": f"#{e['particle_id']} {Path(e['png']).stem.rsplit('_particle', 1)[0]}, "
+                                                 f"p = {_number(e['probability'], 2)}"}
+                                     for e in mine[:EXAMPLES_PER_CLASS]]})
+    method = (stats.get("classifier") or {}).get("method")
+    accuracy = (stats.get("classifier") or {}).get("cross_validated_balanced_accuracy")
+    what = ("Every particle of an HRTEM image is classified from its crop (seed 004, ch. 3): fault (a planar "
+            "defect edge-on), no_fault (on a zone axis), misoriented (lattice planes, no columns), agglomerate, "
+            f"empty. Classifier: {method}" + (f", cross-validated balanced accuracy {_number(accuracy, 3)} on "
+                                              "simulated crops" if accuracy is not None else "") + ".")
+    return {"cards": cards, "gallery": gallery, "what": what}
 
 
 @lru_cache(maxsize=1)

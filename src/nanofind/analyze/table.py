@@ -36,10 +36,13 @@ PARTICLE_DTYPES: dict[str, np.dtype] = {
         ("touches_edge", "bool"), ("agglomerate", "bool"),
     ]
 }
+#: The defect class of a particle (``nanofind.classify``), and the classifier's probability of it; missing
+#: ("" and NaN) where an image is not classified (bright-field overview images).
+DEFECT_DTYPES: dict[str, np.dtype] = {"defect_class": np.dtype(object), "defect_probability": np.dtype("float64")}
 #: Where a particle comes from in a batch: the file and the frame of a stack (None for a 2D image).
 SOURCE_DTYPES: dict[str, np.dtype] = {"file": np.dtype(object), "frame": np.dtype(object)}
 #: Dtypes of every column whose type is known whatever its values (all missing, say).
-KNOWN_DTYPES: dict[str, np.dtype] = {**SOURCE_DTYPES, **PARTICLE_DTYPES}
+KNOWN_DTYPES: dict[str, np.dtype] = {**SOURCE_DTYPES, **PARTICLE_DTYPES, **DEFECT_DTYPES}
 
 _OBJECT = np.dtype(object)
 

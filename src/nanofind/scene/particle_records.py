@@ -192,7 +192,10 @@ def scene_particle_facts(atoms: Atoms, spec: Mapping, scene_seed: int, *,
         Per id: ``id``, ``object_id``, ``material``, ``shape``, ``volume_equivalent_diameter_nm``,
         ``zone_axis``, ``off_axis_tilt_deg``, ``on_zone_axis``, ``n_grains``, ``defects``,
         ``planar_defects_edge_on``, ``touching``, ``touching_ids``, ``agglomerate``,
-        ``agglomerate_size`` and ``source: "scene"`` (see docs/dataset-format.md).
+        ``agglomerate_size``, ``source: "scene"``, and from the atoms themselves
+        (:mod:`nanofind.structure`): ``structure_type``, ``structure_grains``,
+        ``structure_planar_defects``, ``visible_planar_defects`` and ``fivefold_axis_along_beam``
+        (see docs/dataset-format.md).
     """
     specs = [ConcreteParticle.from_mapping(p) for p in spec.get("particles", [])]
     seeds = particle_seeds(scene_seed, int(spec.get("draw_attempt", 0)), len(specs))
@@ -203,6 +206,7 @@ def scene_particle_facts(atoms: Atoms, spec: Mapping, scene_seed: int, *,
     touching = _contacts({k: atoms.positions[idx, :2] for k, idx in members.items()},
                          2 * atom_radius_A + CONTACT_GAP_A)
     cluster = _clusters(touching)
+    structure = _structure_by_object(atoms)
     facts = {}
     for k, p in enumerate(specs):
         idx = members[k]
@@ -228,8 +232,24 @@ def scene_particle_facts(atoms: Atoms, spec: Mapping, scene_seed: int, *,
             "zone_axis": axis, "off_axis_tilt_deg": tilt, "on_zone_axis": tilt < ON_ZONE_TOLERANCE_DEG,
             "n_grains": n_grains, "defects": _defect_kinds(p, flags, n_grains), "planar_defects_edge_on": edge_on,
             "touching": bool(touching[k]), "touching_ids": [j + 1 for j in sorted(touching[k])],
-            "agglomerate": cluster[k] >= 2, "agglomerate_size": cluster[k]}
+            "agglomerate": cluster[k] >= 2, "agglomerate_size": cluster[k], **structure.get(k, {})}
     return facts
+
+
+def _structure_by_object(atoms: Atoms) -> dict[int, dict]:
+    """Each particle's defects as its atoms show them (:mod:`nanofind.structure`), by object id."""
+    from nanofind.structure.analysis import analyze_structure, summarize_structure
+
+    summary = summarize_structure(atoms, analyze_structure(atoms))
+    out = {}
+    for p in summary["per_particle"]:
+        planes = [{"kind": d["kind"], "tilt_from_edge_on_deg": round(d["tilt_from_edge_on_deg"], 2)}
+                  for d in p["planar_defects"]]
+        out[p["object_id"]] = {"structure_type": p["type"], "structure_grains": p["grains"],
+                               "structure_planar_defects": planes,
+                               "visible_planar_defects": p["visible_planar_defects"],
+                               "fivefold_axis_along_beam": p["fivefold_axis_along_beam"]}
+    return out
 
 
 def particle_records(facts: Mapping[int, dict], footprints: Mapping[int, dict]) -> list[dict]:

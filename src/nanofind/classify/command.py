@@ -1,0 +1,110 @@
+"""``nanofind classify``: defect classes of particle crops, training classifiers, cutting training crops.
+
+- ``nanofind classify IMAGES... -o OUT [--model default|DIR]``: every image (or image in a
+  folder) is one region — a crop around one particle or one empty area — and gets a row in
+  ``OUT/classes.csv`` with columns ``file,class,probability,p_fault,p_no_fault,p_misoriented,
+  p_agglomerate,p_empty``.
+- ``nanofind classify crops DATASET.h5... -o DIR``: labelled crops of simulated datasets, cut as
+  ``nanofind analyze`` cuts particles (:mod:`nanofind.classify.training_data`).
+- ``nanofind classify train DIR... --method rf|gbt -o MODEL_DIR``: a classifier from folders
+  with one sub-folder per class (what ``classify crops`` writes, or crops of one's own).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from nanofind.classify.classes import CLASS_NAMES
+from nanofind.classify.crops import MAX_CROP_PX, MIN_CROP_PX
+from nanofind.errors import NanofindInputError
+
+#: Columns of ``classes.csv``.
+CSV_COLUMNS = ("file", "class", "probability", *(f"p_{c}" for c in CLASS_NAMES))
+
+
+def read_crop(path: Path) -> np.ndarray:
+    """One crop as a 2D float32 array; a clear error when unreadable, too small or too large."""
+    from nanofind.io.micrograph import read_micrograph
+
+    frames = read_micrograph(path, max_pixels=MAX_CROP_PX * MAX_CROP_PX * 4).frames()
+    image = frames[0].array
+    if min(image.shape) < MIN_CROP_PX:
+        raise NanofindInputError(f"{path}: crop of {image.shape[1]} x {image.shape[0]} px; crops need at least "
+                                 f"{MIN_CROP_PX} px on each side")
+    return image
+
+
+def classify_files(inputs: list[str], out_dir: str | Path, *, model: str | None = None, report=print,
+                   quiet: bool = False) -> tuple[Path, list[str]]:
+    """Classify crop files into ``out_dir/classes.csv``; returns its path and the failures."""
+    from nanofind._files import write_text_atomic
+    from nanofind._progress import ProgressBar
+    from nanofind.classify.model import load_classifier
+    from nanofind.segment.batch import expand_inputs
+
+    classifier = load_classifier(model)
+    files = expand_inputs(inputs)
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NanofindInputError(f"{out}: cannot create the folder ({exc.strerror or exc})") from None
+    names, crops, failures = [], [], []
+    with ProgressBar("classify", len(files), enabled=not quiet) as bar:
+        for path in files:
+            try:
+                crops.append(read_crop(path))
+                names.append(str(path))
+            except NanofindInputError as exc:
+                failures.append(str(exc))
+                report(f"nanofind: error: {exc}")
+            bar.advance()
+    probabilities = classifier.predict_proba(crops)
+    lines = [",".join(CSV_COLUMNS)]
+    for name, p in zip(names, probabilities, strict=True):
+        k = int(np.argmax(p))
+        cells = [name, CLASS_NAMES[k], f"{p[k]:.4f}", *(f"{v:.4f}" for v in p)]
+        lines.append(",".join(_csv_cell(c) for c in cells))
+    target = out / "classes.csv"
+    write_text_atomic(target, "\n".join(lines) + "\n")
+    return target, failures
+
+
+def _csv_cell(text: str) -> str:
+    return f'"{text}"' if any(ch in text for ch in ',"\n') else text
+
+
+def read_crop_folders(folders: list[str]) -> tuple[list[np.ndarray], list[str], list[str]]:
+    """Crops and class names from folders with one sub-folder per class (:data:`CLASS_NAMES`)."""
+    from nanofind.segment.batch import expand_inputs
+
+    crops, labels, files = [], [], []
+    for folder in map(Path, folders):
+        if not folder.is_dir():
+            raise NanofindInputError(f"{folder}: not a folder of class sub-folders ({', '.join(CLASS_NAMES)})")
+        found = [d for d in sorted(folder.iterdir()) if d.is_dir() and d.name in CLASS_NAMES]
+        if not found:
+            raise NanofindInputError(f"{folder}: has none of the class sub-folders {', '.join(CLASS_NAMES)}")
+        for sub in found:
+            for path in expand_inputs([sub]):
+                crops.append(read_crop(path))
+                labels.append(sub.name)
+                files.append(str(path))
+    if len(set(labels)) < 2:
+        raise NanofindInputError("training needs crops of at least two classes")
+    return crops, labels, files
+
+
+def crop_metadata(folders: list[str]) -> dict[str, dict]:
+    """Rows of the ``crops.csv`` files beside training crops, by crop path."""
+    rows = {}
+    for folder in map(Path, folders):
+        table = folder / "crops.csv"
+        if table.is_file():
+            with open(table, newline="", encoding="utf-8") as fh:
+                for row in csv.DictReader(fh):
+                    rows[str(folder / row["file"])] = row
+    return rows

@@ -1,0 +1,240 @@
+"""Features of a particle crop for defect classification (seed 004, ch. 3, and richer ones).
+
+Every feature is computed from the crop alone (no mask, no pixel size), so that a crop cut by
+``nanofind analyze`` and a crop a user saved as a PNG are described alike. Frequencies are in
+cycles per pixel (0–0.5). The crop is normalised by its outer ring (the background around the
+particle: median and robust spread), and its Fourier transform is taken under a radial Hann
+window.
+
+- :func:`seed_features`: the five features of seed 004, ch. 3 — mean, standard deviation and
+  centre of mass of the radially integrated Fourier transform, and the mean and standard
+  deviation of the region (the crop's central disc) in real space.
+- :func:`rich_features`: those five, the radial power profile, Bragg-spot statistics (spots above
+  their ring's median, the number of distinct spot directions and spacings), rotation-invariant
+  angular harmonics of the power in four frequency bands, lattice-fringe orientations in tiles
+  (twins turn them), and the shape of the particle's own threshold mask (agglomerates have two
+  lobes).
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+import numpy as np
+from scipy import ndimage
+
+#: Names of :func:`seed_features`, in order.
+SEED_FEATURES = ("fft_radial_mean", "fft_radial_std", "fft_radial_centre_of_mass", "region_mean", "region_std")
+_RADIAL_BINS = np.linspace(0.02, 0.5, 25)
+_BANDS = ((0.05, 0.12), (0.12, 0.2), (0.2, 0.3), (0.3, 0.45))
+_HARMONICS = 6
+#: A Fourier spot is a local maximum this many times its ring's median power.
+SPOT_RATIO = 8.0
+_SPOT_BAND = (0.05, 0.48)
+_SHAPE_PX = 64
+
+
+def _rich_names() -> tuple[str, ...]:
+    names = list(SEED_FEATURES)
+    names += ["region_skew", "region_kurtosis", "contrast_to_background", "outer_std"]
+    names += [f"radial_power_{k}" for k in range(len(_RADIAL_BINS) - 1)]
+    names += ["spots", "spot_max_log_ratio", "spot_top6_log_ratio", "spot_directions", "spot_spacings",
+              "strong_spot_directions"]
+    names += [f"band{b}_harmonic{h}" for b in range(len(_BANDS)) for h in range(1, _HARMONICS + 1)]
+    names += ["tiles_with_fringes", "tile_orientation_spread", "tile_orientation_range_deg"]
+    names += ["mask_area_fraction", "mask_solidity", "mask_eccentricity", "mask_components", "mask_lobes"]
+    return tuple(names)
+
+
+#: Names of :func:`rich_features`, in order.
+RICH_FEATURES = _rich_names()
+
+
+@lru_cache(maxsize=64)
+def _radius(shape: tuple[int, int]) -> np.ndarray:
+    """Distance of each pixel from the centre, in half the smaller side."""
+    yy, xx = np.indices(shape)
+    return np.hypot(yy - (shape[0] - 1) / 2, xx - (shape[1] - 1) / 2) / (min(shape) / 2)
+
+
+def _normalised(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Crop minus its outer ring's median, over the ring's robust spread; radius map; inner disc."""
+    crop = np.asarray(crop, dtype=np.float64)
+    r = _radius(crop.shape)
+    outer = crop[r > 0.85]
+    centre = np.median(outer) if outer.size else np.median(crop)
+    spread = 1.4826 * np.median(np.abs(outer - centre)) if outer.size else 0.0
+    if not spread > 0:
+        spread = crop.std() or 1.0
+    return (crop - centre) / spread, r, r < 0.5
+
+
+@lru_cache(maxsize=64)
+def _grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Radial Hann window, and each Fourier pixel's |f| (cycles/px), angle (0–180°) and ring."""
+    yy, xx = np.indices(shape)
+    r = np.hypot(yy - (shape[0] - 1) / 2, xx - (shape[1] - 1) / 2) / (min(shape) / 2)
+    window = np.where(r < 1, 0.5 * (1 + np.cos(np.pi * np.minimum(r, 1))), 0.0)
+    fy = np.fft.fftshift(np.fft.fftfreq(shape[0]))[:, None]
+    fx = np.fft.fftshift(np.fft.fftfreq(shape[1]))[None, :]
+    freq = np.hypot(fy, fx)
+    angle = np.degrees(np.arctan2(fy, fx)) % 180.0
+    ring = np.round(freq * min(shape)).astype(int)
+    return window, freq, angle, ring
+
+
+def _power(x: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Power spectrum under a radial Hann window (shifted), and each pixel's |f| and angle (0–180°)."""
+    window, freq, angle, _ = _grid(x.shape)
+    f = np.fft.fftshift(np.fft.fft2((x - x[r < 1].mean()) * window))
+    power = (f.real**2 + f.imag**2) / max(window.sum(), 1.0)
+    return power, freq, angle
+
+
+def _ring_level(power: np.ndarray) -> np.ndarray:
+    """Each pixel's ring level of the power: the geometric mean over its ring, one frequency step wide.
+
+    (Speckle power is exponentially distributed, so a few Bragg spots barely move the geometric
+    mean; it is a robust background, and far cheaper than a median per ring.)
+    """
+    ring = _grid(power.shape)[3]
+    log = np.log(np.maximum(power, 1e-30))
+    level = np.bincount(ring.ravel(), weights=log.ravel()) / np.maximum(np.bincount(ring.ravel()), 1)
+    return np.exp(level[ring])
+
+
+def _seed_part(x: np.ndarray, r: np.ndarray, inner: np.ndarray, power: np.ndarray, freq: np.ndarray) -> list[float]:
+    magnitude = np.sqrt(power)
+    bins = np.minimum((freq / 0.5 * 64).astype(int), 64)
+    keep = (bins >= 1) & (bins < 64)
+    profile = np.bincount(bins[keep], weights=magnitude[keep], minlength=64)[1:]
+    f_mid = (np.arange(1, 64) + 0.5) / 64 * 0.5
+    com = float((profile * f_mid).sum() / max(profile.sum(), 1e-12))
+    region = x[inner]
+    return [float(profile.mean()), float(profile.std()), com, float(region.mean()), float(region.std())]
+
+
+def seed_features(crop: np.ndarray) -> np.ndarray:
+    """The five features of seed 004, ch. 3 (:data:`SEED_FEATURES`) of one crop."""
+    x, r, inner = _normalised(crop)
+    power, freq, _ = _power(x, r)
+    return np.array(_seed_part(x, r, inner, power, freq))
+
+
+def _spots(ratio: np.ndarray, freq: np.ndarray, angle: np.ndarray) -> list[float]:
+    peak = (ratio == ndimage.maximum_filter(ratio, size=5)) & (ratio > SPOT_RATIO)
+    peak &= (freq > _SPOT_BAND[0]) & (freq < _SPOT_BAND[1])
+    values, f, a = ratio[peak], freq[peak], angle[peak]
+    order = np.argsort(values)[::-1][:40]
+    values, f, a = values[order], f[order], a[order]
+
+    def distinct(v, tolerance, wrap=None):
+        kept: list[float] = []
+        for x in v:
+            d = [abs(x - y) if wrap is None else min(abs(x - y), wrap - abs(x - y)) for y in kept]
+            if all(t > tolerance(x) for t in d):
+                kept.append(x)
+        return len(kept)
+
+    log = np.log10(values) if len(values) else np.zeros(0)
+    return [float(len(values) / 2), float(log.max()) if len(log) else 0.0,
+            float(log[:6].mean()) if len(log) else 0.0,
+            float(distinct(a, lambda _: 6.0, wrap=180.0)), float(distinct(f, lambda x: 0.04 * x)),
+            float(distinct(a[values > 4 * SPOT_RATIO], lambda _: 6.0, wrap=180.0))]
+
+
+def _harmonics(ratio: np.ndarray, freq: np.ndarray, angle: np.ndarray) -> list[float]:
+    out = []
+    bins = np.minimum((angle / 5).astype(int), 35)
+    for lo, hi in _BANDS:
+        band = (freq >= lo) & (freq < hi)
+        profile = np.bincount(bins[band], weights=np.log1p(ratio[band]), minlength=36)
+        coefficients = np.abs(np.fft.rfft(profile))
+        out += list(coefficients[1:_HARMONICS + 1] / max(coefficients[0], 1e-12))
+    return out
+
+
+def _tiles(x: np.ndarray) -> list[float]:
+    n = 3 if min(x.shape) >= 96 else 2
+    size = min(x.shape) // n
+    strengths, angles = [], []
+    for i in range(n):
+        for j in range(n):
+            tile = x[i * size:(i + 1) * size, j * size:(j + 1) * size]
+            power, freq, angle = _power(tile, _radius(tile.shape))
+            band = (freq > 0.08) & (freq < 0.48)
+            if not band.any():
+                continue
+            ring = np.median(power[band])
+            k = np.argmax(np.where(band, power, 0))
+            strengths.append(power.flat[k] / max(ring, 1e-12))
+            angles.append(angle.flat[k])
+    strengths, angles = np.array(strengths), np.radians(np.array(angles))
+    fringes = strengths > 3 * SPOT_RATIO
+    if fringes.sum() < 2:
+        return [float(fringes.mean()) if len(fringes) else 0.0, 0.0, 0.0]
+    doubled = np.exp(2j * angles[fringes])
+    spread = 1 - abs(doubled.mean())
+    differences = np.degrees(np.abs(np.angle(doubled[:, None] / doubled[None, :]))) / 2
+    return [float(fringes.mean()), float(spread), float(differences.max())]
+
+
+def _shape(x: np.ndarray, r: np.ndarray) -> list[float]:
+    from skimage.filters import threshold_otsu
+    from skimage.measure import label, regionprops
+
+    step = max(1, min(x.shape) // _SHAPE_PX)  # the outline needs no fine pixels: work on ~64 px
+    if step > 1:
+        ny, nx = (x.shape[0] // step) * step, (x.shape[1] // step) * step
+        x = x[:ny, :nx].reshape(ny // step, step, nx // step, step).mean(axis=(1, 3))
+    smooth = np.abs(ndimage.gaussian_filter(x, max(1.0, min(x.shape) / 50)))
+    try:
+        mask = smooth > threshold_otsu(smooth)
+    except ValueError:  # a flat crop
+        return [0.0, 1.0, 0.0, 0.0, 0.0]
+    mask = ndimage.binary_fill_holes(ndimage.binary_opening(mask, iterations=1))
+    labelled = label(mask)
+    regions = [p for p in regionprops(labelled) if p.area >= 0.02 * mask.size]
+    if not regions:
+        return [0.0, 1.0, 0.0, 0.0, 0.0]
+    big = max(regions, key=lambda p: p.area)
+    distance = ndimage.distance_transform_edt(labelled == big.label)
+    footprint = max(3, int(distance.max() * 0.8)) | 1
+    peaks = (distance == ndimage.maximum_filter(distance, size=footprint)) & (distance > 0.5 * distance.max())
+    lobes = ndimage.label(peaks)[1]
+    return [float(big.area / mask.size), float(big.solidity), float(big.eccentricity), float(len(regions)),
+            float(lobes)]
+
+
+def rich_features(crop: np.ndarray) -> np.ndarray:
+    """All features of one crop (:data:`RICH_FEATURES`)."""
+    x, r, inner = _normalised(crop)
+    power, freq, angle = _power(x, r)
+    ratio = power / np.maximum(_ring_level(power), 1e-12)
+    region = x[inner]
+    centred = region - region.mean()
+    sd = max(region.std(), 1e-12)
+    out = _seed_part(x, r, inner, power, freq)
+    out += [float((centred**3).mean() / sd**3), float((centred**4).mean() / sd**4), float(np.abs(region.mean())),
+            float(x[r > 0.85].std()) if (r > 0.85).any() else 0.0]
+    log_power = np.log10(np.maximum(power, 1e-12))
+    which = np.digitize(freq, _RADIAL_BINS) - 1
+    inside = (which >= 0) & (which < len(_RADIAL_BINS) - 1)
+    counts = np.bincount(which[inside], minlength=len(_RADIAL_BINS) - 1)
+    sums = np.bincount(which[inside], weights=log_power[inside], minlength=len(_RADIAL_BINS) - 1)
+    radial = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+    radial = np.nan_to_num(radial - np.nanmean(radial))
+    out += list(radial)
+    out += _spots(ratio, freq, angle)
+    out += _harmonics(ratio, freq, angle)
+    out += _tiles(x)
+    out += _shape(x, r)
+    return np.array(out, dtype=float)
+
+
+def feature_matrix(crops, kind: str = "rich") -> np.ndarray:
+    """Features of many crops, one row each; ``kind`` "seed" or "rich"."""
+    function = {"seed": seed_features, "rich": rich_features}[kind]
+    width = len(SEED_FEATURES if kind == "seed" else RICH_FEATURES)
+    rows = [function(c) for c in crops]
+    return np.array(rows, dtype=float).reshape(len(rows), width)

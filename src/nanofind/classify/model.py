@@ -1,0 +1,155 @@
+"""Defect classifiers: training, files (skops with an explicit trusted-type list, never pickle), use.
+
+Two methods:
+
+- ``rf``: seed 004's random forest reproduced — its five features (:func:`seed_features`),
+  500 trees, Gini splits; the baseline.
+- ``gbt``: gradient-boosted trees (scikit-learn's ``HistGradientBoostingClassifier``) on the
+  richer features (:func:`rich_features`).
+
+Both weigh the classes equally (class-balanced sample weights). A classifier directory holds
+``classifier.skops`` and ``card.json`` (task, classes, features, method, what it was trained on
+and its scores). Loading refuses any type outside :data:`TRUSTED_TYPES` and any card of another
+task.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nanofind._files import write_atomic, write_text_atomic
+from nanofind._version import __version__
+from nanofind.classify.classes import CLASS_NAMES
+from nanofind.classify.features import RICH_FEATURES, SEED_FEATURES, feature_matrix
+from nanofind.errors import NanofindInputError
+
+TASK = "defect_classification"
+MODEL_FILE = "classifier.skops"
+CARD_FILE = "card.json"
+#: The shipped default classifier.
+DEFAULT_DIR = Path(__file__).with_name("default_classifier")
+#: Types a classifier file may contain; skops refuses everything else.
+TRUSTED_TYPES = [
+    "numpy.ndarray", "numpy.dtype", "numpy.float64", "numpy.int64", "numpy.random.mtrand.RandomState",
+    "numpy.random._mt19937.MT19937", "builtins.slice",
+    "sklearn.ensemble._forest.RandomForestClassifier", "sklearn.tree._classes.DecisionTreeClassifier",
+    "sklearn.tree._tree.Tree", "sklearn.ensemble._hist_gradient_boosting.gradient_boosting."
+    "HistGradientBoostingClassifier", "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper", "sklearn._loss.loss.HalfMultinomialLoss",
+    "sklearn._loss.link.MultinomialLogit", "sklearn._loss.link.Interval", "sklearn._loss._loss.CyHalfMultinomialLoss",
+    "sklearn.preprocessing._label.LabelEncoder",
+]
+METHODS = {"rf": "seed", "gbt": "rich"}
+
+
+@dataclass
+class DefectClassifier:
+    """A trained classifier and its card."""
+
+    estimator: object
+    card: dict
+
+    @property
+    def features(self) -> str:
+        """``seed`` or ``rich``."""
+        return self.card["features"]
+
+    def predict_proba(self, crops) -> np.ndarray:
+        """Class probabilities (n, 5) in :data:`CLASS_NAMES` order for a list of crops."""
+        return self.predict_proba_features(feature_matrix(crops, self.features))
+
+    def predict_proba_features(self, features: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, 5) from a feature matrix of this classifier's kind."""
+        out = np.zeros((len(features), len(CLASS_NAMES)))
+        if len(features):
+            p = self.estimator.predict_proba(np.nan_to_num(features))
+            for k, name in enumerate(self.estimator.classes_):
+                out[:, CLASS_NAMES.index(str(name))] = p[:, k]
+        return out
+
+
+def _estimator(method: str, seed: int):
+    if method == "rf":
+        from sklearn.ensemble import RandomForestClassifier
+
+        return RandomForestClassifier(n_estimators=500, criterion="gini", random_state=seed, n_jobs=1)
+    if method == "gbt":
+        from sklearn.ensemble import HistGradientBoostingClassifier
+
+        return HistGradientBoostingClassifier(max_iter=400, learning_rate=0.08, max_leaf_nodes=31,
+                                              l2_regularization=1.0, random_state=seed)
+    raise NanofindInputError(f"must be rf or gbt, got {method!r}", "--method")
+
+
+def balanced_weights(labels: np.ndarray) -> np.ndarray:
+    """Per-sample weights that give every class the same total weight."""
+    names, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    return (len(labels) / (len(names) * counts))[inverse]
+
+
+def train_classifier(features: np.ndarray, labels, *, method: str, seed: int = 0, record: dict | None = None
+                     ) -> DefectClassifier:
+    """Fit a classifier on a feature matrix of the method's kind (:data:`METHODS`) and class labels."""
+    labels = np.asarray(labels, dtype=str)
+    unknown = sorted(set(labels) - set(CLASS_NAMES))
+    if unknown:
+        raise NanofindInputError(f"unknown classes {unknown}; expected {', '.join(CLASS_NAMES)}")
+    estimator = _estimator(method, seed)
+    start = time.perf_counter()
+    estimator.fit(np.nan_to_num(features), labels, sample_weight=balanced_weights(labels))
+    names = SEED_FEATURES if METHODS[method] == "seed" else RICH_FEATURES
+    card = {"task": TASK, "nanofind_version": __version__, "method": method, "features": METHODS[method],
+            "feature_names": list(names), "classes": list(CLASS_NAMES), "seed": seed,
+            "training": {"crops": len(labels), "per_class": {c: int((labels == c).sum()) for c in CLASS_NAMES},
+                         "seconds": round(time.perf_counter() - start, 2), **(record or {})}}
+    return DefectClassifier(estimator, card)
+
+
+def save_classifier(classifier: DefectClassifier, directory: str | Path) -> Path:
+    """Write ``classifier.skops`` and ``card.json`` into ``directory`` (created)."""
+    import skops.io as sio
+
+    directory = Path(directory)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NanofindInputError(f"{directory}: cannot create the folder ({exc.strerror or exc})") from None
+    data = sio.dumps(classifier.estimator)
+    write_atomic(directory / MODEL_FILE, lambda tmp: tmp.write_bytes(data))
+    write_text_atomic(directory / CARD_FILE, json.dumps(classifier.card, indent=2) + "\n")
+    return directory
+
+
+def load_classifier(directory: str | Path | None = None) -> DefectClassifier:
+    """Load a classifier directory (``None`` or ``"default"``: the shipped one); one clear error if unusable."""
+    import skops.io as sio
+
+    directory = DEFAULT_DIR if directory in (None, "default") else Path(directory)
+    card_path, model_path = directory / CARD_FILE, directory / MODEL_FILE
+    if not card_path.is_file() or not model_path.is_file():
+        raise NanofindInputError(f"{directory}: not a classifier directory (needs {CARD_FILE} and {MODEL_FILE})")
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise NanofindInputError(f"{card_path}: unreadable card ({exc})") from None
+    if not isinstance(card, dict) or card.get("task") != TASK:
+        task = card.get("task") if isinstance(card, dict) else None
+        raise NanofindInputError(f"{directory}: a model for {task!r}, not for {TASK!r}")
+    try:
+        data = model_path.read_bytes()
+        untrusted = sorted(set(sio.get_untrusted_types(data=data)) - set(TRUSTED_TYPES))
+        if untrusted:
+            raise NanofindInputError(f"{model_path}: refuses to load types outside nanofind's list: {untrusted}")
+        estimator = sio.loads(data, trusted=TRUSTED_TYPES)
+    except NanofindInputError:
+        raise
+    except Exception as exc:  # skops raises many types on corrupt files
+        raise NanofindInputError(f"{model_path}: unreadable classifier ({type(exc).__name__}: {exc})") from None
+    if card.get("features") not in ("seed", "rich"):
+        raise NanofindInputError(f"{card_path}: unknown features {card.get('features')!r}")
+    return DefectClassifier(estimator, card)

@@ -1,0 +1,79 @@
+"""Training a defect classifier from folders of labelled crops, with a grouped cross-validation.
+
+Crops of one simulated scene (its images differ only in optics and noise) share a group, so that
+the cross-validation never scores a crop whose twin was trained on; groups come from the
+``crops.csv`` that ``nanofind classify crops`` writes (otherwise every crop is its own group).
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+
+from nanofind.classify.classes import CLASS_NAMES
+from nanofind.classify.command import crop_metadata, read_crop_folders
+from nanofind.classify.features import feature_matrix
+from nanofind.classify.model import METHODS, save_classifier, train_classifier
+
+#: Folds of the cross-validation recorded in the card.
+CV_FOLDS = 5
+
+
+def balanced_accuracy(truth, predicted) -> float:
+    """Mean per-class recall over the classes present in ``truth``."""
+    truth, predicted = np.asarray(truth), np.asarray(predicted)
+    recalls = [np.mean(predicted[truth == c] == c) for c in np.unique(truth)]
+    return float(np.mean(recalls)) if recalls else float("nan")
+
+
+def confusion(truth, predicted) -> dict[str, dict[str, int]]:
+    """Counts by true class (rows) and predicted class, in :data:`CLASS_NAMES` order."""
+    truth, predicted = np.asarray(truth), np.asarray(predicted)
+    return {t: {p: int(np.sum((truth == t) & (predicted == p))) for p in CLASS_NAMES} for t in CLASS_NAMES}
+
+
+def cross_validate(features: np.ndarray, labels: np.ndarray, groups: np.ndarray, *, method: str, seed: int,
+                   folds: int = CV_FOLDS) -> dict:
+    """Grouped, stratified cross-validation: balanced accuracy, per-class recall and confusion."""
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    folds = min(folds, *(int(np.sum(labels == c)) for c in np.unique(labels)), len(np.unique(groups)))
+    if folds < 2:
+        return {}
+    predicted = np.empty(len(labels), dtype=object)
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for train, test in splitter.split(features, labels, groups):
+        model = train_classifier(features[train], labels[train], method=method, seed=seed)
+        probabilities = model.predict_proba_features(features[test])
+        predicted[test] = np.asarray(CLASS_NAMES)[np.argmax(probabilities, axis=1)]
+    predicted = predicted.astype(str)
+    return {"folds": folds, "balanced_accuracy": round(balanced_accuracy(labels, predicted), 4),
+            "recall": {c: round(float(np.mean(predicted[labels == c] == c)), 4) for c in np.unique(labels)},
+            "confusion": confusion(labels, predicted)}
+
+
+def train_from_folders(folders: list[str], out_dir, *, method: str = "gbt", seed: int = 0, quiet: bool = False,
+                       cross_validation: bool = True) -> dict:
+    """Train on crop folders (one sub-folder per class), cross-validate, save; returns the card."""
+    from nanofind._progress import ProgressBar
+
+    crops, labels, files = read_crop_folders(folders)
+    meta = crop_metadata(folders)
+    groups = np.array([f"{meta[f]['dataset']}#{meta[f].get('group', meta[f]['sample'])}" if f in meta else f
+                       for f in files])
+    start = time.perf_counter()
+    with ProgressBar("features", len(crops), enabled=not quiet) as bar:
+        rows = []
+        for crop in crops:
+            rows.append(feature_matrix([crop], METHODS[method])[0])
+            bar.advance()
+    features = np.array(rows)
+    labels = np.asarray(labels)
+    feature_seconds = time.perf_counter() - start
+    record = {"inputs": [str(f) for f in folders], "feature_seconds": round(feature_seconds, 2)}
+    if cross_validation:
+        record["cross_validation"] = cross_validate(features, labels, groups, method=method, seed=seed)
+    classifier = train_classifier(features, labels, method=method, seed=seed, record=record)
+    save_classifier(classifier, out_dir)
+    return classifier.card
