@@ -196,17 +196,19 @@ def _build_parser() -> argparse.ArgumentParser:
 
     cl = sub.add_parser("classify", help="defect classes of particle crops; train classifiers; cut training crops",
                         description="nanofind classify IMAGES... -o OUT: the defect class of each image, one region "
-                                    "around one particle or one empty area (fault, no_fault, misoriented, agglomerate, "
-                                    "empty), written to OUT/classes.csv. nanofind classify train DIR... --method rf|gbt "
-                                    "-o MODEL_DIR: train from folders with one sub-folder per class. nanofind classify "
-                                    "crops DATASET.h5... -o DIR: labelled crops of simulated datasets, cut as analyze "
-                                    "cuts particles.")
-    cl.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="crops or folders (or: train DIR..., crops H5...)")
+                                    "around one particle or one empty area (fault, no_fault, misoriented, "
+                                    "agglomerate, empty), written to OUT/classes.csv. nanofind classify train DIR... "
+                                    "--method rf|gbt -o MODEL_DIR: train from folders with one sub-folder per class. "
+                                    "nanofind classify crops DATASET.h5... -o DIR: labelled crops of simulated "
+                                    "datasets, cut as analyze cuts particles.")
+    cl.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR",
+                    help="crops or folders (or: train DIR..., crops H5...)")
     cl.add_argument("-o", "--output", required=True, help="output folder (classes.csv), or the new model folder")
     cl.add_argument("--model", default="default", help="classifier folder, or default (the shipped one)")
-    cl.add_argument("--method", choices=["rf", "gbt"], default="gbt",
-                    help="train: rf (seed 004's random forest: its 5 features, 500 trees, Gini) or gbt (gradient-"
-                         "boosted trees on the richer features; default)")
+    cl.add_argument("--method", choices=["rf", "gbt", "cnn"], default="gbt",
+                    help="train: rf (seed 004's random forest: its 5 features, 500 trees, Gini), gbt (gradient-"
+                         "boosted trees on the richer features; default) or cnn (a small network on the crop and "
+                         "its spectrum)")
     cl.add_argument("--seed", type=_seed, default=0, help="random seed of training and of the empty crops (default 0)")
     cl.add_argument("--quiet", action="store_true", help="no progress bar")
     cl.set_defaults(func=_cmd_classify)
@@ -529,10 +531,10 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         from nanofind.classify.training import train_from_folders
 
         card = train_from_folders(rest, args.output, method=args.method, seed=args.seed, quiet=args.quiet)
-        cv = card["training"].get("cross_validation", {})
-        print(f"{card['training']['crops']} crops {card['training']['per_class']}; "
-              f"{cv.get('folds', 0)}-fold balanced accuracy {cv.get('balanced_accuracy', float('nan')):.3f} "
-              f"-> {args.output}")
+        cv = card["training"].get("cross_validation") or {}
+        scored = (f"{cv['folds']}-fold balanced accuracy {cv['balanced_accuracy']:.3f}" if cv
+                  else "not cross-validated")
+        print(f"{card['training']['crops']} crops {card['training']['per_class']}; {scored} -> {args.output}")
         return 0
     if action == "crops":
         from nanofind._progress import ProgressBar

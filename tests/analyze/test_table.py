@@ -96,15 +96,16 @@ def test_with_columns_select_and_add_column(measured):
 
 def test_extra_columns_reach_the_csv(measured, tmp_path):
     (a, labels), (b, _) = measured
-    a = a.with_columns(file="a.mrc", frame=None, defect_class=["twin", "none", "stacking fault"],
-                       defect_probability=[0.8, 0.1, 0.55], first=False)
+    a = a.with_columns(file="a.mrc", frame=None, defect_class=["fault", "no_fault", "misoriented"],
+                       defect_probability=[0.8, 0.1, 0.55], column_count=[3, 4, 5], first=False)
     both = ParticleTable.concat([a, b.with_columns(file="b.tif", frame=2)])
     path = write_particles_csv(both, tmp_path / "particles.csv")
     with open(path, newline="") as fh:
         header = next(csv.reader(fh))
-    assert header == list(CSV_COLUMNS) + ["defect_class", "defect_probability"]
+    assert header == list(CSV_COLUMNS) + ["column_count"]  # defect columns are standard; later ones follow
+    assert header[-3:-1] == ["defect_class", "defect_probability"]
     rows = list(csv.DictReader(open(path, newline="")))
-    assert [r["defect_class"] for r in rows] == ["twin", "none", "stacking fault", ""]
+    assert [r["defect_class"] for r in rows] == ["fault", "no_fault", "misoriented", ""]
     assert [r["frame"] for r in rows] == ["", "", "", "2"]
     assert [int(r["area_px"]) for r in rows[:3]] == [int((labels == k).sum()) for k in (1, 2, 3)]
     assert rows[3]["equivalent_diameter_nm"] == "" and float(rows[3]["equivalent_diameter_px"]) == pytest.approx(

@@ -321,11 +321,10 @@ def _defects(images: list[dict], summary: dict) -> dict | None:
     gallery = []
     for name in CLASS_NAMES:
         mine = sorted((e for e in examples if e["class"] == name), key=lambda e: -e["probability"])
-        gallery.append({"name": name, "count": stats["counts"].get(name, 0),
-                        "examples": [{"uri": _png_uri(e["png"]),
-                                      "caption": f"#{e['particle_id']} {Path(e['png']).stem.rsplit('_particle', 1)[0]}, "
-                                                 f"p = {_number(e['probability'], 2)}"}
-                                     for e in mine[:EXAMPLES_PER_CLASS]]})
+        shown = [{"uri": _png_uri(e["png"]),
+                  "caption": f"#{e['particle_id']} {Path(e['png']).stem.rsplit('_particle', 1)[0]}, "
+                             f"p = {_number(e['probability'], 2)}"} for e in mine[:EXAMPLES_PER_CLASS]]
+        gallery.append({"name": name, "count": stats["counts"].get(name, 0), "examples": shown})
     method = (stats.get("classifier") or {}).get("method")
     accuracy = (stats.get("classifier") or {}).get("cross_validated_balanced_accuracy")
     what = ("Every particle of an HRTEM image is classified from its crop (seed 004, ch. 3): fault (a planar "

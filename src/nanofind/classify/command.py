@@ -29,7 +29,13 @@ def read_crop(path: Path) -> np.ndarray:
     """One crop as a 2D float32 array; a clear error when unreadable, too small or too large."""
     from nanofind.io.micrograph import read_micrograph
 
-    frames = read_micrograph(path, max_pixels=MAX_CROP_PX * MAX_CROP_PX * 4).frames()
+    try:
+        frames = read_micrograph(path, max_pixels=MAX_CROP_PX * MAX_CROP_PX * 4, min_side_px=MIN_CROP_PX).frames()
+    except NanofindInputError as exc:
+        if "pixels on each side" in str(exc):
+            raise NanofindInputError(f"{path}: crops need at least {MIN_CROP_PX} px on each side "
+                                     f"({exc.message})") from None
+        raise
     image = frames[0].array
     if min(image.shape) < MIN_CROP_PX:
         raise NanofindInputError(f"{path}: crop of {image.shape[1]} x {image.shape[0]} px; crops need at least "

@@ -28,8 +28,11 @@ SEED_FEATURES = ("fft_radial_mean", "fft_radial_std", "fft_radial_centre_of_mass
 _RADIAL_BINS = np.linspace(0.02, 0.5, 25)
 _BANDS = ((0.05, 0.12), (0.12, 0.2), (0.2, 0.3), (0.3, 0.45))
 _HARMONICS = 6
-#: A Fourier spot is a local maximum this many times its ring's median power.
-SPOT_RATIO = 8.0
+#: A Fourier spot is a local maximum this many times its ring's level (speckle of pure noise exceeds 30
+#: times the geometric-mean level with probability ~1e-7 per pixel).
+SPOT_RATIO = 30.0
+#: Spots weaker than the strongest by more than this factor are not counted.
+SPOT_RANGE = 10.0
 _SPOT_BAND = (0.05, 0.48)
 _SHAPE_PX = 64
 
@@ -41,6 +44,7 @@ def _rich_names() -> tuple[str, ...]:
     names += ["spots", "spot_max_log_ratio", "spot_top6_log_ratio", "spot_directions", "spot_spacings",
               "strong_spot_directions"]
     names += [f"band{b}_harmonic{h}" for b in range(len(_BANDS)) for h in range(1, _HARMONICS + 1)]
+    names += ["streak_strength", "streak_to_spot_deg"]
     names += ["tiles_with_fringes", "tile_orientation_spread", "tile_orientation_range_deg"]
     names += ["mask_area_fraction", "mask_solidity", "mask_eccentricity", "mask_components", "mask_lobes"]
     return tuple(names)
@@ -125,8 +129,11 @@ def _spots(ratio: np.ndarray, freq: np.ndarray, angle: np.ndarray) -> list[float
     peak = (ratio == ndimage.maximum_filter(ratio, size=5)) & (ratio > SPOT_RATIO)
     peak &= (freq > _SPOT_BAND[0]) & (freq < _SPOT_BAND[1])
     values, f, a = ratio[peak], freq[peak], angle[peak]
-    order = np.argsort(values)[::-1][:40]
-    values, f, a = values[order], f[order], a[order]
+    # side lobes of a strong spot (the particle's outline windows the lattice) are local maxima too:
+    # count only spots within a factor SPOT_RANGE of the strongest
+    keep = values >= (values.max() / SPOT_RANGE if len(values) else 0)
+    order = np.argsort(values[keep])[::-1][:40]
+    values, f, a = values[keep][order], f[keep][order], a[keep][order]
 
     def distinct(v, tolerance, wrap=None):
         kept: list[float] = []
@@ -152,6 +159,25 @@ def _harmonics(ratio: np.ndarray, freq: np.ndarray, angle: np.ndarray) -> list[f
         coefficients = np.abs(np.fft.rfft(profile))
         out += list(coefficients[1:_HARMONICS + 1] / max(coefficients[0], 1e-12))
     return out
+
+
+def _streak(ratio: np.ndarray, freq: np.ndarray, angle: np.ndarray) -> list[float]:
+    """Diffuse streaking: the strongest line of excess power through the origin, spots left out.
+
+    A planar defect seen edge-on streaks the spectrum along its normal, which is also the
+    direction of one of the lattice's spots; returned: the streak's excess mean log power over the
+    median direction, and its angle to the strongest spot's direction (degrees).
+    """
+    use = (freq > 0.03) & (freq < 0.35) & (ratio < SPOT_RATIO)
+    bins = np.minimum(angle[use].astype(int), 179)
+    log = np.log(np.maximum(ratio[use], 1e-12))
+    counts = np.bincount(bins, minlength=180)
+    means = np.bincount(bins, weights=log, minlength=180) / np.maximum(counts, 1)
+    smooth = np.convolve(np.concatenate([means[-2:], means, means[:2]]), np.ones(5) / 5, mode="valid")
+    k = int(np.argmax(smooth))
+    strongest = angle.flat[int(np.argmax(np.where(freq > 0.05, ratio, 0)))]
+    d = abs(k + 0.5 - strongest) % 180
+    return [float(smooth[k] - np.median(smooth)), float(min(d, 180 - d))]
 
 
 def _tiles(x: np.ndarray) -> list[float]:
@@ -227,6 +253,7 @@ def rich_features(crop: np.ndarray) -> np.ndarray:
     out += list(radial)
     out += _spots(ratio, freq, angle)
     out += _harmonics(ratio, freq, angle)
+    out += _streak(ratio, freq, angle)
     out += _tiles(x)
     out += _shape(x, r)
     return np.array(out, dtype=float)

@@ -1,11 +1,13 @@
 """Defect classifiers: training, files (skops with an explicit trusted-type list, never pickle), use.
 
-Two methods:
+Three methods:
 
 - ``rf``: seed 004's random forest reproduced — its five features (:func:`seed_features`),
   500 trees, Gini splits; the baseline.
 - ``gbt``: gradient-boosted trees (scikit-learn's ``HistGradientBoostingClassifier``) on the
-  richer features (:func:`rich_features`).
+  richer features (:func:`rich_features`);
+- ``cnn``: a small convolutional network on the crop and its spectrum (:mod:`nanofind.classify.cnn`),
+  saved as safetensors.
 
 Both weigh the classes equally (class-balanced sample weights). A classifier directory holds
 ``classifier.skops`` and ``card.json`` (task, classes, features, method, what it was trained on
@@ -44,7 +46,7 @@ TRUSTED_TYPES = [
     "sklearn._loss.link.MultinomialLogit", "sklearn._loss.link.Interval", "sklearn._loss._loss.CyHalfMultinomialLoss",
     "sklearn.preprocessing._label.LabelEncoder",
 ]
-METHODS = {"rf": "seed", "gbt": "rich"}
+METHODS = {"rf": "seed", "gbt": "rich", "cnn": "cnn"}
 
 
 @dataclass
@@ -61,6 +63,11 @@ class DefectClassifier:
 
     def predict_proba(self, crops) -> np.ndarray:
         """Class probabilities (n, 5) in :data:`CLASS_NAMES` order for a list of crops."""
+        if self.features == "cnn":
+            from nanofind.classify.cnn import crop_channels, predict_network
+
+            inputs = np.stack([crop_channels(c) for c in crops]) if len(crops) else np.zeros((0, 3, 96, 96), np.float32)
+            return predict_network(self.estimator, inputs)
         return self.predict_proba_features(feature_matrix(crops, self.features))
 
     def predict_proba_features(self, features: np.ndarray) -> np.ndarray:
@@ -83,7 +90,7 @@ def _estimator(method: str, seed: int):
 
         return HistGradientBoostingClassifier(max_iter=400, learning_rate=0.08, max_leaf_nodes=31,
                                               l2_regularization=1.0, random_state=seed)
-    raise NanofindInputError(f"must be rf or gbt, got {method!r}", "--method")
+    raise NanofindInputError(f"must be rf, gbt or cnn, got {method!r}", "--method")
 
 
 def balanced_weights(labels: np.ndarray) -> np.ndarray:
@@ -112,15 +119,20 @@ def train_classifier(features: np.ndarray, labels, *, method: str, seed: int = 0
 
 def save_classifier(classifier: DefectClassifier, directory: str | Path) -> Path:
     """Write ``classifier.skops`` and ``card.json`` into ``directory`` (created)."""
-    import skops.io as sio
-
     directory = Path(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise NanofindInputError(f"{directory}: cannot create the folder ({exc.strerror or exc})") from None
-    data = sio.dumps(classifier.estimator)
-    write_atomic(directory / MODEL_FILE, lambda tmp: tmp.write_bytes(data))
+    if classifier.features == "cnn":
+        from nanofind.classify.cnn import WEIGHTS_FILE, save_network
+
+        write_atomic(directory / WEIGHTS_FILE, lambda tmp: save_network(classifier.estimator, tmp))
+    else:
+        import skops.io as sio
+
+        data = sio.dumps(classifier.estimator)
+        write_atomic(directory / MODEL_FILE, lambda tmp: tmp.write_bytes(data))
     write_text_atomic(directory / CARD_FILE, json.dumps(classifier.card, indent=2) + "\n")
     return directory
 
@@ -131,7 +143,7 @@ def load_classifier(directory: str | Path | None = None) -> DefectClassifier:
 
     directory = DEFAULT_DIR if directory in (None, "default") else Path(directory)
     card_path, model_path = directory / CARD_FILE, directory / MODEL_FILE
-    if not card_path.is_file() or not model_path.is_file():
+    if not card_path.is_file():
         raise NanofindInputError(f"{directory}: not a classifier directory (needs {CARD_FILE} and {MODEL_FILE})")
     try:
         card = json.loads(card_path.read_text(encoding="utf-8"))
@@ -140,6 +152,16 @@ def load_classifier(directory: str | Path | None = None) -> DefectClassifier:
     if not isinstance(card, dict) or card.get("task") != TASK:
         task = card.get("task") if isinstance(card, dict) else None
         raise NanofindInputError(f"{directory}: a model for {task!r}, not for {TASK!r}")
+    if card.get("features") == "cnn":
+        from nanofind.classify.cnn import WEIGHTS_FILE, load_network
+
+        try:
+            return DefectClassifier(load_network(directory / WEIGHTS_FILE), card)
+        except Exception as exc:  # missing or mismatched weights
+            raise NanofindInputError(f"{directory / WEIGHTS_FILE}: unusable network weights "
+                                     f"({type(exc).__name__}: {exc})") from None
+    if not model_path.is_file():
+        raise NanofindInputError(f"{directory}: not a classifier directory (needs {CARD_FILE} and {MODEL_FILE})")
     try:
         data = model_path.read_bytes()
         untrusted = sorted(set(sio.get_untrusted_types(data=data)) - set(TRUSTED_TYPES))
@@ -150,6 +172,9 @@ def load_classifier(directory: str | Path | None = None) -> DefectClassifier:
         raise
     except Exception as exc:  # skops raises many types on corrupt files
         raise NanofindInputError(f"{model_path}: unreadable classifier ({type(exc).__name__}: {exc})") from None
-    if card.get("features") not in ("seed", "rich"):
+    if type(estimator).__name__ not in ("RandomForestClassifier", "HistGradientBoostingClassifier"):
+        raise NanofindInputError(f"{model_path}: holds a {type(estimator).__name__}, not one of nanofind's "
+                                 "classifiers (random forest or gradient-boosted trees)")
+    if card.get("features") not in ("seed", "rich"):  # cnn returned above
         raise NanofindInputError(f"{card_path}: unknown features {card.get('features')!r}")
     return DefectClassifier(estimator, card)

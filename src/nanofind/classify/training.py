@@ -53,12 +53,35 @@ def cross_validate(features: np.ndarray, labels: np.ndarray, groups: np.ndarray,
             "confusion": confusion(labels, predicted)}
 
 
+def _train_cnn(crops, labels, folders, out_dir, *, seed: int, quiet: bool) -> dict:
+    """The CNN method: inputs from the crops, training (no cross-validation: it would take folds × minutes)."""
+    from nanofind._progress import ProgressBar
+    from nanofind._version import __version__
+    from nanofind.classify.cnn import EPOCHS, crop_channels, train_network
+    from nanofind.classify.model import TASK, DefectClassifier, save_classifier
+
+    inputs = np.stack([crop_channels(c) for c in crops])
+    start = time.perf_counter()
+    with ProgressBar("epochs", EPOCHS, enabled=not quiet) as bar:
+        net = train_network(inputs, labels, seed=seed, epochs=EPOCHS, progress=bar.advance)
+    labels = np.asarray(labels)
+    card = {"task": TASK, "nanofind_version": __version__, "method": "cnn", "features": "cnn",
+            "classes": list(CLASS_NAMES), "seed": seed,
+            "training": {"crops": len(labels), "per_class": {c: int((labels == c).sum()) for c in CLASS_NAMES},
+                         "epochs": EPOCHS, "seconds": round(time.perf_counter() - start, 2),
+                         "inputs": [str(f) for f in folders]}}
+    save_classifier(DefectClassifier(net, card), out_dir)
+    return card
+
+
 def train_from_folders(folders: list[str], out_dir, *, method: str = "gbt", seed: int = 0, quiet: bool = False,
                        cross_validation: bool = True) -> dict:
     """Train on crop folders (one sub-folder per class), cross-validate, save; returns the card."""
     from nanofind._progress import ProgressBar
 
     crops, labels, files = read_crop_folders(folders)
+    if method == "cnn":
+        return _train_cnn(crops, labels, folders, out_dir, seed=seed, quiet=quiet)
     meta = crop_metadata(folders)
     groups = np.array([f"{meta[f]['dataset']}#{meta[f].get('group', meta[f]['sample'])}" if f in meta else f
                        for f in files])

@@ -82,11 +82,12 @@ def check_extent(path: Path, *, format_name: str, end_byte: int, size_bytes: int
 # --- pixel values -------------------------------------------------------------------------------------
 
 
-def as_image(array: np.ndarray, path: Path, *, format_name: str) -> np.ndarray:
+def as_image(array: np.ndarray, path: Path, *, format_name: str, min_side_px: int = MIN_SIDE_PX) -> np.ndarray:
     """float32 (rows, columns) or (frames, rows, columns), RGB made grey, after the value checks.
 
     Leading axes of length one are dropped. Refused: other dimensionalities, complex or non-numeric
-    pixels, a side under :data:`MIN_SIDE_PX`, NaN or infinite values and a constant image or frame.
+    pixels, a side under ``min_side_px`` (:data:`MIN_SIDE_PX` for micrographs), NaN or infinite values
+    and a constant image or frame.
     """
     where = str(path)
     if array.dtype.names:
@@ -104,9 +105,9 @@ def as_image(array: np.ndarray, path: Path, *, format_name: str) -> np.ndarray:
     if array.dtype.kind not in "biuf":
         raise NanofindInputError(f"unsupported pixel type {array.dtype}", where)
     rows, cols = array.shape[-2:]
-    if min(rows, cols) < MIN_SIDE_PX:
+    if min(rows, cols) < min_side_px:
         raise NanofindInputError(f"image is {rows}x{cols} pixels (rows x columns); nanofind needs at least "
-                                 f"{MIN_SIDE_PX} pixels on each side", where)
+                                 f"{min_side_px} pixels on each side", where)
     array = np.ascontiguousarray(array, dtype=np.float32)
     finite = np.isfinite(array)
     if not finite.all():

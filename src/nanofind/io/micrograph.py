@@ -109,7 +109,8 @@ def array_and_pixel_size(image, pixel_size_A: float | None = None) -> tuple[np.n
     return image, pixel_size_A
 
 
-def read_micrograph(path: str | Path, pixel_size_A: float | None = None, max_pixels: int | None = None) -> Micrograph:
+def read_micrograph(path: str | Path, pixel_size_A: float | None = None, max_pixels: int | None = None,
+                    min_side_px: int = MIN_SIDE_PX) -> Micrograph:
     """Read a micrograph file.
 
     Parameters
@@ -168,7 +169,8 @@ def read_micrograph(path: str | Path, pixel_size_A: float | None = None, max_pix
     except Exception as exc:  # whatever a library raises on a damaged file: name the file, no traceback
         raise NanofindInputError(f"cannot read: not a valid {fmt} file, or a truncated or corrupt one "
                                  f"({describe_exception(exc, path)})", str(path)) from None
-    array = as_image(array if isinstance(array, np.ndarray) else np.asarray(array), path, format_name=fmt)
+    array = as_image(array if isinstance(array, np.ndarray) else np.asarray(array), path, format_name=fmt,
+                     min_side_px=min_side_px)
     if pixel_size_A is not None:
         pixel = float(pixel_size_A)
         meta["pixel_size_source"] = "given (overrides the file's)"

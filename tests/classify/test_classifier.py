@@ -1,0 +1,147 @@
+"""Class rules, classifier files, population statistics and ``nanofind classify`` end to end."""
+
+import csv
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import tifffile
+
+from nanofind.classify.classes import CLASS_NAMES, particle_class
+from nanofind.classify.model import load_classifier, save_classifier, train_classifier
+from nanofind.classify.population import population_statistics
+from nanofind.errors import NanofindInputError
+
+
+def _record(**kw):
+    return {"source": "scene", "shape": "sphere", "off_axis_tilt_deg": 0.0, "visible_planar_defects": [], **kw}
+
+
+def test_particle_class_rules():
+    assert particle_class(_record(visible_planar_defects=["twin"]), {"tilt_deg": 0.0}) == "fault"
+    assert particle_class(_record(), {"tilt_deg": 0.0}) == "no_fault"
+    assert particle_class(_record(visible_planar_defects=["twin"]), {"tilt_deg": 8.0}) == "misoriented"
+    assert particle_class(_record(), {"tilt_deg": 2.5}) is None  # neither on axis nor clearly off
+    # the record's tilt is to the nearest of all zones (indices up to 3): the drawn tilt decides for crystals
+    assert particle_class(_record(off_axis_tilt_deg=0.5), {"tilt_deg": 9.0}) == "misoriented"
+    # multiply twinned particles: the tilt from their nearest symmetry axis
+    mtp = _record(shape="decahedron", off_axis_tilt_deg=0.0, visible_planar_defects=["twin"] * 5)
+    assert particle_class(mtp, None) == "fault"
+    assert particle_class({"source": "mask", "id": 1}) is None
+
+
+def _separable(n=300, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = np.array(CLASS_NAMES)[rng.integers(0, 5, n)]
+    features = rng.normal(0, 0.3, (n, 5)) + np.array([CLASS_NAMES.index(c) for c in labels])[:, None]
+    return features, labels
+
+
+@pytest.mark.parametrize("method", ["rf", "gbt"])
+def test_classifier_learns_and_round_trips(method, tmp_path):
+    features, labels = _separable()
+    if method == "gbt":
+        from nanofind.classify.features import RICH_FEATURES
+
+        features = np.tile(features, (1, len(RICH_FEATURES) // 5 + 1))[:, :len(RICH_FEATURES)]
+    classifier = train_classifier(features, labels, method=method, seed=1)
+    test_features, test_labels = _separable(seed=2)
+    if method == "gbt":
+        test_features = np.tile(test_features, (1, features.shape[1] // 5 + 1))[:, :features.shape[1]]
+    predicted = np.asarray(CLASS_NAMES)[classifier.predict_proba_features(test_features).argmax(axis=1)]
+    assert np.mean(predicted == test_labels) > 0.95
+    save_classifier(classifier, tmp_path / "m")
+    loaded = load_classifier(tmp_path / "m")
+    assert np.allclose(loaded.predict_proba_features(test_features), classifier.predict_proba_features(test_features))
+    card = json.loads((tmp_path / "m" / "card.json").read_text())
+    assert card["task"] == "defect_classification" and card["method"] == method
+    assert card["training"]["per_class"] == {c: int(np.sum(labels == c)) for c in CLASS_NAMES}
+
+
+def test_loading_refuses_other_tasks_untrusted_types_and_junk(tmp_path):
+    import skops.io as sio
+    from sklearn.linear_model import LogisticRegression
+
+    features, labels = _separable(60)
+    save_classifier(train_classifier(features, labels, method="rf"), tmp_path / "ok")
+    card = json.loads((tmp_path / "ok" / "card.json").read_text())
+    (tmp_path / "ok" / "card.json").write_text(json.dumps({**card, "task": "segmentation"}))
+    with pytest.raises(NanofindInputError, match="not for 'defect_classification'"):
+        load_classifier(tmp_path / "ok")
+    (tmp_path / "ok" / "card.json").write_text(json.dumps(card))
+    (tmp_path / "ok" / "classifier.skops").write_bytes(sio.dumps(LogisticRegression().fit(features, labels)))
+    with pytest.raises(NanofindInputError, match="holds a LogisticRegression"):
+        load_classifier(tmp_path / "ok")
+    (tmp_path / "ok" / "classifier.skops").write_bytes(b"not a zip")
+    with pytest.raises(NanofindInputError, match="unreadable classifier"):
+        load_classifier(tmp_path / "ok")
+    with pytest.raises(NanofindInputError, match="not a classifier directory"):
+        load_classifier(tmp_path / "missing")
+
+
+def test_shipped_classifier_loads():
+    classifier = load_classifier("default")
+    assert classifier.card["classes"] == list(CLASS_NAMES)
+
+
+def test_population_statistics_match_counts_and_bracket_the_value():
+    classes = ["fault"] * 30 + ["no_fault"] * 70 + ["misoriented"] * 100 + ["agglomerate"] * 5 + ["", "empty"]
+    stats = population_statistics(classes, seed=3)
+    assert stats["counts"] == {"fault": 30, "no_fault": 70, "misoriented": 100, "agglomerate": 5, "empty": 1}
+    on_axis, faulted = stats["on_zone_axis_fraction"], stats["faulted_fraction_on_axis"]
+    assert on_axis["value"] == 0.5 and on_axis["n"] == 200
+    assert faulted["value"] == 0.3 and faulted["n"] == 100
+    # binomial standard error of 0.3 at n = 100 is 0.046: the 95 % interval spans about ±0.09
+    assert faulted["ci95"][0] < 0.3 < faulted["ci95"][1]
+    assert 0.13 < faulted["ci95"][1] - faulted["ci95"][0] < 0.23
+    assert population_statistics(classes, seed=3) == stats
+    assert population_statistics([])["faulted_fraction_on_axis"] is None
+
+
+def test_classify_command_writes_the_csv_and_refuses_bad_input(tmp_path):
+    crops = tmp_path / "crops"
+    crops.mkdir()
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        tifffile.imwrite(crops / f"c{k}.tif", rng.normal(size=(64, 80)).astype(np.float32))
+    out = subprocess.run([sys.executable, "-m", "nanofind", "classify", str(crops), "-o", str(tmp_path / "out"),
+                          "--quiet"], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    with open(tmp_path / "out" / "classes.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert list(rows[0]) == ["file", "class", "probability", "p_fault", "p_no_fault", "p_misoriented",
+                             "p_agglomerate", "p_empty"]
+    assert len(rows) == 3
+    for row in rows:
+        p = [float(row[f"p_{c}"]) for c in CLASS_NAMES]
+        assert abs(sum(p) - 1) < 1e-3 and row["class"] == CLASS_NAMES[int(np.argmax(p))]
+        assert float(row["probability"]) == max(p)
+
+    small = tmp_path / "small.tif"
+    tifffile.imwrite(small, np.zeros((20, 40), np.float32))
+    bad = subprocess.run([sys.executable, "-m", "nanofind", "classify", str(small), "-o", str(tmp_path / "o2")],
+                         capture_output=True, text=True)
+    assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "at least 32 px" in bad.stderr
+    for model in (tmp_path / "nothing", "src/nanofind/learn/default_model"):
+        wrong = subprocess.run([sys.executable, "-m", "nanofind", "classify", str(crops), "-o", str(tmp_path / "o3"),
+                                "--model", str(model)], capture_output=True, text=True)
+        assert wrong.returncode == 2 and wrong.stderr.count("\n") == 1 and "Traceback" not in wrong.stderr
+
+
+def test_cnn_classifier_round_trips(tmp_path):
+    from nanofind.classify.cnn import crop_channels, train_network
+    from nanofind.classify.model import DefectClassifier
+
+    rng = np.random.default_rng(0)
+    crops = [rng.normal(size=(rng.integers(40, 150),) * 2).astype(np.float32) for _ in range(10)]
+    inputs = np.stack([crop_channels(c) for c in crops])
+    assert inputs.shape == (10, 3, 96, 96) and np.isfinite(inputs).all()
+    net = train_network(inputs, [CLASS_NAMES[k % 5] for k in range(10)], epochs=1)
+    card = {"task": "defect_classification", "method": "cnn", "features": "cnn", "classes": list(CLASS_NAMES)}
+    save_classifier(DefectClassifier(net, card), tmp_path / "cnn")
+    loaded = load_classifier(tmp_path / "cnn")
+    p = loaded.predict_proba(crops)
+    assert p.shape == (10, 5) and np.allclose(p.sum(axis=1), 1, atol=1e-5)
+    assert np.allclose(p, DefectClassifier(net, card).predict_proba(crops), atol=1e-6)
