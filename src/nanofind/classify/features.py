@@ -35,6 +35,8 @@ SPOT_RATIO = 30.0
 SPOT_RANGE = 10.0
 _SPOT_BAND = (0.05, 0.48)
 _SHAPE_PX = 64
+#: Side of the central window whose spectrum the rich features describe, px.
+SPECTRAL_PX = 160
 
 
 def _rich_names() -> tuple[str, ...]:
@@ -44,7 +46,7 @@ def _rich_names() -> tuple[str, ...]:
     names += ["spots", "spot_max_log_ratio", "spot_top6_log_ratio", "spot_directions", "spot_spacings",
               "strong_spot_directions"]
     names += [f"band{b}_harmonic{h}" for b in range(len(_BANDS)) for h in range(1, _HARMONICS + 1)]
-    names += ["streak_strength", "streak_to_spot_deg"]
+    names += ["streak_strength", "streak_to_spot_deg", "relrod_max", "relrod_spread"]
     names += ["tiles_with_fringes", "tile_orientation_spread", "tile_orientation_range_deg"]
     names += ["mask_area_fraction", "mask_solidity", "mask_eccentricity", "mask_components", "mask_lobes"]
     return tuple(names)
@@ -125,9 +127,13 @@ def seed_features(crop: np.ndarray) -> np.ndarray:
     return np.array(_seed_part(x, r, inner, power, freq))
 
 
-def _spots(ratio: np.ndarray, freq: np.ndarray, angle: np.ndarray) -> list[float]:
+def _spot_mask(ratio: np.ndarray, freq: np.ndarray) -> np.ndarray:
+    """Fourier spots: local maxima (5 × 5) over :data:`SPOT_RATIO` in the spot band."""
     peak = (ratio == ndimage.maximum_filter(ratio, size=5)) & (ratio > SPOT_RATIO)
-    peak &= (freq > _SPOT_BAND[0]) & (freq < _SPOT_BAND[1])
+    return peak & (freq > _SPOT_BAND[0]) & (freq < _SPOT_BAND[1])
+
+
+def _spots(ratio: np.ndarray, freq: np.ndarray, angle: np.ndarray, peak: np.ndarray) -> list[float]:
     values, f, a = ratio[peak], freq[peak], angle[peak]
     # side lobes of a strong spot (the particle's outline windows the lattice) are local maxima too:
     # count only spots within a factor SPOT_RANGE of the strongest
@@ -180,8 +186,40 @@ def _streak(ratio: np.ndarray, freq: np.ndarray, angle: np.ndarray) -> list[floa
     return [float(smooth[k] - np.median(smooth)), float(min(d, 180 - d))]
 
 
+def _relrods(ratio: np.ndarray, freq: np.ndarray, angle: np.ndarray, peak: np.ndarray) -> list[float]:
+    """Streaks through the spots along a spot direction (a planar defect's relrods), spots left out.
+
+    For each of the three strongest spot directions g, the spectrum (log ratio to its ring level,
+    spots and the centre removed) is averaged along lines parallel to g; a stacking fault normal to
+    g puts excess on the lines through the spots. Returned: the largest excess of a line over the
+    median line, and how much that excess differs between the directions.
+    """
+    n = ratio.shape[0]
+    fy, fx = np.meshgrid(np.fft.fftshift(np.fft.fftfreq(ratio.shape[0])),
+                         np.fft.fftshift(np.fft.fftfreq(ratio.shape[1])), indexing="ij")
+    if not peak.any():
+        return [0.0, 0.0]
+    order = np.argsort(ratio[peak])[::-1]
+    directions: list[float] = []
+    for a in angle[peak][order]:
+        if all(min(abs(a - b), 180 - abs(a - b)) > 10 for b in directions):
+            directions.append(float(a))
+        if len(directions) == 3:
+            break
+    use = (ratio < SPOT_RATIO) & (freq > 0.03) & (freq < 0.45)
+    log = np.log(np.maximum(ratio[use], 1e-12))
+    excess = []
+    for a in np.radians(directions):
+        across = -fx[use] * np.sin(a) + fy[use] * np.cos(a)
+        bins = np.round(across * n).astype(int) + n
+        counts = np.bincount(bins, minlength=2 * n + 1)
+        means = np.bincount(bins, weights=log, minlength=2 * n + 1)[counts >= 8] / counts[counts >= 8]
+        excess.append(float(means.max() - np.median(means)) if len(means) else 0.0)
+    return [max(excess), max(excess) - min(excess)]
+
+
 def _tiles(x: np.ndarray) -> list[float]:
-    n = 3 if min(x.shape) >= 96 else 2
+    n = 3 if min(x.shape) >= 120 else 2
     size = min(x.shape) // n
     strengths, angles = [], []
     for i in range(n):
@@ -220,21 +258,34 @@ def _shape(x: np.ndarray, r: np.ndarray) -> list[float]:
         return [0.0, 1.0, 0.0, 0.0, 0.0]
     mask = ndimage.binary_fill_holes(ndimage.binary_opening(mask, iterations=1))
     labelled = label(mask)
-    regions = [p for p in regionprops(labelled) if p.area >= 0.02 * mask.size]
+    areas = np.bincount(labelled.ravel())[1:]
+    regions = int(np.count_nonzero(areas >= 0.02 * mask.size))
     if not regions:
         return [0.0, 1.0, 0.0, 0.0, 0.0]
-    big = max(regions, key=lambda p: p.area)
-    distance = ndimage.distance_transform_edt(labelled == big.label)
+    biggest = labelled == 1 + int(np.argmax(areas))
+    (big,) = regionprops(biggest.astype(np.uint8))
+    distance = ndimage.distance_transform_edt(biggest)
     footprint = max(3, int(distance.max() * 0.8)) | 1
     peaks = (distance == ndimage.maximum_filter(distance, size=footprint)) & (distance > 0.5 * distance.max())
     lobes = ndimage.label(peaks)[1]
-    return [float(big.area / mask.size), float(big.solidity), float(big.eccentricity), float(len(regions)),
-            float(lobes)]
+    return [float(big.area / mask.size), float(big.solidity), float(big.eccentricity), float(regions), float(lobes)]
+
+
+def _central(crop: np.ndarray, size: int) -> np.ndarray:
+    ny, nx = crop.shape
+    top, left = max(0, (ny - size) // 2), max(0, (nx - size) // 2)
+    return crop[top:top + size, left:left + size]
 
 
 def rich_features(crop: np.ndarray) -> np.ndarray:
-    """All features of one crop (:data:`RICH_FEATURES`)."""
-    x, r, inner = _normalised(crop)
+    """All features of one crop (:data:`RICH_FEATURES`).
+
+    The spectral features look at the central :data:`SPECTRAL_PX` × :data:`SPECTRAL_PX` window
+    (the lattice is the same across a particle, and the cost stays bounded); the shape features
+    at the whole crop.
+    """
+    whole, r_whole, _ = _normalised(crop)
+    x, r, inner = _normalised(_central(np.asarray(crop), SPECTRAL_PX))
     power, freq, angle = _power(x, r)
     ratio = power / np.maximum(_ring_level(power), 1e-12)
     region = x[inner]
@@ -251,11 +302,13 @@ def rich_features(crop: np.ndarray) -> np.ndarray:
     radial = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     radial = np.nan_to_num(radial - np.nanmean(radial))
     out += list(radial)
-    out += _spots(ratio, freq, angle)
+    peak = _spot_mask(ratio, freq)
+    out += _spots(ratio, freq, angle, peak)
     out += _harmonics(ratio, freq, angle)
     out += _streak(ratio, freq, angle)
+    out += _relrods(ratio, freq, angle, peak)
     out += _tiles(x)
-    out += _shape(x, r)
+    out += _shape(whole, r_whole)
     return np.array(out, dtype=float)
 
 
