@@ -67,12 +67,12 @@ def report(name: str, truth: np.ndarray, predicted: np.ndarray, groups: list[str
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--train", required=True, help="training crop folder (for the seed's forest)")
+    parser.add_argument("--train", required=True, nargs="+", help="training crop folders (for the seed's forest)")
     parser.add_argument("--test", required=True, help="held-out crop folder")
     parser.add_argument("--model", default="default", help="classifier to score (default: the shipped one)")
     args = parser.parse_args()
     print(f"CPU: {cpu_name()}")
-    train_crops, train_labels, _ = read_crop_folders([args.train])
+    train_crops, train_labels, _ = read_crop_folders(args.train)
     test_crops, test_labels, test_files = read_crop_folders([args.test])
     truth = np.asarray(test_labels)
     groups = materials(args.test, test_files)

@@ -111,3 +111,17 @@ def test_feature_matrix_shapes():
     assert feature_matrix(crops, "seed").shape == (3, 5)
     assert feature_matrix(crops, "rich").shape == (3, len(RICH_FEATURES))
     assert feature_matrix([], "rich").shape == (0, len(RICH_FEATURES))
+
+
+def test_a_stacking_fault_streaks_the_spots():
+    # two fringe sets; above the fault plane y = 70 the x fringes slip by a third of their period,
+    # as the columns of a close-packed crystal do across a stacking fault
+    side = 144
+    yy, xx = np.indices((side, side), dtype=float)
+    inside = _disc((side, side), (72, 72), 60)
+    rng = np.random.default_rng(1)
+    perfect = inside * (np.cos(2 * np.pi * xx / 5.0) + np.cos(2 * np.pi * yy / 7.0)) + rng.normal(0, 0.1, (side, side))
+    slip = np.where(yy > 70, 5.0 / 3, 0.0)
+    faulted = inside * (np.cos(2 * np.pi * (xx + slip) / 5.0) + np.cos(2 * np.pi * yy / 7.0))
+    faulted = faulted + rng.normal(0, 0.1, (side, side))
+    assert _feature(rich_features(faulted), "relrod_max") > _feature(rich_features(perfect), "relrod_max") + 0.5
