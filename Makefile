@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 
 install: $(STAMP)
 
-# the main job on the bundled example micrographs, then the example scenes
+# the main job on the bundled example micrographs, then the example scenes and their local structure
 demo: $(STAMP)
 	$(BIN)/nanofind analyze --example -o $(DEMO_OUT)
 	mkdir -p $(DEMO_OUT)/scenes
@@ -27,7 +27,9 @@ demo: $(STAMP)
 		grep -q '^detector:' $$recipe && continue; \
 		$(BIN)/nanofind scene $$recipe -o $(DEMO_OUT)/scenes/$$name.extxyz --seed 0 --also prismatic --preview $(DEMO_OUT)/scenes/$$name.png || exit 1; \
 	done
-	@echo "Report: $(DEMO_OUT)/report.html (particles.csv, summary.json, overlays/); scenes in $(DEMO_OUT)/scenes/"
+	$(BIN)/nanofind structure $(DEMO_OUT)/scenes/twinned_au.extxyz $(DEMO_OUT)/scenes/decahedron_au.extxyz \
+		$(DEMO_OUT)/scenes/icosahedron_au.extxyz -o $(DEMO_OUT)/structure --quiet
+	@echo "Report: $(DEMO_OUT)/report.html (particles.csv, summary.json, overlays/); scenes in $(DEMO_OUT)/scenes/; their local structure in $(DEMO_OUT)/structure/"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
