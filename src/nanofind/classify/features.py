@@ -56,7 +56,7 @@ def _rich_names() -> tuple[str, ...]:
 RICH_FEATURES = _rich_names()
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=256)
 def _radius(shape: tuple[int, int]) -> np.ndarray:
     """Distance of each pixel from the centre, in half the smaller side."""
     yy, xx = np.indices(shape)
@@ -75,7 +75,7 @@ def _normalised(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return (crop - centre) / spread, r, r < 0.5
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=256)
 def _grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Radial Hann window, and each Fourier pixel's |f| (cycles/px), angle (0–180°) and ring."""
     yy, xx = np.indices(shape)
@@ -219,7 +219,7 @@ def _relrods(ratio: np.ndarray, freq: np.ndarray, angle: np.ndarray, peak: np.nd
 
 
 def _tiles(x: np.ndarray) -> list[float]:
-    n = 3 if min(x.shape) >= 120 else 2
+    n = 2
     size = min(x.shape) // n
     strengths, angles = [], []
     for i in range(n):
@@ -229,7 +229,7 @@ def _tiles(x: np.ndarray) -> list[float]:
             band = (freq > 0.08) & (freq < 0.48)
             if not band.any():
                 continue
-            ring = np.median(power[band])
+            ring = np.exp(np.mean(np.log(np.maximum(power[band], 1e-30))))  # geometric mean: no sort
             k = np.argmax(np.where(band, power, 0))
             strengths.append(power.flat[k] / max(ring, 1e-12))
             angles.append(angle.flat[k])
@@ -243,14 +243,16 @@ def _tiles(x: np.ndarray) -> list[float]:
     return [float(fringes.mean()), float(spread), float(differences.max())]
 
 
-def _shape(x: np.ndarray, r: np.ndarray) -> list[float]:
+def _shape(crop: np.ndarray) -> list[float]:
     from skimage.filters import threshold_otsu
     from skimage.measure import label, regionprops
 
+    x = np.asarray(crop, dtype=np.float64)
     step = max(1, min(x.shape) // _SHAPE_PX)  # the outline needs no fine pixels: work on ~64 px
     if step > 1:
         ny, nx = (x.shape[0] // step) * step, (x.shape[1] // step) * step
         x = x[:ny, :nx].reshape(ny // step, step, nx // step, step).mean(axis=(1, 3))
+    x = _normalised(x)[0]
     smooth = np.abs(ndimage.gaussian_filter(x, max(1.0, min(x.shape) / 50)))
     try:
         mask = smooth > threshold_otsu(smooth)
@@ -284,7 +286,6 @@ def rich_features(crop: np.ndarray) -> np.ndarray:
     (the lattice is the same across a particle, and the cost stays bounded); the shape features
     at the whole crop.
     """
-    whole, r_whole, _ = _normalised(crop)
     x, r, inner = _normalised(_central(np.asarray(crop), SPECTRAL_PX))
     power, freq, angle = _power(x, r)
     ratio = power / np.maximum(_ring_level(power), 1e-12)
@@ -308,7 +309,7 @@ def rich_features(crop: np.ndarray) -> np.ndarray:
     out += _streak(ratio, freq, angle)
     out += _relrods(ratio, freq, angle, peak)
     out += _tiles(x)
-    out += _shape(whole, r_whole)
+    out += _shape(crop)
     return np.array(out, dtype=float)
 
 
