@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, replace
 
 import numpy as np
-from scipy.sparse import coo_matrix
+from scipy.sparse import csr_matrix
 from scipy.sparse.csgraph import connected_components
 
 from nanofind.structure.local import CLASS_CODE, LocalStructure
@@ -106,7 +106,12 @@ def _components(pairs: np.ndarray, n_atoms: int, atoms_idx: np.ndarray, directio
     if directions is not None and len(ends):
         cos = np.abs(np.sum(directions[ends[:, 0]] * directions[ends[:, 1]], axis=1))
         ends = ends[cos > np.cos(np.radians(PARALLEL_DEG))]
-    graph = coo_matrix((np.ones(len(ends)), (ends[:, 0], ends[:, 1])), shape=(n, n))
+    # LocalStructure.bonds gives bonds row by row in the order of its (ascending) atoms: then the
+    # CSR index is a plain count
+    if len(ends) and np.any(np.diff(ends[:, 0]) < 0):
+        ends = ends[np.argsort(ends[:, 0], kind="stable")]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(ends[:, 0], minlength=n))])
+    graph = csr_matrix((np.ones(len(ends), dtype=np.int8), ends[:, 1], indptr), shape=(n, n))
     return connected_components(graph, directed=False)[1]
 
 
@@ -147,7 +152,7 @@ def _matrix_structure(local: LocalStructure, members: np.ndarray, pairs: np.ndar
         return "fcc"
     same = local.structure[pairs[:, 0]] == local.structure[pairs[:, 1]]
     mixed = np.zeros(len(local.structure), dtype=bool)
-    mixed[pairs[~same, 0]] = True
+    mixed[pairs[~same].ravel()] = True
     counts = {}
     for name in ("fcc", "hcp"):
         mine = cls == CLASS_CODE[name]

@@ -30,7 +30,6 @@ from typing import Literal, NamedTuple
 import numpy as np
 from ase import Atoms
 from ase.data import chemical_symbols
-from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
@@ -109,15 +108,18 @@ class LocalStructure:
     neighbour_distance_A: np.ndarray = field(default_factory=lambda: np.zeros((0, NEIGHBOURS), dtype=np.float32))
 
     def bonds(self, atoms_idx: np.ndarray) -> np.ndarray:
-        """Pairs (i, j) of the given atoms that are neighbours within their group's cut-off."""
+        """Pairs (i < j) of the given atoms that are neighbours within their group's cut-off, by i in given order."""
         inside = np.zeros(len(self.structure), dtype=bool)
         inside[atoms_idx] = True
         cut = self.cutoff_A[self.group[atoms_idx]].astype(np.float32)[:, None]
-        neighbours = self.neighbours[atoms_idx]
-        rows, cols = np.nonzero((self.neighbour_distance_A[atoms_idx] <= cut) & (neighbours >= 0))
+        contiguous = len(atoms_idx) > 0 and atoms_idx[-1] - atoms_idx[0] + 1 == len(atoms_idx)
+        which = slice(atoms_idx[0], atoms_idx[-1] + 1) if contiguous else atoms_idx  # a view when it can
+        neighbours = self.neighbours[which]
+        rows, cols = np.nonzero((self.neighbour_distance_A[which] <= cut) & (neighbours >= 0))
         other = neighbours[rows, cols]
-        keep = inside[other]
-        return np.stack([atoms_idx[rows[keep]], other[keep]], axis=1)
+        first = atoms_idx[rows]
+        keep = inside[other] & (first < other)  # each bond once
+        return np.stack([first[keep], other[keep]], axis=1)
 
     @property
     def class_names(self) -> np.ndarray:
@@ -177,11 +179,21 @@ def _neighbours(points: np.ndarray, periods: np.ndarray | None, k: int) -> _Neig
     return _Neighbours(d.astype(np.float32), v, idx)
 
 
+#: Bonds per atom that decide which atoms form one particle: its nearest few within reach are
+#: plenty to connect a crystal (or a glass), and half the bonds halve the time.
+_CLUSTER_BONDS = 6
+
+
 def _clusters(found: _Neighbours, reach: float) -> np.ndarray:
-    """Connected clusters of points bonded within ``reach`` Å."""
+    """Connected clusters of points bonded (nearest :data:`_CLUSTER_BONDS`) within ``reach`` Å."""
+    from scipy.sparse import csr_matrix
+
     n = len(found.distance)
-    rows, cols = np.nonzero(found.distance <= reach)
-    graph = coo_matrix((np.ones(len(rows)), (rows, found.index[rows, cols])), shape=(n, n))
+    near = found.distance[:, :_CLUSTER_BONDS] <= reach
+    counts = near.sum(axis=1)
+    indptr = np.concatenate([[0], np.cumsum(counts)])
+    graph = csr_matrix((np.ones(int(indptr[-1]), dtype=np.int8), found.index[:, :_CLUSTER_BONDS][near], indptr),
+                       shape=(n, n))
     return connected_components(graph, directed=False)[1]
 
 
@@ -199,6 +211,8 @@ def _needs_sublattices(found: _Neighbours) -> bool:
 
 def _global(members: np.ndarray, index: np.ndarray) -> np.ndarray:
     """Neighbour indices into ``members`` made atom indices (−1 stays −1)."""
+    if len(members) and members[0] == 0 and members[-1] == len(members) - 1:
+        return index  # members are atoms 0 … n−1: already atom indices
     return np.where(index >= 0, members[np.maximum(index, 0)], -1)
 
 
@@ -310,7 +324,7 @@ def local_structure(atoms: Atoms, *, cutoff_A: float | None = None,
     offset = np.zeros(n)
     group = np.full(n, -1)
     vectors = np.zeros((n, NEIGHBOURS, 3), dtype=np.float32)
-    neighbours = np.full((n, NEIGHBOURS), -1)
+    neighbours = np.full((n, NEIGHBOURS), -1, dtype=np.int32)  # MAX_ATOMS fits in int32
     distances = np.full((n, NEIGHBOURS), np.inf, dtype=np.float32)
     nn_distance, cutoffs, elements = [], [], []
     for g, (p, members, element, found) in enumerate(_groups(atoms, analysed, periods, sublattices)):
@@ -319,7 +333,8 @@ def local_structure(atoms: Atoms, *, cutoff_A: float | None = None,
         within = found.distance <= cutoff
         count = within.sum(axis=1)
         coordination[members] = count
-        mean_vec = np.einsum("nk,nki->ni", within, found.vector) / np.maximum(count, 1)[:, None]
+        # (a batched 1 × 14 by 14 × 3 product: several times faster than einsum or a masked sum here)
+        mean_vec = np.matmul(within[:, None, :].astype(np.float32), found.vector)[:, 0] / np.maximum(count, 1)[:, None]
         offset[members] = np.where(count > 0, np.linalg.norm(mean_vec, axis=1) / max(d_nn, 1e-9), 1.0)
         vectors[members] = found.vector
         neighbours[members] = found.index
