@@ -30,12 +30,13 @@ from nanofind.classify.features import feature_matrix
 from nanofind.classify.model import load_classifier, train_classifier
 from nanofind.classify.population import population_statistics
 from nanofind.classify.training import balanced_accuracy, confusion
+from nanofind.learn.engine import machine_info
 
 
 def cpu_name() -> str:
-    text = open("/proc/cpuinfo").read()
-    name = next((line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("model name")), "?")
-    return name + (" (avx512_bf16)" if "avx512_bf16" in text else " (no avx512_bf16)")
+    """The CPU model and whether it has native bf16, as nanofind records beside its times."""
+    info = machine_info()
+    return f"{info['cpu_model']} ({'native bf16' if info['native_bf16'] else 'no native bf16'})"
 
 
 def materials(folder: str, files: list[str]) -> list[str]:

@@ -18,7 +18,6 @@ The CPU is printed beside every time.
 from __future__ import annotations
 
 import argparse
-import platform
 import statistics
 import time
 from collections import Counter
@@ -26,6 +25,7 @@ from collections import Counter
 import numpy as np
 from ase import Atoms
 
+from nanofind.learn.engine import machine_info
 from nanofind.scene.crystal import CrystalGenerator, PlanarDefect
 from nanofind.scene.lattice import load_unit_cell
 from nanofind.scene.multiply_twinned import DecahedronGenerator, IcosahedronGenerator
@@ -40,16 +40,9 @@ _AS_PTM = {"fcc": "FCC", "hcp": "HCP", "bcc": "BCC", "icosahedral": "ICO"}
 
 
 def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    flags = open("/proc/cpuinfo").read()
-                    extra = " (avx512_bf16)" if "avx512_bf16" in flags else " (no avx512_bf16)"
-                    return line.split(":", 1)[1].strip() + extra
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
+    """The CPU model and whether it has native bf16, as nanofind records beside its times."""
+    info = machine_info()
+    return f"{info['cpu_model']} ({'native bf16' if info['native_bf16'] else 'no native bf16'})"
 
 
 def _atoms(generated, noise_A: float = 0.0, seed: int = 0) -> Atoms:
