@@ -76,22 +76,22 @@ def _normalised(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 @lru_cache(maxsize=256)
-def _grid(shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Radial Hann window, and each Fourier pixel's |f| (cycles/px), angle (0–180°) and ring."""
+def _grid(shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    """Radial Hann window, and each Fourier pixel's |f| (cycles/px), angle (0–180°), ring, f_y and f_x."""
     yy, xx = np.indices(shape)
     r = np.hypot(yy - (shape[0] - 1) / 2, xx - (shape[1] - 1) / 2) / (min(shape) / 2)
     window = np.where(r < 1, 0.5 * (1 + np.cos(np.pi * np.minimum(r, 1))), 0.0)
-    fy = np.fft.fftshift(np.fft.fftfreq(shape[0]))[:, None]
-    fx = np.fft.fftshift(np.fft.fftfreq(shape[1]))[None, :]
+    fy = np.broadcast_to(np.fft.fftshift(np.fft.fftfreq(shape[0]))[:, None], shape)
+    fx = np.broadcast_to(np.fft.fftshift(np.fft.fftfreq(shape[1]))[None, :], shape)
     freq = np.hypot(fy, fx)
     angle = np.degrees(np.arctan2(fy, fx)) % 180.0
     ring = np.round(freq * min(shape)).astype(int)
-    return window, freq, angle, ring
+    return window, freq, angle, ring, fy, fx
 
 
 def _power(x: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Power spectrum under a radial Hann window (shifted), and each pixel's |f| and angle (0–180°)."""
-    window, freq, angle, _ = _grid(x.shape)
+    window, freq, angle = _grid(x.shape)[:3]
     f = np.fft.fftshift(np.fft.fft2((x - x[r < 1].mean()) * window))
     power = (f.real**2 + f.imag**2) / max(window.sum(), 1.0)
     return power, freq, angle
@@ -195,8 +195,7 @@ def _relrods(ratio: np.ndarray, freq: np.ndarray, angle: np.ndarray, peak: np.nd
     median line, and how much that excess differs between the directions.
     """
     n = ratio.shape[0]
-    fy, fx = np.meshgrid(np.fft.fftshift(np.fft.fftfreq(ratio.shape[0])),
-                         np.fft.fftshift(np.fft.fftfreq(ratio.shape[1])), indexing="ij")
+    fy, fx = _grid(ratio.shape)[4:]
     if not peak.any():
         return [0.0, 0.0]
     order = np.argsort(ratio[peak])[::-1]
