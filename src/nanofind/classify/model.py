@@ -137,12 +137,14 @@ def save_classifier(classifier: DefectClassifier, directory: str | Path) -> Path
     return directory
 
 
-def load_classifier(directory: str | Path | None = None) -> DefectClassifier:
-    """Load a classifier directory (``None`` or ``"default"``: the shipped one); one clear error if unusable."""
-    import skops.io as sio
+def _directory(directory: str | Path | None) -> Path:
+    return DEFAULT_DIR if directory in (None, "default") else Path(directory)
 
-    directory = DEFAULT_DIR if directory in (None, "default") else Path(directory)
-    card_path, model_path = directory / CARD_FILE, directory / MODEL_FILE
+
+def read_classifier_card(directory: str | Path | None = None) -> dict:
+    """The card of a classifier directory (``None`` or ``"default"``: the shipped one), checked to be one."""
+    directory = _directory(directory)
+    card_path = directory / CARD_FILE
     if not card_path.is_file():
         raise NanofindInputError(f"{directory}: not a classifier directory (needs {CARD_FILE} and {MODEL_FILE})")
     try:
@@ -152,6 +154,16 @@ def load_classifier(directory: str | Path | None = None) -> DefectClassifier:
     if not isinstance(card, dict) or card.get("task") != TASK:
         task = card.get("task") if isinstance(card, dict) else None
         raise NanofindInputError(f"{directory}: a model for {task!r}, not for {TASK!r}")
+    return card
+
+
+def load_classifier(directory: str | Path | None = None) -> DefectClassifier:
+    """Load a classifier directory (``None`` or ``"default"``: the shipped one); one clear error if unusable."""
+    import skops.io as sio
+
+    card = read_classifier_card(directory)
+    directory = _directory(directory)
+    card_path, model_path = directory / CARD_FILE, directory / MODEL_FILE
     if card.get("features") == "cnn":
         from nanofind.classify.cnn import WEIGHTS_FILE, load_network
 
