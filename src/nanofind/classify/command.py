@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
@@ -69,18 +70,15 @@ def classify_files(inputs: list[str], out_dir: str | Path, *, model: str | None 
                 report(f"nanofind: error: {exc}")
             bar.advance()
     probabilities = classifier.predict_proba(crops)
-    lines = [",".join(CSV_COLUMNS)]
+    text = io.StringIO()
+    writer = csv.writer(text, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
     for name, p in zip(names, probabilities, strict=True):
         k = int(np.argmax(p))
-        cells = [name, CLASS_NAMES[k], f"{p[k]:.4f}", *(f"{v:.4f}" for v in p)]
-        lines.append(",".join(_csv_cell(c) for c in cells))
+        writer.writerow([name, CLASS_NAMES[k], f"{p[k]:.4f}", *(f"{v:.4f}" for v in p)])
     target = out / "classes.csv"
-    write_text_atomic(target, "\n".join(lines) + "\n")
+    write_text_atomic(target, text.getvalue())
     return target, failures
-
-
-def _csv_cell(text: str) -> str:
-    return f'"{text}"' if any(ch in text for ch in ',"\n') else text
 
 
 def read_crop_folders(folders: list[str]) -> tuple[list[np.ndarray], list[str], list[str]]:
