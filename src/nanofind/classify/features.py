@@ -109,7 +109,7 @@ def _ring_level(power: np.ndarray) -> np.ndarray:
     return np.exp(level[ring])
 
 
-def _seed_part(x: np.ndarray, r: np.ndarray, inner: np.ndarray, power: np.ndarray, freq: np.ndarray) -> list[float]:
+def _seed_part(x: np.ndarray, inner: np.ndarray, power: np.ndarray, freq: np.ndarray) -> list[float]:
     magnitude = np.sqrt(power)
     bins = np.minimum((freq / 0.5 * 64).astype(int), 64)
     keep = (bins >= 1) & (bins < 64)
@@ -124,7 +124,7 @@ def seed_features(crop: np.ndarray) -> np.ndarray:
     """The five features of seed 004, ch. 3 (:data:`SEED_FEATURES`) of one crop."""
     x, r, inner = _normalised(crop)
     power, freq, _ = _power(x, r)
-    return np.array(_seed_part(x, r, inner, power, freq))
+    return np.array(_seed_part(x, inner, power, freq))
 
 
 def _spot_mask(ratio: np.ndarray, freq: np.ndarray) -> np.ndarray:
@@ -291,7 +291,7 @@ def rich_features(crop: np.ndarray) -> np.ndarray:
     region = x[inner]
     centred = region - region.mean()
     sd = max(region.std(), 1e-12)
-    out = _seed_part(x, r, inner, power, freq)
+    out = _seed_part(x, inner, power, freq)
     out += [float((centred**3).mean() / sd**3), float((centred**4).mean() / sd**4), float(np.abs(region.mean())),
             float(x[r > 0.85].std()) if (r > 0.85).any() else 0.0]
     log_power = np.log10(np.maximum(power, 1e-12))

@@ -110,11 +110,17 @@ def train_classifier(features: np.ndarray, labels, *, method: str, seed: int = 0
     start = time.perf_counter()
     estimator.fit(np.nan_to_num(features), labels, sample_weight=balanced_weights(labels))
     names = SEED_FEATURES if METHODS[method] == "seed" else RICH_FEATURES
-    card = {"task": TASK, "nanofind_version": __version__, "method": method, "features": METHODS[method],
-            "feature_names": list(names), "classes": list(CLASS_NAMES), "seed": seed,
+    card = classifier_card(method, labels, seed=seed, seconds=time.perf_counter() - start, record=record)
+    return DefectClassifier(estimator, {**card, "feature_names": list(names)})
+
+
+def classifier_card(method: str, labels, *, seed: int, seconds: float, record: dict | None = None) -> dict:
+    """The card of a classifier trained by ``method`` on crops of classes ``labels``."""
+    labels = np.asarray(labels, dtype=str)
+    return {"task": TASK, "nanofind_version": __version__, "method": method, "features": METHODS[method],
+            "classes": list(CLASS_NAMES), "seed": seed,
             "training": {"crops": len(labels), "per_class": {c: int((labels == c).sum()) for c in CLASS_NAMES},
-                         "seconds": round(time.perf_counter() - start, 2), **(record or {})}}
-    return DefectClassifier(estimator, card)
+                         "seconds": round(seconds, 2), **(record or {})}}
 
 
 def save_classifier(classifier: DefectClassifier, directory: str | Path) -> Path:

@@ -14,7 +14,7 @@ import numpy as np
 from nanofind.classify.classes import CLASS_NAMES
 from nanofind.classify.command import crop_metadata, read_crop_folders
 from nanofind.classify.features import feature_matrix
-from nanofind.classify.model import METHODS, save_classifier, train_classifier
+from nanofind.classify.model import METHODS, DefectClassifier, classifier_card, save_classifier, train_classifier
 
 #: Folds of the cross-validation recorded in the card.
 CV_FOLDS = 5
@@ -56,20 +56,14 @@ def cross_validate(features: np.ndarray, labels: np.ndarray, groups: np.ndarray,
 def _train_cnn(crops, labels, folders, out_dir, *, seed: int, quiet: bool) -> dict:
     """The CNN method: inputs from the crops, training (no cross-validation: it would take folds × minutes)."""
     from nanofind._progress import ProgressBar
-    from nanofind._version import __version__
     from nanofind.classify.cnn import EPOCHS, crop_channels, train_network
-    from nanofind.classify.model import TASK, DefectClassifier, save_classifier
 
     inputs = np.stack([crop_channels(c) for c in crops])
     start = time.perf_counter()
     with ProgressBar("epochs", EPOCHS, enabled=not quiet) as bar:
         net = train_network(inputs, labels, seed=seed, epochs=EPOCHS, progress=bar.advance)
-    labels = np.asarray(labels)
-    card = {"task": TASK, "nanofind_version": __version__, "method": "cnn", "features": "cnn",
-            "classes": list(CLASS_NAMES), "seed": seed,
-            "training": {"crops": len(labels), "per_class": {c: int((labels == c).sum()) for c in CLASS_NAMES},
-                         "epochs": EPOCHS, "seconds": round(time.perf_counter() - start, 2),
-                         "inputs": [str(f) for f in folders]}}
+    card = classifier_card("cnn", labels, seed=seed, seconds=time.perf_counter() - start,
+                           record={"epochs": EPOCHS, "inputs": [str(f) for f in folders]})
     save_classifier(DefectClassifier(net, card), out_dir)
     return card
 
