@@ -373,9 +373,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                                 max_memory_gb=args.max_memory, cleaning=cleaning, classify=not args.no_classify,
                                 classifier=args.classifier)
     if settings.classify:  # an unusable classifier is one clear error now, not one per image later
-        from nanofind.classify.population import classifier_in_process
+        from nanofind.classify.model import load_classifier
 
-        classifier_in_process(settings.classifier)  # kept for the frames this process analyses
+        load_classifier(settings.classifier)
     summary = analyze_batch(inputs, output, settings, progress=not args.quiet, resume=args.resume,
                             workers=args.workers, scheduler=args.scheduler)
     sizes = summary["size_distribution"]

@@ -155,13 +155,16 @@ def _analyze_frame(item: FrameInput, card: ModelCard, *, out: Path, settings: An
 def _defect_classes(table: ParticleTable, labels, image, pixel_size_A, decision, settings: AnalysisSettings,
                     folder: Path, stem: str) -> tuple[ParticleTable, list[dict]]:
     """The table with ``defect_class`` and ``defect_probability``, and example crops for the report."""
-    from nanofind.classify.population import classifier_in_process, classify_particles, should_classify, write_examples
+    from nanofind._parallel import cached_in_process
+    from nanofind.classify.model import load_classifier
+    from nanofind.classify.population import classify_particles, should_classify, write_examples
 
     model_name = (decision or {}).get("model") if isinstance(decision, dict) else None
     if not (settings.classify and len(table) and should_classify(model_name, pixel_size_A)):
         return table.with_columns({"defect_class": [""] * len(table), "defect_probability": np.nan},
                                   dtypes=DEFECT_DTYPES), []
-    classifier = classifier_in_process(settings.classifier)
+    classifier = cached_in_process("defect_classifier", settings.classifier,
+                                   lambda: load_classifier(settings.classifier))
     names, probabilities, crops = classify_particles(image, labels, classifier)
     by_label = {c.label: (n, float(p.max())) for c, n, p in zip(crops, names, probabilities, strict=True)}
     ids = np.asarray(table["particle_id"], np.int64)
@@ -259,11 +262,11 @@ def _defect_summary(particles: ParticleTable, settings: AnalysisSettings) -> dic
     """Population statistics of the defect classes (seed 004's form), and which classifier gave them."""
     if not settings.classify or "defect_class" not in particles.columns:
         return None
-    from nanofind.classify.model import read_classifier_card
+    from nanofind.classify.model import load_classifier
     from nanofind.classify.population import population_statistics
 
     classes = [c for c in particles["defect_class"] if c]
-    card = read_classifier_card(settings.classifier)
+    card = load_classifier(settings.classifier).card
     return {**population_statistics(classes), "classified": len(classes),
             "not_classified": len(particles) - len(classes),
             "classifier": {"directory": settings.classifier, "method": card.get("method"),

@@ -143,14 +143,12 @@ def save_classifier(classifier: DefectClassifier, directory: str | Path) -> Path
     return directory
 
 
-def _directory(directory: str | Path | None) -> Path:
-    return DEFAULT_DIR if directory in (None, "default") else Path(directory)
+def load_classifier(directory: str | Path | None = None) -> DefectClassifier:
+    """Load a classifier directory (``None`` or ``"default"``: the shipped one); one clear error if unusable."""
+    import skops.io as sio
 
-
-def read_classifier_card(directory: str | Path | None = None) -> dict:
-    """The card of a classifier directory (``None`` or ``"default"``: the shipped one), checked to be one."""
-    directory = _directory(directory)
-    card_path = directory / CARD_FILE
+    directory = DEFAULT_DIR if directory in (None, "default") else Path(directory)
+    card_path, model_path = directory / CARD_FILE, directory / MODEL_FILE
     if not card_path.is_file():
         raise NanofindInputError(f"{directory}: not a classifier directory (needs {CARD_FILE} and {MODEL_FILE})")
     try:
@@ -160,16 +158,6 @@ def read_classifier_card(directory: str | Path | None = None) -> dict:
     if not isinstance(card, dict) or card.get("task") != TASK:
         task = card.get("task") if isinstance(card, dict) else None
         raise NanofindInputError(f"{directory}: a model for {task!r}, not for {TASK!r}")
-    return card
-
-
-def load_classifier(directory: str | Path | None = None) -> DefectClassifier:
-    """Load a classifier directory (``None`` or ``"default"``: the shipped one); one clear error if unusable."""
-    import skops.io as sio
-
-    card = read_classifier_card(directory)
-    directory = _directory(directory)
-    card_path, model_path = directory / CARD_FILE, directory / MODEL_FILE
     if card.get("features") == "cnn":
         from nanofind.classify.cnn import WEIGHTS_FILE, load_network
 

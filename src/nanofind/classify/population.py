@@ -32,14 +32,6 @@ def should_classify(model_name: str | None, pixel_size_A: float | None) -> bool:
     return pixel_size_A is None or pixel_size_A <= LARGEST_PIXEL_A
 
 
-def classifier_in_process(directory: str | None):
-    """The classifier ``directory`` names, loaded once per process (``nanofind analyze`` and its workers)."""
-    from nanofind._parallel import cached_in_process
-    from nanofind.classify.model import load_classifier
-
-    return cached_in_process("defect_classifier", directory, lambda: load_classifier(directory))
-
-
 def classify_particles(image: np.ndarray, labels: np.ndarray, classifier) -> tuple[list[str], np.ndarray, list]:
     """Class name, class probabilities (n, 5) and crop of every labelled particle, in label order."""
     crops = region_crops(image, labels)
