@@ -100,6 +100,28 @@ def test_tilted_twin_is_not_visible():
     assert particle["visible_planar_defects"] == []
 
 
+@pytest.mark.parametrize("material,zone,plane,visible", [
+    ("Au", [1, 1, 0], (1, -1, 1), True),        # down a <110> row: the stacking shift crosses the beam
+    ("Au", [2, 1, 1], (1, -1, -1), False),      # edge-on, but down the a/6<112> shift: no contrast
+    ("CdSe", [2, -1, -1, 0], (0, 0, 0, 1), True),   # wurtzite down <11-20>
+    ("CdSe", [1, 0, -1, 0], (0, 0, 0, 1), False),   # wurtzite down <1-100>, the 1/3<1-100> shift
+])
+def test_edge_on_fault_is_visible_only_down_a_close_packed_row(material, zone, plane, visible):
+    cell = load_unit_cell(material)
+    rotation = zone_axis_rotation(cell.cell, zone, in_plane_deg=17.0)
+    normal = rotation @ plane_normal(cell.cell, plane)
+    assert abs(normal[2]) < 1e-9  # both planes contain the beam
+    gen = CrystalGenerator(cell, rotation, defects=(PlanarDefect("intrinsic", plane, 0.5),))
+    atoms = _atoms(gen.generate(Sphere([0, 0, 0], 20.0)))
+    (particle,) = summarize_structure(atoms, analyze_structure(atoms))["per_particle"]
+    (fault,) = particle["planar_defects"]
+    assert fault["tilt_from_edge_on_deg"] < 1.0
+    # independent geometry: the rows of a close-packed plane are its in-plane nearest-neighbour
+    # bonds; the beam meets one of them (0°) or bisects two (30°)
+    assert fault["beam_to_row_deg"] == pytest.approx(0.0 if visible else 30.0, abs=1.5)
+    assert bool(particle["visible_planar_defects"]) is visible
+
+
 def test_decahedron_has_five_twin_planes_meeting_at_its_axis():
     gen = DecahedronGenerator("Au", D_AU, "strain", 0.0)
     atoms = _atoms(gen.generate(gen.bipyramid(8)))

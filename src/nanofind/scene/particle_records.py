@@ -243,8 +243,8 @@ def _structure_by_object(atoms: Atoms) -> dict[int, dict]:
     summary = summarize_structure(atoms, analyze_structure(atoms))
     out = {}
     for p in summary["per_particle"]:
-        planes = [{"kind": d["kind"], "tilt_from_edge_on_deg": round(d["tilt_from_edge_on_deg"], 2)}
-                  for d in p["planar_defects"]]
+        planes = [{"kind": d["kind"], "tilt_from_edge_on_deg": round(d["tilt_from_edge_on_deg"], 2),
+                   "beam_to_row_deg": round(d["beam_to_row_deg"], 2)} for d in p["planar_defects"]]
         out[p["object_id"]] = {"structure_type": p["type"], "structure_grains": p["grains"],
                                "structure_planar_defects": planes,
                                "visible_planar_defects": p["visible_planar_defects"],

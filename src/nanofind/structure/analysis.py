@@ -3,8 +3,9 @@
 :func:`analyze_structure` runs :func:`nanofind.structure.local.local_structure` and
 :func:`nanofind.structure.defects.find_defects`; :func:`summarize_structure` turns the result into
 plain data per model and per particle, including the particle's defect ground truth as an image
-would show it (a planar defect counts as visible when its plane is within
-:data:`~nanofind.structure.defects.VISIBLE_TILT_DEG` of edge-on to the beam, which runs along z).
+would show it (a planar defect counts as visible when the beam, along z, runs within
+:data:`~nanofind.structure.defects.VISIBLE_TILT_DEG` of a close-packed row in its plane: edge-on,
+with the stacking shift across the beam; see :mod:`nanofind.structure.defects`).
 """
 
 from __future__ import annotations
@@ -128,7 +129,7 @@ def summarize_structure(atoms: Atoms, result: StructureAnalysis) -> dict:
         planes_kept += planes
         axes_kept += axes
         grains_kept += grains
-        visible = [d.kind for d in planes if d.tilt_from_edge_on_deg <= defects_mod.VISIBLE_TILT_DEG]
+        visible = [d.kind for d in planes if d.visible]
         entry = {"particle": int(p), "atoms": int(sel.sum()),
                  "elements": dict(Counter(np.asarray(chemical_symbols)[atoms.numbers[sel]].tolist())),
                  "type": particle_type(planes, axes, grains), "grains": grains,

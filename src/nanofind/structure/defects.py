@@ -15,6 +15,14 @@
 Positions are taken as they are (a particle split by a periodic cell boundary should be unwrapped
 first; nanofind scenes keep particles whole). The beam is along z: a plane is edge-on when its
 normal lies in the x–y plane (``tilt_from_edge_on_deg`` = 0).
+
+Edge-on is not enough for an image to show a fault. The stacking shift across it (the a/6<112>
+Shockley partials of fcc, 1/3<1-100> in hcp) lies along one of the plane's three close-packed
+rows' perpendiculars; seen down a row (fcc <110>, hcp <11-20>) the shift runs across the beam and
+the columns jump at the plane, while seen down a shift direction (fcc <112>, hcp <1-100>) both
+sides project onto the same columns. ``beam_to_row_deg`` is the angle between the beam and the
+nearest close-packed row of the plane (0 to 30°; never below ``tilt_from_edge_on_deg``), and a
+defect is visible when it is within :data:`VISIBLE_TILT_DEG`.
 """
 
 from __future__ import annotations
@@ -38,8 +46,11 @@ SHEET_THICKNESS_NN = 0.25
 PARALLEL_DEG = 15.0
 #: Layers of a defect are split where heights jump by more than this fraction of a layer spacing.
 LAYER_GAP_FRACTION = 0.5
-#: A fault is visible in an image when its plane is within this many degrees of edge-on.
+#: A fault is visible in an image when the beam runs within this many degrees of a close-packed
+#: row in its plane (so the plane is edge-on and the stacking shift lies across the beam).
 VISIBLE_TILT_DEG = 5.0
+#: A bond lies in a defect's plane when it is within this many degrees of the plane.
+IN_PLANE_BOND_DEG = 20.0
 
 _FCC_111 = np.array([[1, 1, 1], [1, 1, -1], [1, -1, 1], [-1, 1, 1]]) / np.sqrt(3)
 
@@ -55,7 +66,13 @@ class PlanarDefect:
     atoms: int
     layers: int
     tilt_from_edge_on_deg: float
+    beam_to_row_deg: float = 90.0  #: beam to the nearest close-packed row in the plane
     sublattice: str = ""  #: element whose sublattice holds it ("" : all atoms)
+
+    @property
+    def visible(self) -> bool:
+        """Whether an image along the beam (z) shows it: see the module docstring."""
+        return self.beam_to_row_deg <= VISIBLE_TILT_DEG
 
     def to_dict(self) -> dict:
         """JSON-ready fields."""
@@ -240,6 +257,12 @@ def _planes(positions, pairs, defect_idx, normals, spacing, matrix, particle, pl
     labels = _components(pairs, len(positions), defect_idx, normals)
     kinds = {"fcc": {1: "twin", 2: "intrinsic"}, "hcp": {1: "fault_I1", 2: "fault_I2", 3: "fault_E"}}[matrix]
     lamella = "hcp_lamella" if matrix == "fcc" else "fcc_lamella"
+    label_of = np.full(len(positions), -1)
+    label_of[defect_idx] = labels
+    first, second = label_of[pairs[:, 0]], label_of[pairs[:, 1]]
+    inner = (first >= 0) & (first == second)
+    bond_label = first[inner]
+    bonds = positions[pairs[inner, 1]] - positions[pairs[inner, 0]]
     for label in np.unique(labels):
         idx = defect_idx[labels == label]
         if len(idx) < MIN_PLANE_ATOMS:
@@ -249,7 +272,42 @@ def _planes(positions, pairs, defect_idx, normals, spacing, matrix, particle, pl
         plane[idx] = len(planes)
         planes.append(PlanarDefect(kinds.get(layers, lamella), particle, tuple(normal.tolist()),
                                    tuple(positions[idx].mean(axis=0).tolist()), len(idx), layers,
-                                   float(np.degrees(np.arcsin(min(1.0, abs(normal[2])))))))
+                                   float(np.degrees(np.arcsin(min(1.0, abs(normal[2]))))),
+                                   beam_to_row_deg(bonds[bond_label == label], normal)))
+
+
+def beam_to_row_deg(bonds: np.ndarray, normal: np.ndarray, beam=(0.0, 0.0, 1.0)) -> float:
+    """Angle between the beam and the nearest close-packed row of a close-packed plane, degrees.
+
+    Parameters
+    ----------
+    bonds : ndarray of shape (m, 3)
+        Bond vectors between atoms of the plane, Å (those out of the plane are ignored).
+    normal : ndarray of shape (3,)
+        Unit normal of the plane.
+    beam : sequence of 3 floats
+        Beam direction (default z).
+
+    Returns
+    -------
+    float
+        0 when the beam runs along a row (fcc <110>, hcp <11-20> in the plane), up to 90 when it
+        is normal to the plane; 90 when the plane holds no in-plane bond.
+    """
+    normal = np.asarray(normal, float)
+    beam = np.asarray(beam, float) / np.linalg.norm(beam)
+    length = np.linalg.norm(bonds, axis=1)
+    in_plane = np.abs(bonds @ normal) < np.sin(np.radians(IN_PLANE_BOND_DEG)) * np.maximum(length, 1e-12)
+    if not np.any(in_plane):
+        return 90.0
+    e1 = np.cross(normal, [1.0, 0.0, 0.0] if abs(normal[0]) < 0.9 else [0.0, 1.0, 0.0])
+    e1 /= np.linalg.norm(e1)
+    e2 = np.cross(normal, e1)
+    theta = np.arctan2(bonds[in_plane] @ e2, bonds[in_plane] @ e1)
+    # rows repeat every 60°: the mean of exp(6iθ) gives their common phase
+    phase = np.angle(np.mean(np.exp(6j * theta))) / 6
+    rows = [np.cos(phase + k * np.pi / 3) * e1 + np.sin(phase + k * np.pi / 3) * e2 for k in range(3)]
+    return float(np.degrees(np.arccos(min(1.0, max(abs(r @ beam) for r in rows)))))
 
 
 def _extrinsic(positions, sheets, spacing, d_nn, matrix, plane, planes, first) -> None:
