@@ -90,6 +90,19 @@ def _build_parser() -> argparse.ArgumentParser:
     labelled.add_argument("--tile", type=_whole_number(64, "--tile"), default=512, help="tile side, px (default 512)")
     labelled.add_argument("--pixel-size", type=_positive_float("--pixel-size"), help="pixel size in Å")
     labelled.set_defaults(func=_cmd_dataset_from_labeled)
+    mirror = ds_sub.add_parser("mirror-label", help="label particle images and their mirrors by handedness",
+                               description="Label every image with the dominant hand and its left-right mirror "
+                                           "with the other (seed 004, ch. 5); writes OUT/images, labels.csv, "
+                                           "truth.csv and mirror_label.json.")
+    mirror.add_argument("inputs", nargs="+", help="particle image files and/or folders")
+    mirror.add_argument("--dominant", choices=["right", "left"], required=True, help="the dominant hand")
+    mirror.add_argument("-o", "--output", required=True, help="output directory")
+    mirror.add_argument("--minority-fraction", type=_fraction("--minority-fraction"), default=0.0, metavar="F",
+                        help="fraction of originals mirrored first to make an ideal set with known wrong labels "
+                             "(default 0)")
+    mirror.add_argument("--seed", type=_seed, default=0, help="seed choosing those originals (default 0)")
+    mirror.add_argument("--quiet", action="store_true", help="no progress bar")
+    mirror.set_defaults(func=_cmd_dataset_mirror_label)
 
     tr = sub.add_parser("train", help="train or fine-tune a segmentation network",
                         description="Train a particle segmentation network on nanofind datasets (.h5) and/or folders "
@@ -474,6 +487,22 @@ def _cmd_dataset_from_labeled(args: argparse.Namespace) -> int:
     print(f"{r['tiles']} tiles from {r['images']} micrographs in {r['path']} ({r['dropped_empty']} empty tiles "
           f"dropped)", file=sys.stderr)
     return 0
+
+
+def _cmd_dataset_mirror_label(args: argparse.Namespace) -> int:
+    from nanofind._progress import ProgressBar
+    from nanofind.datasets.mirror_label import write_mirror_labelled
+    from nanofind.segment.batch import expand_inputs
+
+    files = expand_inputs(args.inputs)
+    with ProgressBar("mirror-label", len(files), enabled=not args.quiet) as bar:
+        r = write_mirror_labelled(files or args.inputs, args.output, dominant=args.dominant,
+                                  minority_fraction=args.minority_fraction, seed=args.seed, progress=bar.advance)
+    for message in r["skipped"]:
+        print(f"nanofind: error: {message}", file=sys.stderr)
+    print(f"{r['items']} items from {r['originals']} images in {r['path']} ({r['wrong']} wrong labels, "
+          f"{len(r['skipped'])} files skipped)", file=sys.stderr)
+    return 1 if r["skipped"] else 0
 
 
 def _extra_path(output: Path, kind: str) -> Path:
