@@ -1,0 +1,94 @@
+"""Label-noise-robust training (seed 004, ch. 5) on a tiny problem with known wrong labels (discs and rings)."""
+
+import numpy as np
+import pytest
+
+from nanofind.learn.noisy_labels import (
+    NoisyTrainingSettings,
+    affine_matrices,
+    estimate_noise_rate,
+    forget_rate,
+    predict_proba,
+    small_loss_indices,
+    train_noisy,
+)
+
+SIDE = 24
+
+
+def _shape(kind: int, rng) -> np.ndarray:
+    """A noisy disc (kind 0) or ring (kind 1) at a random place and size: classes any rotation keeps."""
+    yy, xx = np.mgrid[:SIDE, :SIDE]
+    radius = rng.uniform(5, 8)
+    cy, cx = rng.uniform(radius, SIDE - radius, 2)
+    r = np.hypot(yy - cy, xx - cx)
+    body = (r < radius) & ((r > radius - 2.5) if kind else True)
+    return (rng.normal(0, 0.5, (SIDE, SIDE)) + 1.5 * body).astype(np.float32)
+
+
+def noisy_set(n: int, wrong_fraction: float, seed: int):
+    """n images, half of each class; exactly round(wrong_fraction · n) labels flipped."""
+    rng = np.random.default_rng(seed)
+    truth = np.arange(n) % 2
+    labels = truth.copy()
+    flip = rng.permutation(n)[:round(wrong_fraction * n)]
+    labels[flip] = 1 - labels[flip]
+    return np.stack([_shape(t, rng) for t in truth]), labels, truth
+
+
+def test_forget_rate_ramps_to_the_noise_rate():
+    assert forget_rate(0, 0.3, 10) == 0.0
+    assert forget_rate(5, 0.3, 10) == pytest.approx(0.15)
+    assert forget_rate(10, 0.3, 10) == forget_rate(40, 0.3, 10) == pytest.approx(0.3)
+
+
+def test_small_loss_selection_keeps_the_fraction_within_each_class():
+    import torch
+
+    losses = torch.tensor([0.1, 5.0, 0.2, 0.3, 9.0, 8.0, 7.0, 0.4])
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 1, 1])
+    assert sorted(small_loss_indices(losses, 0.5).tolist()) == [0, 2, 3, 7]  # the whole batch: class 1 crowded out
+    assert sorted(small_loss_indices(losses, 0.5, labels).tolist()) == [0, 2, 6, 7]
+
+
+def test_augmentation_never_mirrors():
+    m = affine_matrices(500, np.random.default_rng(0))
+    assert np.all(np.linalg.det(m[:, :, :2]) > 0)  # a reflection would swap a handedness label
+
+
+def test_coteaching_drops_wrong_labels_more_often_than_right_ones():
+    images, labels, truth = noisy_set(400, 0.3, seed=1)
+    settings = NoisyTrainingSettings(method="coteaching", epochs=10, ramp_epochs=3, noise_rate=0.3, batch_size=32,
+                                     learning_rate=2e-3)
+    fit = train_noisy(images, labels, 2, settings=settings)
+    wrong = (labels != truth) & (fit.offered > 0)
+    right = (labels == truth) & (fit.offered > 0)
+    drop_wrong = 1 - fit.kept[wrong].sum() / fit.offered[wrong].sum()
+    drop_right = 1 - fit.kept[right].sum() / fit.offered[right].sum()
+    assert drop_wrong > drop_right + 0.15, (drop_wrong, drop_right)
+    test_images, _, test_truth = noisy_set(100, 0.0, seed=99)
+    accuracy = np.mean(predict_proba(fit.networks, test_images).argmax(1) == test_truth)
+    assert accuracy > 0.8
+
+
+def test_two_step_first_stage_learns_from_the_clean_set_only():
+    # every noisy label is wrong: only the clean set can teach the right classes, and one noisy
+    # epoch at a small learning rate cannot undo them
+    images, labels, truth = noisy_set(100, 1.0, seed=2)
+    clean, _, clean_truth = noisy_set(20, 0.0, seed=3)
+    settings = NoisyTrainingSettings(method="two-step", epochs=1, clean_epochs=10, learning_rate=1e-3,
+                                     validation_fraction=0.0)
+    fit = train_noisy(images, labels, 2, settings=settings, clean_images=clean, clean_labels=clean_truth)
+    assert fit.clean_stage_items == 20
+    assert [h["stage"] for h in fit.history] == ["clean"] * 10 + ["noisy"]
+    test_images, _, test_truth = noisy_set(100, 0.0, seed=98)
+    assert np.mean(predict_proba(fit.networks, test_images).argmax(1) == test_truth) > 0.8
+    with pytest.raises(Exception, match="clean set"):
+        train_noisy(images, labels, 2, settings=settings)
+
+
+@pytest.mark.parametrize("wrong_fraction", [0.1, 0.3])
+def test_noise_rate_estimate_is_within_a_tenth(wrong_fraction):
+    images, labels, truth = noisy_set(400, wrong_fraction, seed=4)
+    rate, details = estimate_noise_rate(images, labels, 2, settings=NoisyTrainingSettings(epochs=10, batch_size=32))
+    assert abs(rate - np.mean(labels != truth)) <= 0.1, (rate, details)
