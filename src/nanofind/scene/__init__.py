@@ -10,6 +10,7 @@ Units: Å for lengths, degrees for angles, g/cm³ for densities. The beam runs a
 
 from nanofind.scene.amorphous import AmorphousGenerator
 from nanofind.scene.build import build_scene, build_scene_from_spec, particle_object
+from nanofind.scene.chiral import ChiralPrism
 from nanofind.scene.crystal import CrystalGenerator, GeneratedAtoms, PlanarDefect
 from nanofind.scene.io import read_scene, write_cif, write_extxyz, write_prismatic
 from nanofind.scene.labels import DefectFlag, LabelMaps, column_positions, project_labels
@@ -32,7 +33,8 @@ from nanofind.scene.volumes import (
 )
 
 __all__ = [
-    "MATERIALS", "AmorphousGenerator", "ConvexPolyhedron", "CrystalGenerator", "Cylinder", "DecahedronGenerator",
+    "MATERIALS", "AmorphousGenerator", "ChiralPrism", "ConvexPolyhedron", "CrystalGenerator", "Cylinder",
+    "DecahedronGenerator",
     "DefectFlag", "Difference", "GeneratedAtoms", "IcosahedronGenerator", "Intersection", "LabelMaps",
     "PlanarDefect", "Scene", "SceneObject", "SceneRecipe", "Sphere", "Union", "build_scene", "build_scene_from_spec",
     "column_positions", "faceted_polyhedron", "load_recipe", "load_unit_cell", "parse_recipe", "particle_object",
