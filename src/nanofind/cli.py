@@ -211,17 +211,30 @@ def _build_parser() -> argparse.ArgumentParser:
                         description="nanofind classify IMAGES... -o OUT: the defect class of each image, one region "
                                     "around one particle or one empty area (fault, no_fault, misoriented, "
                                     "agglomerate, empty), written to OUT/classes.csv. nanofind classify train DIR... "
-                                    "--method rf|gbt -o MODEL_DIR: train from folders with one sub-folder per class. "
+                                    "--method rf|gbt|cnn -o MODEL_DIR: train from folders with one sub-folder per class; "
+                                    "nanofind classify train DATA... --labels labels.csv --method standard|two-step|"
+                                    "coteaching|elr -o MODEL_DIR: an image classifier of any classes from labels that "
+                                    "may be wrong (seed 004, ch. 5), used by nanofind classify IMAGES --model DIR. "
                                     "nanofind classify crops DATASET.h5... -o DIR: labelled crops of simulated "
                                     "datasets, cut as analyze cuts particles.")
     cl.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR",
                     help="crops or folders (or: train DIR..., crops H5...)")
     cl.add_argument("-o", "--output", required=True, help="output folder (classes.csv), or the new model folder")
     cl.add_argument("--model", default="default", help="classifier folder, or default (the shipped one)")
-    cl.add_argument("--method", choices=["rf", "gbt", "cnn"], default="gbt",
+    cl.add_argument("--method", choices=["rf", "gbt", "cnn", "standard", "two-step", "coteaching", "elr"],
                     help="train: rf (seed 004's random forest: its 5 features, 500 trees, Gini), gbt (gradient-"
-                         "boosted trees on the richer features; default) or cnn (a small network on the crop and "
-                         "its spectrum)")
+                         "boosted trees on the richer features; the default for class folders) or cnn (a small "
+                         "network on the crop and its spectrum); with --labels: standard (the seed's CNN), "
+                         "two-step (a clean set first, needs --clean), coteaching (Han et al.; the default) or elr "
+                         "(early-learning regularisation)")
+    cl.add_argument("--labels", metavar="CSV", help="train: a file,label table of the images in DATA (any class "
+                                                    "names; labels may be wrong)")
+    cl.add_argument("--clean", metavar="CSV", help="train --labels: a small file,label table known to be right "
+                                                   "(two-step's first stage)")
+    cl.add_argument("--noise-rate", type=_fraction("--noise-rate"), metavar="R",
+                    help="train --labels: the fraction of wrong labels, if known (co-teaching's forget rate); "
+                         "estimated otherwise")
+    cl.add_argument("--epochs", type=_whole_number(1, "--epochs"), help="train --labels: epochs (default 30)")
     cl.add_argument("--seed", type=_seed, default=0, help="random seed of training and of the empty crops (default 0)")
     cl.add_argument("--quiet", action="store_true", help="no progress bar")
     cl.set_defaults(func=_cmd_classify)
@@ -556,10 +569,26 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     action, rest = args.inputs[0], args.inputs[1:]
     if action in ("train", "crops") and not rest:
         raise NanofindInputError(f"classify {action} needs at least one input")
+    if action == "train" and args.labels:
+        from nanofind.classify.image_classifier import train_from_labels
+
+        method = args.method or "coteaching"
+        if method in ("rf", "gbt", "cnn"):
+            raise NanofindInputError(f"with --labels the method is standard, two-step, coteaching or elr, got {method}",
+                                     "--method")
+        card = train_from_labels(rest, args.labels, args.output, method=method, clean_table=args.clean,
+                                 noise_rate=args.noise_rate, epochs=args.epochs, seed=args.seed, quiet=args.quiet)
+        rate = card["noise_rate"]
+        noise = f"; noise rate {rate:.3f} ({card['noise_rate_source']})" if rate is not None else ""
+        print(f"{card['training']['items']} images {card['training']['per_class']}, {method}{noise} -> {args.output}")
+        return 0
     if action == "train":
         from nanofind.classify.training import train_from_folders
 
-        card = train_from_folders(rest, args.output, method=args.method, seed=args.seed, quiet=args.quiet)
+        method = args.method or "gbt"
+        if method not in ("rf", "gbt", "cnn"):
+            raise NanofindInputError(f"{method} trains from a labels table: add --labels CSV", "--method")
+        card = train_from_folders(rest, args.output, method=method, seed=args.seed, quiet=args.quiet)
         cv = card["training"].get("cross_validation") or {}
         scored = (f"{cv['folds']}-fold balanced accuracy {cv['balanced_accuracy']:.3f}" if cv
                   else "not cross-validated")

@@ -6,8 +6,11 @@
   p_agglomerate,p_empty``.
 - ``nanofind classify crops DATASET.h5... -o DIR``: labelled crops of simulated datasets, cut as
   ``nanofind analyze`` cuts particles (:mod:`nanofind.classify.training_data`).
-- ``nanofind classify train DIR... --method rf|gbt -o MODEL_DIR``: a classifier from folders
+- ``nanofind classify train DIR... --method rf|gbt|cnn -o MODEL_DIR``: a classifier from folders
   with one sub-folder per class (what ``classify crops`` writes, or crops of one's own).
+- ``nanofind classify train DATA... --labels labels.csv --method standard|two-step|coteaching|elr``:
+  an image classifier of any classes from a ``file,label`` table whose labels may be wrong
+  (:mod:`nanofind.classify.image_classifier`); ``classify IMAGES --model DIR`` uses it alike.
 """
 
 from __future__ import annotations
@@ -44,15 +47,33 @@ def read_crop(path: Path) -> np.ndarray:
     return image
 
 
+def _load_any_classifier(model: str | None):
+    """The classifier a ``--model`` names, its class names and its image reader.
+
+    Defect classifiers (``default`` and ``classify train --method rf|gbt|cnn``) read crops of at
+    least 32 px; image classifiers (``classify train --labels``) read any image of 8 px or more.
+    """
+    from nanofind.classify import image_classifier as generic
+    from nanofind.classify.model import load_classifier
+
+    if model not in (None, "default") and generic.read_card(model).get("task") == generic.TASK:
+        classifier = generic.load_image_classifier(model)
+        return classifier, classifier.classes, generic.read_image
+    return load_classifier(model), list(CLASS_NAMES), read_crop
+
+
 def classify_files(inputs: list[str], out_dir: str | Path, *, model: str | None = None, report=print,
                    quiet: bool = False) -> tuple[Path, list[str]]:
-    """Classify crop files into ``out_dir/classes.csv``; returns its path and the failures."""
+    """Classify image files into ``out_dir/classes.csv``; returns its path and the failures.
+
+    Columns: ``file,class,probability`` and ``p_<class>`` per class of the model (for the defect
+    classifier: :data:`CSV_COLUMNS`).
+    """
     from nanofind._files import write_text_atomic
     from nanofind._progress import ProgressBar
-    from nanofind.classify.model import load_classifier
     from nanofind.segment.batch import expand_inputs
 
-    classifier = load_classifier(model)
+    classifier, classes, read = _load_any_classifier(model)
     files = expand_inputs(inputs)
     out = Path(out_dir)
     try:
@@ -63,7 +84,7 @@ def classify_files(inputs: list[str], out_dir: str | Path, *, model: str | None 
     with ProgressBar("classify", len(files), enabled=not quiet) as bar:
         for path in files:
             try:
-                crops.append(read_crop(path))
+                crops.append(read(path))
                 names.append(str(path))
             except NanofindInputError as exc:
                 failures.append(str(exc))
@@ -72,10 +93,10 @@ def classify_files(inputs: list[str], out_dir: str | Path, *, model: str | None 
     probabilities = classifier.predict_proba(crops)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
-    writer.writerow(CSV_COLUMNS)
+    writer.writerow(("file", "class", "probability", *(f"p_{c}" for c in classes)))
     for name, p in zip(names, probabilities, strict=True):
         k = int(np.argmax(p))
-        writer.writerow([name, CLASS_NAMES[k], f"{p[k]:.4f}", *(f"{v:.4f}" for v in p)])
+        writer.writerow([name, classes[k], f"{p[k]:.4f}", *(f"{v:.4f}" for v in p)])
     target = out / "classes.csv"
     write_text_atomic(target, text.getvalue())
     return target, failures
