@@ -378,7 +378,7 @@ def _clean_stage(net, optimiser, clean_images, clean_labels, n_classes, settings
             optimiser.zero_grad()
             loss.backward()
             optimiser.step()
-            losses.append(float(loss))
+            losses.append(float(loss.detach()))
         result.history.append({"epoch": epoch, "stage": "clean", "train_loss": round(float(np.mean(losses)), 5)})
     return len(cy)
 
