@@ -196,7 +196,7 @@ def main() -> None:
     seeds = 1 if args.quick else args.seeds
     errors = (0.0, 0.3) if args.quick else ERRORS
     n_chiral = 120 if args.quick else args.chiral
-    settings = NoisyTrainingSettings(epochs=4 if args.quick else args.epochs, batch_size=128, learning_rate=3e-3)
+    settings = NoisyTrainingSettings(epochs=4 if args.quick else args.epochs)
     start = time.perf_counter()
     sets = {"digits": (digit_sevens(), None)}
     sets.update(chiral_sets(work, n_chiral, n_chiral))

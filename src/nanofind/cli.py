@@ -211,7 +211,7 @@ def _build_parser() -> argparse.ArgumentParser:
                         description="nanofind classify IMAGES... -o OUT: the defect class of each image, one region "
                                     "around one particle or one empty area (fault, no_fault, misoriented, "
                                     "agglomerate, empty), written to OUT/classes.csv. nanofind classify train DIR... "
-                                    "--method rf|gbt|cnn -o MODEL_DIR: train from folders with one sub-folder per class; "
+                                    "--method rf|gbt|cnn -o MODEL_DIR: train from folders, one sub-folder per class; "
                                     "nanofind classify train DATA... --labels labels.csv --method standard|two-step|"
                                     "coteaching|elr -o MODEL_DIR: an image classifier of any classes from labels that "
                                     "may be wrong (seed 004, ch. 5), used by nanofind classify IMAGES --model DIR. "
@@ -234,7 +234,7 @@ def _build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--noise-rate", type=_fraction("--noise-rate"), metavar="R",
                     help="train --labels: the fraction of wrong labels, if known (co-teaching's forget rate); "
                          "estimated otherwise")
-    cl.add_argument("--epochs", type=_whole_number(1, "--epochs"), help="train --labels: epochs (default 30)")
+    cl.add_argument("--epochs", type=_whole_number(1, "--epochs"), help="train --labels: epochs (default 25)")
     cl.add_argument("--seed", type=_seed, default=0, help="random seed of training and of the empty crops (default 0)")
     cl.add_argument("--quiet", action="store_true", help="no progress bar")
     cl.set_defaults(func=_cmd_classify)
