@@ -58,7 +58,10 @@ class NoisyTrainingSettings:
     sized for 2 CPU cores, with a larger step to make up (measured on 1000 mirrored pairs of
     simulated chiral particles: 25 epochs at batch 128 and 3·10⁻³ reached the clean accuracy of
     40 epochs at batch 64 and 2·10⁻³); benchmarks/bench_label_noise.py uses them. Sets of a few
-    hundred images take few steps per epoch and want more epochs (``--epochs``).
+    hundred images take few steps per epoch and want more epochs (``--epochs``). Two-step's clean
+    stage runs 20 epochs (the seed's 10 left its network at chance more often) and its noisy stage
+    a third of the learning rate, so that the noisy labels refine what the clean set taught rather
+    than overwrite it (at 40 % error on the chiral set, seed 0: clean accuracy 0.845 → 0.895).
     """
 
     method: Method = "coteaching"
@@ -67,8 +70,9 @@ class NoisyTrainingSettings:
     learning_rate: float = 3e-3
     noise_rate: float | None = None  #: co-teaching's final forget rate; None: estimated
     ramp_epochs: int = 10  #: co-teaching: epochs over which the forget rate ramps up (Han et al.'s T_k)
-    clean_epochs: int = 10  #: two-step: epochs on the clean set
+    clean_epochs: int = 20  #: two-step: epochs on the clean set
     clean_samples_per_epoch: int = 288  #: two-step: augmented clean samples per epoch (the seed's 288)
+    noisy_stage_lr_factor: float = 0.3  #: two-step: learning rate of the noisy stage, relative
     validation_fraction: float = 0.1
     elr_lambda: float = 3.0
     elr_beta: float = 0.7
@@ -289,6 +293,8 @@ def train_noisy(images: np.ndarray, labels: np.ndarray, n_classes: int, *,
     if settings.method == "two-step":
         result.clean_stage_items = _clean_stage(nets[0], optimisers[0], clean_images, clean_labels, n_classes,
                                                 settings, rng, result)
+        for group in optimisers[0].param_groups:
+            group["lr"] = settings.learning_rate * settings.noisy_stage_lr_factor
     targets = torch.zeros(len(labels), n_classes) if settings.method == "elr" else None
     best, best_state = math.inf, None
     for epoch in range(settings.epochs):
