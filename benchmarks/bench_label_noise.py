@@ -23,8 +23,9 @@ given) and ELR. Reported per label error (0–50 %, and 45 %) and method, as mea
 over seeds: accuracy on the clean balanced test set (test originals and their mirrors, true
 labels), the misclassified percentage of each hand (the skew), and the minority fraction the
 network finds in a test population with the same share of left-handed particles as the training
-error, against the truth. Writes ``label_noise.json`` and a figure shaped like the seed's Figure 5.4
-(``label_noise.png``) into ``--work``, and prints markdown tables with the CPU named.
+error, against the truth. Writes ``label_noise.json`` (run by run, so that an interrupted sweep
+resumes) and a figure shaped like the seed's Figure 5.4 (``label_noise.png``) into ``--work``, and
+prints markdown tables with the CPU named.
 """
 
 from __future__ import annotations
@@ -190,6 +191,8 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--chiral", type=int, default=1000, help="simulated originals per chiral set")
     parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--sets", nargs="*", choices=["digits", "chiral", "as-synthesized"],
+                        help="only these data sets (default: all)")
     args = parser.parse_args()
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -202,30 +205,45 @@ def main() -> None:
     sets.update(chiral_sets(work, n_chiral, n_chiral))
     data_seconds = time.perf_counter() - start
     print(f"CPU: {cpu_name()}; data ready in {data_seconds:.0f} s")
-    results, raw = {}, []
+    # results are kept run by run in label_noise.json: an interrupted sweep resumes where it stopped
+    store = work / ("label_noise_quick.json" if args.quick else "label_noise.json")
+    saved = json.loads(store.read_text()) if store.is_file() else {}
+    raw = [r for r in saved.get("runs", []) if r.get("epochs") == settings.epochs]
+    done = {(r["set"], r["method"], r["error"], r["seed"]): r for r in raw}
+    results = {}
     for name, (images, hand) in sets.items():
+        if args.sets and name not in args.sets:
+            continue
         originals = prepare_images(list(images), INPUT_PX)
         hand = np.zeros(len(originals), int) if hand is None else hand
         grid = [None] if name == "as-synthesized" else errors
         results[name] = {m: {} for m in METHODS}
         for method in METHODS:
             for error in grid:
-                runs = [run_one(originals, hand, error, method, seed, settings) for seed in range(seeds)]
                 key = "own" if error is None else f"{error:.2f}"
+                runs = []
+                for seed in range(seeds):
+                    if (name, method, key, seed) not in done:
+                        run = {"set": name, "method": method, "error": key, "seed": seed, "epochs": settings.epochs,
+                               **run_one(originals, hand, error, method, seed, settings)}
+                        raw.append(run)
+                        done[(name, method, key, seed)] = run
+                        store.write_text(json.dumps({"cpu": cpu_name(), "runs": raw}, indent=1))
+                    runs.append(done[(name, method, key, seed)])
                 results[name][method][key] = summarise(runs)
-                raw += [{"set": name, "method": method, "error": key, **r} for r in runs]
                 s = results[name][method][key]
                 print(f"{name:15s} {method:10s} error {key}: accuracy {s['accuracy'][0]:.3f} ± {s['accuracy'][1]:.3f}, "
                       f"minority {s['minority_found'][0]:.3f} vs {s['minority_true'][0]:.3f}, "
                       f"{s['seconds'][0]:.1f} s per run", flush=True)
     total = time.perf_counter() - start
-    (work / "label_noise.json").write_text(json.dumps({"cpu": cpu_name(), "seconds": round(total, 1),
-                                                       "settings": settings.to_dict(), "results": results,
-                                                       "runs": raw}, indent=1))
-    plot(results, work / "label_noise.png")
+    store.write_text(json.dumps({"cpu": cpu_name(), "seconds": round(total, 1), "settings": settings.to_dict(),
+                                 "results": results, "runs": raw}, indent=1))
+    if any(name != "as-synthesized" for name in results):
+        plot(results, work / "label_noise.png")
     print_tables(results)
     print(f"\nwhole sweep: {total / 60:.1f} min on {cpu_name()} (data {data_seconds:.0f} s); "
-          f"{work / 'label_noise.json'}, {work / 'label_noise.png'}")
+          f"{store}, {work / 'label_noise.png'}; training time of all runs, resumed ones included: "
+          f"{sum(r['seconds'] for r in raw) / 60:.1f} min")
 
 
 def print_tables(results: dict) -> None:

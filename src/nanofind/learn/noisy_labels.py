@@ -419,8 +419,8 @@ def estimate_noise_rate(images: np.ndarray, labels: np.ndarray, n_classes: int, 
                         settings: NoisyTrainingSettings | None = None, groups=None) -> tuple[float, dict]:
     """Fraction of wrong labels, estimated by confident learning (Northcutt et al., JAIR 2021).
 
-    Two ``standard`` networks are trained, each on one half of the items (groups kept together),
-    and predict the other half. Their checkpoint is the epoch of lowest validation loss, which on
+    Two ``standard`` networks are trained for half the epochs, each on one half of the items (groups
+    kept together), and predict the other half. Their checkpoint is the epoch of lowest validation loss, which on
     noisy labels falls before the networks memorise the wrong ones (the early-learning regime), so
     their out-of-half predictions follow the true classes. Class j's threshold t_j is the mean
     predicted probability of j over the items labelled j; an item labelled i counts as truly j when
@@ -445,7 +445,8 @@ def estimate_noise_rate(images: np.ndarray, labels: np.ndarray, n_classes: int, 
     """
     from dataclasses import replace
 
-    settings = replace(settings or NoisyTrainingSettings(), method="standard", noise_rate=None)
+    settings = settings or NoisyTrainingSettings()
+    settings = replace(settings, method="standard", noise_rate=None, epochs=max(5, settings.epochs // 2))
     seed = settings.seed
     labels = np.asarray(labels, dtype=np.int64)
     rng = np.random.default_rng(seed + 7919)
