@@ -54,9 +54,9 @@ def _load_any_classifier(model: str | None):
     least 32 px; image classifiers (``classify train --labels``) read any image of 8 px or more.
     """
     from nanofind.classify import image_classifier as generic
-    from nanofind.classify.model import load_classifier
+    from nanofind.classify.model import load_classifier, read_classifier_card
 
-    if model not in (None, "default") and generic.read_card(model).get("task") == generic.TASK:
+    if model not in (None, "default") and read_classifier_card(model).get("task") == generic.TASK:
         classifier = generic.load_image_classifier(model)
         return classifier, classifier.classes, generic.read_image
     return load_classifier(model), list(CLASS_NAMES), read_crop

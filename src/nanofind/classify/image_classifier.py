@@ -183,11 +183,9 @@ def save_image_classifier(classifier: ImageClassifier, directory: str | Path) ->
     """Write ``classifier.safetensors`` and ``card.json`` into ``directory`` (created)."""
     from safetensors.torch import save_file
 
-    directory = Path(directory)
-    try:
-        directory.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise NanofindInputError(f"{directory}: cannot create the folder ({exc.strerror or exc})") from None
+    from nanofind.classify.model import model_folder
+
+    directory = model_folder(directory)
     state = {f"net{k}.{name}": v.detach().contiguous() for k, net in enumerate(classifier.networks)
              for name, v in net.state_dict().items()}
     write_atomic(directory / WEIGHTS_FILE, lambda tmp: save_file(state, str(tmp)))
@@ -195,28 +193,15 @@ def save_image_classifier(classifier: ImageClassifier, directory: str | Path) ->
     return directory
 
 
-def read_card(directory: str | Path) -> dict:
-    """The card of any classifier directory (one clear error when missing or unreadable)."""
-    card_path = Path(directory) / CARD_FILE
-    if not card_path.is_file():
-        raise NanofindInputError(f"{directory}: not a classifier directory (no {CARD_FILE})")
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise NanofindInputError(f"{card_path}: unreadable card ({exc})") from None
-    if not isinstance(card, dict):
-        raise NanofindInputError(f"{card_path}: not a classifier card")
-    return card
-
-
 def load_image_classifier(directory: str | Path) -> ImageClassifier:
     """Load a directory written by :func:`save_image_classifier`."""
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
+    from nanofind.classify.model import read_classifier_card
     from nanofind.learn.noisy_labels import chapter5_network
 
-    card = read_card(directory)
+    card = read_classifier_card(directory)
     if card.get("task") != TASK:
         raise NanofindInputError(f"{directory}: a model for {card.get('task')!r}, not for {TASK!r}")
     try:

@@ -123,13 +123,19 @@ def classifier_card(method: str, labels, *, seed: int, seconds: float, record: d
                          "seconds": round(seconds, 2), **(record or {})}}
 
 
-def save_classifier(classifier: DefectClassifier, directory: str | Path) -> Path:
-    """Write ``classifier.skops`` and ``card.json`` into ``directory`` (created)."""
+def model_folder(directory: str | Path) -> Path:
+    """``directory`` as a Path, created if needed; one clear error when it cannot be."""
     directory = Path(directory)
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise NanofindInputError(f"{directory}: cannot create the folder ({exc.strerror or exc})") from None
+    return directory
+
+
+def save_classifier(classifier: DefectClassifier, directory: str | Path) -> Path:
+    """Write ``classifier.skops`` and ``card.json`` into ``directory`` (created)."""
+    directory = model_folder(directory)
     if classifier.features == "cnn":
         from nanofind.classify.cnn import WEIGHTS_FILE, save_network
 
@@ -143,21 +149,29 @@ def save_classifier(classifier: DefectClassifier, directory: str | Path) -> Path
     return directory
 
 
+def read_classifier_card(directory: str | Path, needs: str = CARD_FILE) -> dict:
+    """The card of any classifier directory; one clear error when it is missing or unreadable."""
+    card_path = Path(directory) / CARD_FILE
+    if not card_path.is_file():
+        raise NanofindInputError(f"{directory}: not a classifier directory (needs {needs})")
+    try:
+        card = json.loads(card_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise NanofindInputError(f"{card_path}: unreadable card ({exc})") from None
+    if not isinstance(card, dict):
+        raise NanofindInputError(f"{card_path}: not a classifier card")
+    return card
+
+
 def load_classifier(directory: str | Path | None = None) -> DefectClassifier:
     """Load a classifier directory (``None`` or ``"default"``: the shipped one); one clear error if unusable."""
     import skops.io as sio
 
     directory = DEFAULT_DIR if directory in (None, "default") else Path(directory)
     card_path, model_path = directory / CARD_FILE, directory / MODEL_FILE
-    if not card_path.is_file():
-        raise NanofindInputError(f"{directory}: not a classifier directory (needs {CARD_FILE} and {MODEL_FILE})")
-    try:
-        card = json.loads(card_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise NanofindInputError(f"{card_path}: unreadable card ({exc})") from None
-    if not isinstance(card, dict) or card.get("task") != TASK:
-        task = card.get("task") if isinstance(card, dict) else None
-        raise NanofindInputError(f"{directory}: a model for {task!r}, not for {TASK!r}")
+    card = read_classifier_card(directory, f"{CARD_FILE} and {MODEL_FILE}")
+    if card.get("task") != TASK:
+        raise NanofindInputError(f"{directory}: a model for {card.get('task')!r}, not for {TASK!r}")
     if card.get("features") == "cnn":
         from nanofind.classify.cnn import WEIGHTS_FILE, load_network
 
