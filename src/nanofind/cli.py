@@ -399,9 +399,11 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
                                 max_memory_gb=args.max_memory, cleaning=cleaning, classify=not args.no_classify,
                                 classifier=args.classifier)
     if settings.classify:  # an unusable classifier is one clear error now, not one per image later
+        from nanofind._parallel import cached_in_process
         from nanofind.classify.model import load_classifier
 
-        load_classifier(settings.classifier)
+        # kept where the images of a one-process run will look for it, so it is loaded once
+        cached_in_process("defect_classifier", settings.classifier, lambda: load_classifier(settings.classifier))
     summary = analyze_batch(inputs, output, settings, progress=not args.quiet, resume=args.resume,
                             workers=args.workers, scheduler=args.scheduler)
     sizes = summary["size_distribution"]

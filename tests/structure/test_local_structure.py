@@ -14,7 +14,7 @@ from nanofind.scene.labels import DefectFlag
 from nanofind.scene.lattice import load_unit_cell, plane_normal
 from nanofind.scene.orientation import zone_axis_rotation
 from nanofind.scene.volumes import Sphere
-from nanofind.structure.local import local_structure
+from nanofind.structure.local import _bounded_query, local_structure
 
 AU = load_unit_cell("Au")
 
@@ -133,3 +133,18 @@ def test_stacking_normal_of_hcp_sites_is_the_plane_normal():
     c_axes = local.rotation["hcp"][hcp][:, :, 2]
     normal = plane_normal(AU.cell, (1, 1, 1))
     assert np.all(np.abs(c_axes @ normal) > np.cos(np.radians(3)))
+
+
+def test_bounded_neighbour_query_equals_the_plain_query():
+    # a dense fcc block (the bound prunes), a sparse gas and far-off strays (the bound falls short)
+    rng = np.random.default_rng(3)
+    block = bulk("Cu", "fcc", a=3.6, cubic=True).repeat((14, 14, 14)).positions
+    block = block + rng.normal(0, 0.05, block.shape)
+    gas = rng.uniform(-200, -60, (3000, 3))
+    strays = np.array([[500.0, 0, 0], [0, 800.0, 0], [-900.0, -900.0, 900.0]])
+    points = np.concatenate([block, gas, strays])
+    tree = cKDTree(points)
+    d, idx = _bounded_query(tree, points, 15)
+    d_ref, idx_ref = tree.query(points, k=15)
+    np.testing.assert_array_equal(d, d_ref)
+    np.testing.assert_array_equal(idx, idx_ref)

@@ -34,7 +34,7 @@ from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 from nanofind.errors import NanofindInputError
-from nanofind.structure.matching import fit_templates, identities
+from nanofind.structure.matching import fit_templates
 from nanofind.structure.templates import TEMPLATE_NAMES, template
 
 #: Class names; ``structure`` codes index this tuple. ``other``: not analysed (substrate atoms).
@@ -112,8 +112,7 @@ class LocalStructure:
         inside = np.zeros(len(self.structure), dtype=bool)
         inside[atoms_idx] = True
         cut = self.cutoff_A[self.group[atoms_idx]].astype(np.float32)[:, None]
-        contiguous = len(atoms_idx) > 0 and atoms_idx[-1] - atoms_idx[0] + 1 == len(atoms_idx)
-        which = slice(atoms_idx[0], atoms_idx[-1] + 1) if contiguous else atoms_idx  # a view when it can
+        which = _as_slice(atoms_idx)  # a view when it can
         neighbours = self.neighbours[which]
         rows, cols = np.nonzero((self.neighbour_distance_A[which] <= cut) & (neighbours >= 0))
         other = neighbours[rows, cols]
@@ -156,6 +155,33 @@ class _Neighbours(NamedTuple):
     index: np.ndarray  #: (n, k) neighbour indices, −1 past the end
 
 
+#: Reach of the first, bounded neighbour query, in nearest-neighbour distances: the 14th neighbour
+#: of a bulk site lies at 1.41 (close packing), 1.15 (bcc) or 1.63 (tetrahedral bonding).
+_QUERY_REACH_NN = 1.8
+#: Sites sampled to estimate the nearest-neighbour distance before the bounded query.
+_REACH_SAMPLE = 2000
+
+
+def _bounded_query(tree, frame: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """``tree.query(frame, k)``, exactly, but faster: bounded first, unbounded only where that fell short.
+
+    A bound on the search radius lets the KD-tree prune most of its branches (about a third
+    less time on dense crystals); the few sites (surface, isolated) that do not find k points
+    within it are searched again without one.
+    """
+    n = len(frame)
+    sample = frame[:: max(1, n // _REACH_SAMPLE)]
+    first = tree.query(sample, k=2)[0][:, 1]
+    first = first[np.isfinite(first) & (first > 0)]
+    if n < 4 * _REACH_SAMPLE or not len(first):
+        return tree.query(frame, k=k, workers=-1)
+    d, idx = tree.query(frame, k=k, workers=-1, distance_upper_bound=_QUERY_REACH_NN * float(np.median(first)))
+    short = np.flatnonzero(~np.isfinite(d[:, -1]))
+    if len(short):
+        d[short], idx[short] = tree.query(frame[short], k=k, workers=-1)
+    return d, idx
+
+
 def _neighbours(points: np.ndarray, periods: np.ndarray | None, k: int) -> _Neighbours:
     """Each point's k nearest other points."""
     n = len(points)
@@ -164,7 +190,7 @@ def _neighbours(points: np.ndarray, periods: np.ndarray | None, k: int) -> _Neig
         return _Neighbours(np.full((n, k), np.inf, dtype=np.float32), np.zeros((n, k, 3), dtype=np.float32),
                            np.full((n, k), -1))
     tree, frame = kd_tree(points, periods, 10.0)
-    d, idx = tree.query(frame, k=kk + 1, workers=-1)
+    d, idx = _bounded_query(tree, frame, kk + 1)
     d, idx = d[:, 1:], idx[:, 1:]
     points = points.astype(np.float32)  # 1e-4 Å at 1000 Å from the origin: far below thermal motion
     v = points[idx] - points[:, None]
@@ -255,6 +281,13 @@ def _groups(atoms: Atoms, analysed: np.ndarray, periods, sublattices: str):
     return groups
 
 
+def _as_slice(index: np.ndarray) -> slice | np.ndarray:
+    """``index`` as a slice when it is a run of consecutive integers, else itself."""
+    if len(index) and index[-1] - index[0] + 1 == len(index) and np.all(np.diff(index) == 1):
+        return slice(int(index[0]), int(index[-1]) + 1)
+    return index
+
+
 def classify_sites(order: dict[str, np.ndarray], coordination: np.ndarray, offset_nn: np.ndarray) -> np.ndarray:
     """Class codes (:data:`CLASSES`) from order parameters, coordination and neighbour offset.
 
@@ -336,23 +369,18 @@ def local_structure(atoms: Atoms, *, cutoff_A: float | None = None,
         # (a batched 1 × 14 by 14 × 3 product: several times faster than einsum or a masked sum here)
         mean_vec = np.matmul(within[:, None, :].astype(np.float32), found.vector)[:, 0] / np.maximum(count, 1)[:, None]
         offset[members] = np.where(count > 0, np.linalg.norm(mean_vec, axis=1) / max(d_nn, 1e-9), 1.0)
-        vectors[members] = found.vector
-        neighbours[members] = found.index
-        distances[members] = found.distance
+        rows = _as_slice(members)  # slice copies run several times faster than index copies
+        vectors[rows] = found.vector
+        neighbours[rows] = found.index
+        distances[rows] = found.distance
         group[members] = g
         particle[members] = p
         nn_distance.append(d_nn)
         cutoffs.append(cutoff)
         elements.append(element)
-    fitted = np.flatnonzero(coordination >= MIN_COORDINATION)
-    order = {name: np.full(n, np.nan) for name in TEMPLATE_NAMES}
-    rotation = {name: identities(n) for name in ORIENTED}
-    if len(fitted):
-        fits = fit_templates(vectors[fitted], TEMPLATE_NAMES)
-        for name, fit in fits.items():
-            order[name][fitted] = fit.order
-            if name in rotation:
-                rotation[name][fitted] = fit.rotation
+    fits = fit_templates(vectors, TEMPLATE_NAMES, sites=np.flatnonzero(coordination >= MIN_COORDINATION))
+    order = {name: fit.order for name, fit in fits.items()}
+    rotation = {name: fits[name].rotation for name in ORIENTED}
     structure = np.zeros(n, dtype=np.int8)
     structure[analysed] = classify_sites({k: v[analysed] for k, v in order.items()}, coordination[analysed],
                                          offset[analysed])

@@ -246,7 +246,8 @@ def _fit_by_pairs(vectors: np.ndarray, name: str) -> TemplateFit:
     return _fit_from_starts(vt, starts, name)[0]
 
 
-def fit_templates(vectors: np.ndarray, names: tuple[str, ...] = TEMPLATE_NAMES) -> dict[str, TemplateFit]:
+def fit_templates(vectors: np.ndarray, names: tuple[str, ...] = TEMPLATE_NAMES,
+                  sites: np.ndarray | None = None) -> dict[str, TemplateFit]:
     """Fit the templates ``names`` at every site (Eq. 2.1 of seed 004).
 
     Parameters
@@ -255,12 +256,15 @@ def fit_templates(vectors: np.ndarray, names: tuple[str, ...] = TEMPLATE_NAMES) 
         Each site's neighbour vectors, Å, sorted by length; k ≥ 12 (14 to fit bcc).
     names : tuple of str
         Templates to fit, from :data:`nanofind.structure.templates.TEMPLATE_NAMES`.
+    sites : ndarray of int, optional
+        Fit only these rows of ``vectors`` (the others get NaN and the identity); saves copying
+        the rows out of a large model's array and the results back in.
 
     Returns
     -------
     dict of str to TemplateFit
-        Per template: order parameter per site (NaN where the template was not fitted: on
-        close-packed sites only fcc and hcp are) and the fitted rotation.
+        Per template and row of ``vectors``: order parameter (NaN where the template was not
+        fitted: on close-packed sites only fcc and hcp are) and the fitted rotation.
 
     Notes
     -----
@@ -273,9 +277,10 @@ def fit_templates(vectors: np.ndarray, names: tuple[str, ...] = TEMPLATE_NAMES) 
     for name in names:
         template(name)
     n = len(vectors)
+    sites = np.arange(n) if sites is None else np.asarray(sites, dtype=np.intp)
     out = {name: TemplateFit(np.full(n, np.nan), identities(n)) for name in names}
-    for start in range(0, n, _BLOCK_SITES):
-        block = slice(start, start + _BLOCK_SITES)
+    for start in range(0, len(sites), _BLOCK_SITES):
+        block = sites[start:start + _BLOCK_SITES]
         for name, fit in zip(("fcc", "hcp"), _fit_close_packed(_normalised(vectors[block], 12)), strict=True):
             if name in out:
                 out[name].order[block] = fit.order
@@ -283,7 +288,7 @@ def fit_templates(vectors: np.ndarray, names: tuple[str, ...] = TEMPLATE_NAMES) 
     # Sites that are clearly close-packed are done: five-fold, icosahedral and bcc sites score
     # below 8 with both close-packed templates. The others get every template.
     close = np.fmax(out["fcc"].order if "fcc" in out else np.nan, out["hcp"].order if "hcp" in out else np.nan)
-    other = np.flatnonzero(~(close >= CLOSE_PACKED_ORDER))
+    other = sites[~(close[sites] >= CLOSE_PACKED_ORDER)]
     for start in range(0, len(other), _BLOCK_SITES):
         sites = other[start:start + _BLOCK_SITES]
         for name in names:
