@@ -64,7 +64,8 @@ def rest_on(obj: SceneObject, support: GeneratedAtoms, xy_A: Sequence[float], *,
     if lateral_period_A is not None:
         inside = inside_field(atoms.positions, lateral_period_A)
         if not inside.any():
-            raise PlacementError(f"a particle at {list(xy_A)} Å lies entirely outside the field", "position_A")
+            raise PlacementError(f"a particle at ({xy_A[0]:.1f}, {xy_A[1]:.1f}) Å lies entirely outside the field",
+                                 "position_A")
         atoms = atoms.select(inside)
     dz = rest_shift_A(atoms, support, clearance_A=clearance_A, lateral_period_A=lateral_period_A)
     return moved.translated([0.0, 0.0, dz])
@@ -83,8 +84,23 @@ def rest_touching(obj: SceneObject, neighbour: SceneObject, support: GeneratedAt
 
     ``obj`` is slid towards ``neighbour`` along the in-plane direction ``direction_deg`` (from
     the neighbour's centre), resting on the support at every step; bisection stops when the
-    gap is within ``tolerance_A`` above ``contact_A``.
+    gap is within ``tolerance_A`` above ``contact_A``. When that direction leads out of the field
+    (a neighbour near the edge), the directions turned by 45°, 90°, … either way are tried in turn;
+    :class:`PlacementError` when none fits.
     """
+    turns = [0.0] + [sign * 45.0 * k for k in range(1, 5) for sign in (1, -1)][:-1]
+    for turn in turns:
+        try:
+            return _slide_to_contact(obj, neighbour, support, direction_deg + turn, contact_A=contact_A,
+                                     clearance_A=clearance_A, lateral_period_A=lateral_period_A,
+                                     tolerance_A=tolerance_A)
+        except PlacementError:
+            continue
+    raise PlacementError("no direction lets the particle touch its neighbour inside the field", "touching")
+
+
+def _slide_to_contact(obj: SceneObject, neighbour: SceneObject, support: GeneratedAtoms, direction_deg: float, *,
+                      contact_A: float, clearance_A, lateral_period_A, tolerance_A: float) -> SceneObject:
     u = np.array([np.cos(np.radians(direction_deg)), np.sin(np.radians(direction_deg))])
     centre = neighbour.offset_A[:2]
     reach = float(np.ptp(obj.local_atoms().positions[:, :2], axis=0).max()
@@ -98,7 +114,7 @@ def rest_touching(obj: SceneObject, neighbour: SceneObject, support: GeneratedAt
 
     near, far = 0.0, reach
     if gap(far) < contact_A:
-        raise NanofindInputError("particles are too large to touch inside the field", "touching")
+        raise PlacementError("particles are too large to touch inside the field", "touching")
     for _ in range(60):
         mid = (near + far) / 2
         if gap(mid) >= contact_A:
