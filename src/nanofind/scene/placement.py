@@ -108,7 +108,10 @@ def _slide_to_contact(obj: SceneObject, neighbour: SceneObject, support: Generat
     placed = {}
 
     def gap(t: float) -> float:
-        cand = rest_on(obj, support, centre + t * u, clearance_A=clearance_A, lateral_period_A=lateral_period_A)
+        try:
+            cand = rest_on(obj, support, centre + t * u, clearance_A=clearance_A, lateral_period_A=lateral_period_A)
+        except PlacementError:  # wholly outside the field there: far from the neighbour, which is inside
+            return float("inf")
         placed[t] = cand
         return min_distance_A(cand.atoms(), neighbour.atoms(), cutoff=contact_A + 10.0)
 
@@ -123,6 +126,8 @@ def _slide_to_contact(obj: SceneObject, neighbour: SceneObject, support: Generat
             near = mid
         if far - near < 1e-3 and gap(far) - contact_A < tolerance_A:
             break
+    if far not in placed:  # the contact position itself lies outside the field
+        raise PlacementError("the particle would touch its neighbour outside the field", "touching")
     return placed[far]
 
 
