@@ -235,6 +235,8 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="train --labels: the fraction of wrong labels, if known (co-teaching's forget rate); "
                          "estimated otherwise")
     cl.add_argument("--epochs", type=_whole_number(1, "--epochs"), help="train --labels: epochs (default 25)")
+    cl.add_argument("--classes", nargs="+", choices=["fault", "no_fault", "misoriented", "agglomerate", "empty"],
+                    metavar="CLASS", help="crops: cut only crops of these classes")
     cl.add_argument("--seed", type=_seed, default=0, help="random seed of training and of the empty crops (default 0)")
     cl.add_argument("--quiet", action="store_true", help="no progress bar")
     cl.set_defaults(func=_cmd_classify)
@@ -603,7 +605,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
 
         total = sum(len(DatasetReader(p)) for p in rest)
         with ProgressBar("crops", total, enabled=not args.quiet) as bar:
-            counts = write_crops(rest, args.output, seed=args.seed, progress=bar.advance)
+            counts = write_crops(rest, args.output, seed=args.seed, progress=bar.advance, classes=args.classes)
         print(f"{sum(counts.values())} crops {counts} -> {args.output}")
         return 0
     from nanofind.classify.command import classify_files

@@ -110,9 +110,12 @@ def background_crops(image: np.ndarray, instance: np.ndarray, sides: list[int], 
             yield cut(image, top, left, side)
 
 
-def write_crops(datasets: list[str | Path], out_dir: str | Path, *, seed: int = 0, progress=None) -> dict:
+def write_crops(datasets: list[str | Path], out_dir: str | Path, *, seed: int = 0, progress=None,
+                classes: list[str] | None = None) -> dict:
     """Cut labelled crops from simulated datasets into ``out_dir/<class>/`` (float32 TIFF) and ``crops.csv``.
 
+    ``classes`` keeps only crops of those classes (for a recipe made to supply one class, such as
+    the agglomerates of ``classify-train-agglomerates.yaml``, without shifting the others' mix).
     Returns the number of crops per class.
     """
     import tifffile
@@ -145,6 +148,8 @@ def write_crops(datasets: list[str | Path], out_dir: str | Path, *, seed: int = 
             found += [(c, "empty", {"source": "background", "particles": 0, "material": ""})
                       for c in background_crops(sample.image, instance, sides, rng)]
             for k, (crop, name, facts) in enumerate(found):
+                if classes is not None and name not in classes:
+                    continue
                 file = out / name / f"{Path(path).stem}_{i:05d}_{k:02d}.tif"
                 tifffile.imwrite(file, crop.astype(np.float32))
                 counts[name] += 1
