@@ -61,26 +61,24 @@ def test_priority_resolves_overlaps():
     assert atoms.arrays["object_id"][atoms.numbers == 79][0] == 1  # object ids follow the order added
 
 
-def test_touching_pair_contacts_at_requested_distance():
-    sub = _substrate()
-    first = rest_on(_particle(10.0), sub.atoms(), (22, 30), lateral_period_A=FIELD)
-    second = rest_touching(_particle(8.0, 1), first, sub.atoms(), 0.0, contact_A=2.884, lateral_period_A=FIELD)
-    d = pairs_within(first.atoms().positions, 6.0, others=second.atoms().positions)[2]
-    assert 2.884 <= d.min() < 2.884 + 0.05
-    d_sub = pairs_within(second.atoms().positions, 6.0, others=sub.atoms().positions, lateral_period_A=FIELD)[2]
-    assert d_sub.min() >= 2.0 - 1e-9
-
-
-def test_touching_particle_turns_away_from_the_field_edge():
+@pytest.mark.parametrize("neighbour_xy, direction_deg", [
+    ((22, 30), 0.0),
     # the neighbour sits against the left edge and the asked direction points out of the field,
     # where the slide starts wholly outside it: the particle still ends touching, partly inside
+    ((9, 30), 180.0),
+])
+def test_touching_pair_contacts_at_requested_distance(neighbour_xy, direction_deg):
     sub = _substrate()
-    first = rest_on(_particle(10.0), sub.atoms(), (9, 30), lateral_period_A=FIELD)
-    second = rest_touching(_particle(8.0, 1), first, sub.atoms(), 180.0, contact_A=2.884, lateral_period_A=FIELD)
+    first = rest_on(_particle(10.0), sub.atoms(), neighbour_xy, lateral_period_A=FIELD)
+    second = rest_touching(_particle(8.0, 1), first, sub.atoms(), direction_deg, contact_A=2.884,
+                           lateral_period_A=FIELD)
     d = pairs_within(first.atoms().positions, 6.0, others=second.atoms().positions)[2]
     assert 2.884 <= d.min() < 2.884 + 0.05
-    inside = (second.atoms().positions[:, :2] >= 0) & (second.atoms().positions[:, :2] <= FIELD)
-    assert inside.all(axis=1).any()
+    kept = second.atoms().positions  # the scene keeps only the atoms inside the field
+    kept = kept[((kept[:, :2] >= 0) & (kept[:, :2] < FIELD)).all(axis=1)]
+    assert len(kept)
+    d_sub = pairs_within(kept, 6.0, others=sub.atoms().positions, lateral_period_A=FIELD)[2]
+    assert d_sub.min() >= 2.0 - 1e-9
 
 
 def test_scatter_keeps_discs_apart_and_cuts_at_edges():
