@@ -234,7 +234,8 @@ def _build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--noise-rate", type=_fraction("--noise-rate"), metavar="R",
                     help="train --labels: the fraction of wrong labels, if known (co-teaching's forget rate); "
                          "estimated otherwise")
-    cl.add_argument("--epochs", type=_whole_number(1, "--epochs"), help="train --labels: epochs (default 25)")
+    cl.add_argument("--epochs", type=_whole_number(1, "--epochs"),
+                    help="train --labels: epochs (default: enough to see about 180 000 images, 25-200)")
     cl.add_argument("--classes", nargs="+", choices=["fault", "no_fault", "misoriented", "agglomerate", "empty"],
                     metavar="CLASS", help="crops: cut only crops of these classes")
     cl.add_argument("--seed", type=_seed, default=0, help="random seed of training and of the empty crops (default 0)")

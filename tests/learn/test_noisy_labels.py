@@ -92,3 +92,13 @@ def test_noise_rate_estimate_is_within_a_tenth(wrong_fraction):
     images, labels, truth = noisy_set(400, wrong_fraction, seed=4)
     rate, details = estimate_noise_rate(images, labels, 2, settings=NoisyTrainingSettings(epochs=10, batch_size=32))
     assert abs(rate - np.mean(labels != truth)) <= 0.1, (rate, details)
+
+
+def test_default_epochs_follow_the_images_seen_within_bounds():
+    from nanofind.learn.noisy_labels import DEFAULT_EPOCH_RANGE, DEFAULT_IMAGES_SEEN, default_epochs
+
+    assert default_epochs(1800) * 1800 >= DEFAULT_IMAGES_SEEN > (default_epochs(1800) - 1) * 1800
+    assert default_epochs(10) == DEFAULT_EPOCH_RANGE[1]  # a tiny set is not trained for ever
+    assert default_epochs(10**6) == DEFAULT_EPOCH_RANGE[0]  # a large one still gets the seed-like minimum
+    epochs = [default_epochs(n) for n in (50, 500, 900, 1800, 3600, 7200, 20000)]
+    assert epochs == sorted(epochs, reverse=True)

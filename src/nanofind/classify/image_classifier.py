@@ -238,15 +238,12 @@ def train_from_labels(data: list[str], labels_table: str, out_dir, *, method: st
                       clean_table: str | None = None, noise_rate: float | None = None, epochs: int | None = None,
                       seed: int = 0, quiet: bool = False) -> dict:
     """``nanofind classify train DATA... --labels labels.csv``: train, save, return the card."""
-    from dataclasses import replace
-
     from nanofind._progress import ProgressBar
-    from nanofind.learn.noisy_labels import NoisyTrainingSettings
+    from nanofind.learn.noisy_labels import NoisyTrainingSettings, default_epochs
 
-    settings = NoisyTrainingSettings(method=method, noise_rate=noise_rate, seed=seed)
-    if epochs is not None:
-        settings = replace(settings, epochs=epochs)
     table = read_labels(labels_table, data)
+    settings = NoisyTrainingSettings(method=method, noise_rate=noise_rate, seed=seed,
+                                     epochs=epochs if epochs is not None else default_epochs(len(table.files)))
     if len(table.classes) < 2:
         raise NanofindInputError(f"{labels_table}: needs at least two classes; all rows are {table.classes}")
     clean = read_labels(clean_table, data) if clean_table else None
