@@ -262,12 +262,12 @@ def _defect_summary(particles: ParticleTable, settings: AnalysisSettings) -> dic
     """Population statistics of the defect classes (seed 004's form), and which classifier gave them."""
     if not settings.classify or "defect_class" not in particles.columns:
         return None
-    from nanofind.classify.model import DEFAULT_DIR, read_classifier_card
+    from nanofind.classify.model import classifier_dir, read_classifier_card
     from nanofind.classify.population import population_statistics
 
     classes = [c for c in particles["defect_class"] if c]
     # the card alone: loading the trees again would cost a second or more
-    card = read_classifier_card(DEFAULT_DIR if settings.classifier in (None, "default") else settings.classifier)
+    card = read_classifier_card(classifier_dir(settings.classifier))
     return {**population_statistics(classes), "classified": len(classes),
             "not_classified": len(particles) - len(classes),
             "classifier": {"directory": settings.classifier, "method": card.get("method"),

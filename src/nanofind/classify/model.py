@@ -149,6 +149,11 @@ def save_classifier(classifier: DefectClassifier, directory: str | Path) -> Path
     return directory
 
 
+def classifier_dir(name: str | Path | None) -> Path:
+    """The folder a classifier name means: ``None`` or ``"default"`` is the shipped one."""
+    return DEFAULT_DIR if name in (None, "default") else Path(name)
+
+
 def read_classifier_card(directory: str | Path, needs: str = CARD_FILE) -> dict:
     """The card of any classifier directory; one clear error when it is missing or unreadable."""
     card_path = Path(directory) / CARD_FILE
@@ -167,7 +172,7 @@ def load_classifier(directory: str | Path | None = None) -> DefectClassifier:
     """Load a classifier directory (``None`` or ``"default"``: the shipped one); one clear error if unusable."""
     import skops.io as sio
 
-    directory = DEFAULT_DIR if directory in (None, "default") else Path(directory)
+    directory = classifier_dir(directory)
     card_path, model_path = directory / CARD_FILE, directory / MODEL_FILE
     card = read_classifier_card(directory, f"{CARD_FILE} and {MODEL_FILE}")
     if card.get("task") != TASK:

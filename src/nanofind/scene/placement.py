@@ -88,8 +88,7 @@ def rest_touching(obj: SceneObject, neighbour: SceneObject, support: GeneratedAt
     (a neighbour near the edge), the directions turned by 45°, 90°, … either way are tried in turn;
     :class:`PlacementError` when none fits.
     """
-    turns = [0.0] + [sign * 45.0 * k for k in range(1, 5) for sign in (1, -1)][:-1]
-    for turn in turns:
+    for turn in (0.0, 45.0, -45.0, 90.0, -90.0, 135.0, -135.0, 180.0):
         try:
             return _slide_to_contact(obj, neighbour, support, direction_deg + turn, contact_A=contact_A,
                                      clearance_A=clearance_A, lateral_period_A=lateral_period_A,

@@ -170,10 +170,11 @@ def _bounded_query(tree, frame: np.ndarray, k: int) -> tuple[np.ndarray, np.ndar
     within it are searched again without one.
     """
     n = len(frame)
-    sample = frame[:: max(1, n // _REACH_SAMPLE)]
-    first = tree.query(sample, k=2)[0][:, 1]
+    if n < 4 * _REACH_SAMPLE:  # small: the plain query is quick, and a sample would cost as much
+        return tree.query(frame, k=k, workers=-1)
+    first = tree.query(frame[:: n // _REACH_SAMPLE], k=2)[0][:, 1]
     first = first[np.isfinite(first) & (first > 0)]
-    if n < 4 * _REACH_SAMPLE or not len(first):
+    if not len(first):
         return tree.query(frame, k=k, workers=-1)
     d, idx = tree.query(frame, k=k, workers=-1, distance_upper_bound=_QUERY_REACH_NN * float(np.median(first)))
     short = np.flatnonzero(~np.isfinite(d[:, -1]))

@@ -290,12 +290,12 @@ def fit_templates(vectors: np.ndarray, names: tuple[str, ...] = TEMPLATE_NAMES,
     close = np.fmax(out["fcc"].order if "fcc" in out else np.nan, out["hcp"].order if "hcp" in out else np.nan)
     other = sites[~(close[sites] >= CLOSE_PACKED_ORDER)]
     for start in range(0, len(other), _BLOCK_SITES):
-        sites = other[start:start + _BLOCK_SITES]
+        chunk = other[start:start + _BLOCK_SITES]
         for name in names:
             if vectors.shape[1] < template(name).size:
                 continue
-            fit = _fit_by_pairs(vectors[sites], name)
-            keep = ~(out[name].order[sites] >= fit.order)  # fcc and hcp: the better of two fits
-            out[name].order[sites[keep]] = fit.order[keep]
-            out[name].rotation[sites[keep]] = fit.rotation[keep]
+            fit = _fit_by_pairs(vectors[chunk], name)
+            keep = ~(out[name].order[chunk] >= fit.order)  # fcc and hcp: the better of two fits
+            out[name].order[chunk[keep]] = fit.order[keep]
+            out[name].rotation[chunk[keep]] = fit.rotation[keep]
     return out
