@@ -17,9 +17,12 @@ mirrors carry wrong labels, a fraction equal to their share.
   the image (seed 004's as-synthesized Te).
 
 The originals are split 90/10 into training (of which the trainer holds out 10 % for its
-checkpoint, image and mirror together) and test. Four methods (:mod:`nanofind.learn.noisy_labels`):
-standard, two-step (10 clean images per class first), co-teaching (its noise rate estimated, not
-given) and ELR. Reported per label error (0–50 %, and 45 %) and method, as mean ± standard error
+checkpoint, image and mirror together) and test. Four methods (:mod:`nanofind.learn.noisy_labels`)
+on the seed's network: standard, two-step (10 clean images per class first), co-teaching (its noise
+rate estimated, not given) and ELR; and standard and two-step on the mirror-odd network
+(:func:`nanofind.learn.noisy_labels.mirror_odd_network`), which gives an image's mirror the opposite
+answer by construction. Runs go to ``--workers`` processes of one thread each. Reported per label
+error (0–50 %, and 45 %) and method, as mean ± standard error
 over seeds: accuracy on the clean balanced test set (test originals and their mirrors, true
 labels), the misclassified percentage of each hand (the skew), and the minority fraction the
 network finds in a test population with the same share of left-handed particles as the training
@@ -33,18 +36,27 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
+from multiprocessing import get_context
 from pathlib import Path
 
 import numpy as np
 
 from nanofind.classify.image_classifier import prepare_images
 from nanofind.learn.engine import machine_info
-from nanofind.learn.noisy_labels import METHODS, NoisyTrainingSettings, predict_proba, train_noisy
+from nanofind.learn.noisy_labels import NoisyTrainingSettings, predict_proba, train_noisy
 
 INPUT_PX = 32
 ERRORS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.45, 0.5)
 AS_SYNTHESIZED_MINORITY = 0.22
 CLEAN_PER_CLASS = 10
+#: What is compared: name -> (method, mirror-odd network).
+VARIANTS = {"standard": ("standard", False), "two-step": ("two-step", False), "co-teaching": ("coteaching", False),
+            "ELR": ("elr", False), "standard, mirror-odd": ("standard", True),
+            "two-step, mirror-odd": ("two-step", True)}
+#: Runs stored by an older code revision (other network layout or variants) are not reused.
+RUN_REVISION = 2
 
 
 def cpu_name() -> str:
@@ -97,8 +109,6 @@ def mirror_set(originals: np.ndarray, true_hand: np.ndarray):
 
 def run_one(originals, true_hand, error: float | None, method: str, seed: int, settings: NoisyTrainingSettings):
     """Train one method at one label error (None: the population's own minority) and score it."""
-    from dataclasses import replace
-
     rng = np.random.default_rng(1000 + seed)
     order = rng.permutation(len(originals))
     n_test = max(10, len(originals) // 10)
@@ -136,6 +146,17 @@ def run_one(originals, true_hand, error: float | None, method: str, seed: int, s
             "best_epoch": fit.best_epoch, "seconds": round(seconds, 2)}
 
 
+def _one_thread() -> None:
+    import torch
+
+    torch.set_num_threads(1)
+
+
+def _run_task(originals, true_hand, error, variant: str, seed: int, settings: NoisyTrainingSettings) -> dict:
+    method, mirror_odd = VARIANTS[variant]
+    return run_one(originals, true_hand, error, method, seed, replace(settings, mirror_odd=mirror_odd))
+
+
 def summarise(runs: list[dict]) -> dict:
     """Mean and standard error of each score over seeds."""
     out = {}
@@ -158,9 +179,10 @@ def plot(results: dict, path: Path) -> None:
 
     sets = [s for s in results if s != "as-synthesized"]
     fig, axes = plt.subplots(len(sets), 3, figsize=(13, 3.6 * len(sets)), squeeze=False)
-    colours = dict(zip(METHODS, ("tab:red", "tab:blue", "tab:green", "tab:purple"), strict=True))
+    colours = dict(zip(VARIANTS, ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:cyan"),
+                       strict=True))
     for row, name in zip(axes, sets, strict=True):
-        for method in METHODS:
+        for method in VARIANTS:
             points = sorted((float(e), s) for e, s in results[name][method].items())
             errors = 100 * np.array([e for e, _ in points])
             acc = np.array([s["accuracy"] for _, s in points])
@@ -191,6 +213,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--chiral", type=int, default=1000, help="simulated originals per chiral set")
     parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--workers", type=int, default=2,
+                        help="processes of one thread each (default 2: on 2 cores they did 1.6 times the runs of "
+                             "one process of two threads)")
     parser.add_argument("--sets", nargs="*", choices=["digits", "chiral", "as-synthesized"],
                         help="only these data sets (default: all)")
     args = parser.parse_args()
@@ -208,33 +233,41 @@ def main() -> None:
     # results are kept run by run in label_noise.json: an interrupted sweep resumes where it stopped
     store = work / ("label_noise_quick.json" if args.quick else "label_noise.json")
     saved = json.loads(store.read_text()) if store.is_file() else {}
-    raw = [r for r in saved.get("runs", []) if r.get("epochs") == settings.epochs]
+    raw = [r for r in saved.get("runs", []) if r.get("epochs") == settings.epochs
+           and r.get("revision") == RUN_REVISION]
     done = {(r["set"], r["method"], r["error"], r["seed"]): r for r in raw}
-    results = {}
+    prepared = {}
     for name, (images, hand) in sets.items():
-        if args.sets and name not in args.sets:
-            continue
-        originals = prepare_images(list(images), INPUT_PX)
-        hand = np.zeros(len(originals), int) if hand is None else hand
-        grid = [None] if name == "as-synthesized" else errors
-        results[name] = {m: {} for m in METHODS}
-        for method in METHODS:
-            for error in grid:
-                key = "own" if error is None else f"{error:.2f}"
-                runs = []
+        if not args.sets or name in args.sets:
+            prepared[name] = (prepare_images(list(images), INPUT_PX),
+                              np.zeros(len(images), int) if hand is None else hand)
+    tasks = []
+    for name in prepared:
+        for variant in VARIANTS:
+            for error in [None] if name == "as-synthesized" else errors:
                 for seed in range(seeds):
-                    if (name, method, key, seed) not in done:
-                        run = {"set": name, "method": method, "error": key, "seed": seed, "epochs": settings.epochs,
-                               **run_one(originals, hand, error, method, seed, settings)}
-                        raw.append(run)
-                        done[(name, method, key, seed)] = run
-                        store.write_text(json.dumps({"cpu": cpu_name(), "runs": raw}, indent=1))
-                    runs.append(done[(name, method, key, seed)])
-                results[name][method][key] = summarise(runs)
-                s = results[name][method][key]
-                print(f"{name:15s} {method:10s} error {key}: accuracy {s['accuracy'][0]:.3f} ± {s['accuracy'][1]:.3f}, "
-                      f"minority {s['minority_found'][0]:.3f} vs {s['minority_true'][0]:.3f}, "
-                      f"{s['seconds'][0]:.1f} s per run", flush=True)
+                    key = "own" if error is None else f"{error:.2f}"
+                    if (name, variant, key, seed) not in done:
+                        tasks.append((name, variant, error, key, seed))
+    print(f"{len(tasks)} runs to do ({len(done)} stored) on {args.workers} worker(s)", flush=True)
+    with ProcessPoolExecutor(args.workers, mp_context=get_context("spawn"), initializer=_one_thread) as pool:
+        futures = [(task, pool.submit(_run_task, *prepared[task[0]], task[2], task[1], task[4], settings))
+                   for task in tasks]
+        for (name, variant, _, key, seed), future in futures:
+            run = {"set": name, "method": variant, "error": key, "seed": seed, "epochs": settings.epochs,
+                   "revision": RUN_REVISION, **future.result()}
+            raw.append(run)
+            done[(name, variant, key, seed)] = run
+            store.write_text(json.dumps({"cpu": cpu_name(), "runs": raw}, indent=1))
+            print(f"  {name} {variant} error {key} seed {seed}: accuracy {run['accuracy']:.3f}, "
+                  f"{run['seconds']:.0f} s", flush=True)
+    results = {}
+    for name in prepared:
+        results[name] = {v: {} for v in VARIANTS}
+        for variant in VARIANTS:
+            for error in [None] if name == "as-synthesized" else errors:
+                key = "own" if error is None else f"{error:.2f}"
+                results[name][variant][key] = summarise([done[(name, variant, key, seed)] for seed in range(seeds)])
     total = time.perf_counter() - start
     store.write_text(json.dumps({"cpu": cpu_name(), "seconds": round(total, 1), "settings": settings.to_dict(),
                                  "results": results, "runs": raw}, indent=1))
@@ -251,11 +284,11 @@ def print_tables(results: dict) -> None:
     for name, by_method in results.items():
         keys = list(next(iter(by_method.values())))
         print(f"\n### ({name}) clean-test accuracy (mean ± s.e.) / predicted minority fraction vs truth\n")
-        print("| label error | " + " | ".join(METHODS) + " |")
-        print("|---|" + "---|" * len(METHODS))
+        print("| label error | " + " | ".join(VARIANTS) + " |")
+        print("|---|" + "---|" * len(VARIANTS))
         for key in keys:
             cells = []
-            for method in METHODS:
+            for method in VARIANTS:
                 s = by_method[method][key]
                 cells.append(f"{s['accuracy'][0]:.3f} ± {s['accuracy'][1]:.3f} / {s['minority_found'][0]:.3f} "
                              f"({s['minority_true'][0]:.3f}); skew R {100 * s['right_misclassified'][0]:.0f} % "

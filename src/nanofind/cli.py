@@ -236,6 +236,10 @@ def _build_parser() -> argparse.ArgumentParser:
                          "estimated otherwise")
     cl.add_argument("--epochs", type=_whole_number(1, "--epochs"),
                     help="train --labels: epochs (default: enough to see about 180 000 images, 25-200)")
+    cl.add_argument("--mirror-odd", choices=["auto", "yes", "no"], default="auto",
+                    help="train --labels: a network that gives an image's left-right mirror the opposite answer, "
+                         "for two classes that are each other's mirror (handedness); auto (default): yes when the "
+                         "images come in exact mirror pairs with opposite labels, as dataset mirror-label writes")
     cl.add_argument("--classes", nargs="+", choices=["fault", "no_fault", "misoriented", "agglomerate", "empty"],
                     metavar="CLASS", help="crops: cut only crops of these classes")
     cl.add_argument("--seed", type=_seed, default=0, help="random seed of training and of the empty crops (default 0)")
@@ -582,10 +586,13 @@ def _cmd_classify(args: argparse.Namespace) -> int:
             raise NanofindInputError(f"with --labels the method is standard, two-step, coteaching or elr, got {method}",
                                      "--method")
         card = train_from_labels(rest, args.labels, args.output, method=method, clean_table=args.clean,
-                                 noise_rate=args.noise_rate, epochs=args.epochs, seed=args.seed, quiet=args.quiet)
+                                 noise_rate=args.noise_rate, epochs=args.epochs, seed=args.seed,
+                                 mirror_odd=args.mirror_odd, quiet=args.quiet)
         rate = card["noise_rate"]
         noise = f"; noise rate {rate:.3f} ({card['noise_rate_source']})" if rate is not None else ""
-        print(f"{card['training']['items']} images {card['training']['per_class']}, {method}{noise} -> {args.output}")
+        network = ", mirror-odd network" if card.get("mirror_odd") else ""
+        print(f"{card['training']['items']} images {card['training']['per_class']}, {method}{network}{noise} -> "
+              f"{args.output}")
         return 0
     if action == "train":
         from nanofind.classify.training import train_from_folders

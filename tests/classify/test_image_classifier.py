@@ -9,8 +9,10 @@ import pytest
 import tifffile
 
 from nanofind.classify.image_classifier import (
+    choose_mirror_odd,
     group_names,
     load_image_classifier,
+    mirror_pair_share,
     prepare_image,
     read_labels,
     save_image_classifier,
@@ -91,6 +93,31 @@ def test_trained_classifier_round_trips_through_its_files(labelled, tmp_path):
         train_image_classifier(images[:3], ["disc"] * 3, settings=settings)
 
 
+def test_mirror_pairs_are_found_bit_for_bit_and_choose_the_mirror_odd_network(tmp_path):
+    rng = np.random.default_rng(3)
+    originals = [rng.normal(size=(20, 30)).astype(np.float32) for _ in range(10)]
+    paired = originals + [o[:, ::-1] for o in originals]
+    labels = ["right"] * 10 + ["left"] * 10
+    assert mirror_pair_share(paired, labels) == 1.0
+    assert choose_mirror_odd("auto", paired, labels) and not choose_mirror_odd("no", paired, labels)
+    same_label = ["right"] * 20  # mirrors with the same label are not a handedness set
+    assert mirror_pair_share(paired, same_label) == 0.0 and not choose_mirror_odd("auto", paired, same_label)
+    unrelated = [rng.normal(size=(20, 30)).astype(np.float32) for _ in range(20)]
+    assert mirror_pair_share(unrelated, labels) == 0.0 and not choose_mirror_odd("auto", unrelated, labels)
+    symmetric = [np.ones((8, 8), np.float32)] * 2  # its own mirror, but one label each: only across labels
+    assert mirror_pair_share(symmetric, ["a", "b"]) == 1.0
+    with pytest.raises(NanofindInputError, match="--mirror-odd"):
+        choose_mirror_odd("maybe", paired, labels)
+
+    settings = NoisyTrainingSettings(method="standard", epochs=1, batch_size=8, mirror_odd=True)
+    classifier = train_image_classifier(paired, labels, settings=settings, input_px=32)
+    loaded = load_image_classifier(save_image_classifier(classifier, tmp_path / "model"))
+    assert loaded.card["mirror_odd"] is True and "mirror-odd" in loaded.card["architecture"]
+    p = loaded.predict_proba(originals[:4])
+    assert np.allclose(p, classifier.predict_proba(originals[:4]), atol=1e-6)
+    assert np.allclose(loaded.predict_proba([o[:, ::-1] for o in originals[:4]]), p[:, ::-1], atol=1e-5)
+
+
 def _nanofind(*args):
     return subprocess.run([sys.executable, "-m", "nanofind", *map(str, args)], capture_output=True, text=True)
 
@@ -108,6 +135,22 @@ def test_cli_trains_from_labels_and_classifies_with_the_model(labelled, tmp_path
         rows = list(csv.DictReader(fh))
     assert list(rows[0]) == ["file", "class", "probability", "p_disc", "p_ring"]
     assert len(rows) == 60 and {r["class"] for r in rows} <= {"disc", "ring"}
+
+
+def test_cli_trains_a_mirror_odd_network_on_a_mirror_labelled_set(labelled, tmp_path):
+    root, _ = labelled
+    made = _nanofind("dataset", "mirror-label", root / "images", "--dominant", "right", "-o", tmp_path / "set",
+                     "--minority-fraction", "0.2", "--quiet")
+    assert made.returncode == 0, made.stderr
+    out = _nanofind("classify", "train", tmp_path / "set", "--labels", tmp_path / "set" / "labels.csv",
+                    "--method", "standard", "--epochs", "1", "-o", tmp_path / "model", "--quiet")
+    assert out.returncode == 0, out.stderr
+    assert "mirror-odd network" in out.stdout
+    plain = _nanofind("classify", "train", tmp_path / "set", "--labels", tmp_path / "set" / "labels.csv",
+                      "--method", "standard", "--epochs", "1", "--mirror-odd", "no", "-o", tmp_path / "plain",
+                      "--quiet")
+    assert plain.returncode == 0, plain.stderr
+    assert "mirror-odd" not in plain.stdout
 
 
 @pytest.mark.parametrize("case", ["missing table", "unknown image", "one class", "two-step without clean",

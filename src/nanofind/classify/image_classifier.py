@@ -7,6 +7,10 @@ IMAGES --model DIR`` uses it as it uses a defect classifier. A model directory h
 and ``card.json`` (task ``image_classification``, classes, method, input size, noise rate and
 training record). Nothing is unpickled.
 
+A two-class set whose images come in exact left-right mirror pairs with opposite labels (what
+``nanofind dataset mirror-label`` writes) trains a mirror-odd network by default
+(:func:`nanofind.learn.noisy_labels.mirror_odd_network`; ``--mirror-odd auto|yes|no``).
+
 Every image becomes one square input of :data:`INPUT_PX` px: padded to a square with its border
 median, resampled (anti-aliased), then scaled to zero mean and unit standard deviation.
 """
@@ -32,6 +36,9 @@ CARD_FILE = "card.json"
 INPUT_PX = 64
 #: Most rows of a labels table.
 MAX_ROWS = 1_000_000
+#: ``--mirror-odd auto`` chooses the mirror-odd network when at least this share of the items has
+#: its exact left-right mirror in the set, labelled with the other class.
+MIRROR_PAIR_SHARE = 0.9
 
 
 def prepare_image(image: np.ndarray, input_px: int = INPUT_PX) -> np.ndarray:
@@ -125,6 +132,35 @@ def group_names(files: list[Path]) -> list[str]:
     return [str(f.with_name(f.stem.removesuffix("_mirror"))) for f in files]
 
 
+def mirror_pair_share(images, labels) -> float:
+    """Share of the items whose exact left-right mirror (columns reversed) is in the set with another label.
+
+    1.0 for a set written by ``nanofind dataset mirror-label``; near 0 for unrelated images. Images
+    are compared bit for bit (a hash of their float32 values), so the cost is one pass.
+    """
+    import hashlib
+
+    def key(a: np.ndarray) -> bytes:
+        a = np.ascontiguousarray(a, dtype=np.float32)
+        return hashlib.blake2b(a.tobytes() + repr(a.shape).encode(), digest_size=16).digest()
+
+    seen: dict[bytes, set[str]] = {}
+    for image, label in zip(images, labels, strict=True):
+        seen.setdefault(key(image), set()).add(label)
+    paired = sum(bool(seen.get(key(np.asarray(image)[:, ::-1]), set()) - {label})
+                 for image, label in zip(images, labels, strict=True))
+    return paired / max(len(labels), 1)
+
+
+def choose_mirror_odd(choice: str, images, labels) -> bool:
+    """``--mirror-odd`` is ``yes``, ``no`` or ``auto``: yes for two classes in mirror pairs."""
+    if choice not in ("auto", "yes", "no"):
+        raise NanofindInputError(f"must be auto, yes or no, got {choice!r}", "--mirror-odd")
+    if choice != "auto":
+        return choice == "yes"
+    return len(set(labels)) == 2 and mirror_pair_share(images, labels) >= MIRROR_PAIR_SHARE
+
+
 @dataclass
 class ImageClassifier:
     """Trained networks (one, or two averaged) and their card."""
@@ -168,9 +204,11 @@ def train_image_classifier(images, labels: list[str], *, settings, clean_images=
                       settings=settings, groups=groups, progress=progress,
                       clean_images=None if clean_images is None else prepare_images(clean_images, input_px),
                       clean_labels=clean_y)
+    architecture = "seed 004 Fig. 5.2a: 2 x (conv-ReLU-max-pool), avg-pool, dense, dropout, dense"
+    if settings.mirror_odd:
+        architecture += "; mirror-odd: logit difference body(x) - body(x with columns reversed)"
     card = {"task": TASK, "nanofind_version": __version__, "method": settings.method, "classes": classes,
-            "input_px": input_px, "architecture": "seed 004 Fig. 5.2a: 2 x (conv-ReLU-max-pool), avg-pool, "
-                                                  "dense, dropout, dense",
+            "input_px": input_px, "architecture": architecture, "mirror_odd": settings.mirror_odd,
             "networks": len(fit.networks), "channels": list(settings.channels), "hidden": settings.hidden,
             "noise_rate": fit.noise_rate, "noise_rate_source": fit.noise_rate_source,
             "training": {"items": len(labels), "per_class": {c: labels.count(c) for c in classes},
@@ -199,7 +237,7 @@ def load_image_classifier(directory: str | Path) -> ImageClassifier:
     from safetensors.torch import load_file
 
     from nanofind.classify.model import read_classifier_card
-    from nanofind.learn.noisy_labels import chapter5_network
+    from nanofind.learn.noisy_labels import build_network
 
     card = read_classifier_card(directory)
     if card.get("task") != TASK:
@@ -210,7 +248,8 @@ def load_image_classifier(directory: str | Path) -> ImageClassifier:
         state = load_file(str(Path(directory) / WEIGHTS_FILE))
         networks = []
         for k in range(count):
-            net = chapter5_network(len(classes), side, channels=channels, hidden=hidden)
+            net = build_network(len(classes), side, channels=channels, hidden=hidden,
+                                mirror_odd=bool(card.get("mirror_odd", False)))
             prefix = f"net{k}."
             net.load_state_dict({name[len(prefix):]: v for name, v in state.items() if name.startswith(prefix)})
             net.eval()
@@ -236,8 +275,13 @@ def read_image(path: str | Path) -> np.ndarray:
 
 def train_from_labels(data: list[str], labels_table: str, out_dir, *, method: str = "coteaching",
                       clean_table: str | None = None, noise_rate: float | None = None, epochs: int | None = None,
-                      seed: int = 0, quiet: bool = False) -> dict:
-    """``nanofind classify train DATA... --labels labels.csv``: train, save, return the card."""
+                      seed: int = 0, mirror_odd: str = "auto", quiet: bool = False) -> dict:
+    """``nanofind classify train DATA... --labels labels.csv``: train, save, return the card.
+
+    ``mirror_odd`` is ``auto``, ``yes`` or ``no`` (:func:`choose_mirror_odd`).
+    """
+    from dataclasses import replace
+
     from nanofind._progress import ProgressBar
     from nanofind.learn.noisy_labels import NoisyTrainingSettings, default_epochs
 
@@ -258,8 +302,10 @@ def train_from_labels(data: list[str], labels_table: str, out_dir, *, method: st
         for path in clean.files if clean else []:
             clean_images.append(read_image(path))
             bar.advance()
+    settings = replace(settings, mirror_odd=choose_mirror_odd(mirror_odd, images, table.labels))
     record = {"labels": str(labels_table), "clean": str(clean_table) if clean_table else None,
-              "inputs": [str(d) for d in data]}
+              "inputs": [str(d) for d in data], "mirror_odd_choice": mirror_odd,
+              "mirror_pair_share": round(mirror_pair_share(images, table.labels), 4)}
     with ProgressBar("epochs", settings.epochs, enabled=not quiet) as bar:
         classifier = train_image_classifier(images, table.labels, settings=settings,
                                             clean_images=clean_images if clean else None,
