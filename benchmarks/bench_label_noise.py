@@ -53,10 +53,13 @@ AS_SYNTHESIZED_MINORITY = 0.22
 CLEAN_PER_CLASS = 10
 #: What is compared: name -> (method, mirror-odd network).
 VARIANTS = {"standard": ("standard", False), "two-step": ("two-step", False), "co-teaching": ("coteaching", False),
-            "ELR": ("elr", False), "standard, mirror-odd": ("standard", True),
-            "two-step, mirror-odd": ("two-step", True)}
+            "ELR": ("elr", False), "relabel, mirror-odd": ("relabel", True)}
+#: Rows read from the relabel runs' first network: two-step on the mirror-odd network.
+FIRST_ROUND = "two-step, mirror-odd"
+#: Label errors run only by the mirror-odd network (the issue's minority target reaches 45 %).
+MIRROR_ODD_ONLY_ERRORS = (0.45,)
 #: Runs stored by an older code revision (other network layout or variants) are not reused.
-RUN_REVISION = 2
+RUN_REVISION = 3
 
 
 def cpu_name() -> str:
@@ -130,20 +133,31 @@ def run_one(originals, true_hand, error: float | None, method: str, seed: int, s
     # clean balanced test set: the test originals as they are and mirrored, true labels
     x_test, y_test = np.concatenate([originals[test], originals[test][:, :, ::-1]]), np.r_[true_hand[test],
                                                                                          1 - true_hand[test]]
-    predicted = predict_proba(fit.networks, x_test).argmax(1)
     # a test population whose left-handed share equals the training error (or the population's own)
     population, population_hand = originals[test].copy(), true_hand[test].copy()
     if error is not None:
         flip = rng.permutation(n_test)[:round(error * n_test)]
         population[flip] = population[flip][:, :, ::-1]
         population_hand[flip] = 1 - population_hand[flip]
-    found = predict_proba(fit.networks, population).argmax(1)
-    return {"accuracy": float(np.mean(predicted == y_test)),
-            "right_misclassified": float(np.mean(predicted[y_test == 0] != 0)),
-            "left_misclassified": float(np.mean(predicted[y_test == 1] != 1)),
-            "minority_true": float(np.mean(population_hand)), "minority_found": float(np.mean(found)),
-            "noise_rate": fit.noise_rate, "label_error": float(np.mean(labels != truth)),
-            "best_epoch": fit.best_epoch, "seconds": round(seconds, 2)}
+
+    def scores(networks) -> dict:
+        predicted = predict_proba(networks, x_test).argmax(1)
+        return {"accuracy": float(np.mean(predicted == y_test)),
+                "right_misclassified": float(np.mean(predicted[y_test == 0] != 0)),
+                "left_misclassified": float(np.mean(predicted[y_test == 1] != 1)),
+                "minority_true": float(np.mean(population_hand)),
+                "minority_found": float(np.mean(predict_proba(networks, population).argmax(1)))}
+
+    extra = {"rounds": [scores(nets) for nets in fit.round_networks], "relabel": fit.rounds} if fit.round_networks \
+        else {}
+    return {**scores(fit.networks), "noise_rate": fit.noise_rate, "label_error": float(np.mean(labels != truth)),
+            "best_epoch": fit.best_epoch, "seconds": round(seconds, 2), **extra}
+
+
+def _errors(name: str, variant: str, errors) -> list:
+    if name == "as-synthesized":
+        return [None]
+    return [e for e in errors if VARIANTS[variant][1] or e not in MIRROR_ODD_ONLY_ERRORS]
 
 
 def _one_thread() -> None:
@@ -164,7 +178,7 @@ def summarise(runs: list[dict]) -> dict:
                 "seconds"):
         values = np.array([r[key] for r in runs], float)
         out[key] = (float(values.mean()), float(values.std(ddof=1) / np.sqrt(len(values))) if len(values) > 1 else 0.0)
-    rates = [r["noise_rate"] for r in runs if r["noise_rate"] is not None]
+    rates = [r["noise_rate"] for r in runs if r.get("noise_rate") is not None]
     if rates:
         out["noise_rate"] = (float(np.mean(rates)), float(np.std(rates)))
     return out
@@ -179,10 +193,10 @@ def plot(results: dict, path: Path) -> None:
 
     sets = [s for s in results if s != "as-synthesized"]
     fig, axes = plt.subplots(len(sets), 3, figsize=(13, 3.6 * len(sets)), squeeze=False)
-    colours = dict(zip(VARIANTS, ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange", "tab:cyan"),
-                       strict=True))
+    colours = dict(zip([*VARIANTS, FIRST_ROUND], ("tab:red", "tab:blue", "tab:green", "tab:purple", "tab:orange",
+                                                  "tab:cyan"), strict=True))
     for row, name in zip(axes, sets, strict=True):
-        for method in VARIANTS:
+        for method in results[name]:
             points = sorted((float(e), s) for e, s in results[name][method].items())
             errors = 100 * np.array([e for e, _ in points])
             acc = np.array([s["accuracy"] for _, s in points])
@@ -244,7 +258,7 @@ def main() -> None:
     tasks = []
     for name in prepared:
         for variant in VARIANTS:
-            for error in [None] if name == "as-synthesized" else errors:
+            for error in _errors(name, variant, errors):
                 for seed in range(seeds):
                     key = "own" if error is None else f"{error:.2f}"
                     if (name, variant, key, seed) not in done:
@@ -263,11 +277,14 @@ def main() -> None:
                   f"{run['seconds']:.0f} s", flush=True)
     results = {}
     for name in prepared:
-        results[name] = {v: {} for v in VARIANTS}
+        results[name] = {v: {} for v in [*VARIANTS, FIRST_ROUND]}
         for variant in VARIANTS:
-            for error in [None] if name == "as-synthesized" else errors:
+            for error in _errors(name, variant, errors):
                 key = "own" if error is None else f"{error:.2f}"
-                results[name][variant][key] = summarise([done[(name, variant, key, seed)] for seed in range(seeds)])
+                runs = [done[(name, variant, key, seed)] for seed in range(seeds)]
+                results[name][variant][key] = summarise(runs)
+                if VARIANTS[variant][0] == "relabel":
+                    results[name][FIRST_ROUND][key] = summarise([{**r["rounds"][0], "seconds": 0.0} for r in runs])
     total = time.perf_counter() - start
     store.write_text(json.dumps({"cpu": cpu_name(), "seconds": round(total, 1), "settings": settings.to_dict(),
                                  "results": results, "runs": raw}, indent=1))
@@ -282,13 +299,17 @@ def main() -> None:
 def print_tables(results: dict) -> None:
     """Markdown tables: accuracy and minority fraction per label error and method."""
     for name, by_method in results.items():
-        keys = list(next(iter(by_method.values())))
         print(f"\n### ({name}) clean-test accuracy (mean ± s.e.) / predicted minority fraction vs truth\n")
-        print("| label error | " + " | ".join(VARIANTS) + " |")
-        print("|---|" + "---|" * len(VARIANTS))
+        methods = list(by_method)
+        keys = sorted({k for m in methods for k in by_method[m]})
+        print("| label error | " + " | ".join(methods) + " |")
+        print("|---|" + "---|" * len(methods))
         for key in keys:
             cells = []
-            for method in VARIANTS:
+            for method in methods:
+                if key not in by_method[method]:
+                    cells.append("–")
+                    continue
                 s = by_method[method][key]
                 cells.append(f"{s['accuracy'][0]:.3f} ± {s['accuracy'][1]:.3f} / {s['minority_found'][0]:.3f} "
                              f"({s['minority_true'][0]:.3f}); skew R {100 * s['right_misclassified'][0]:.0f} % "

@@ -213,20 +213,23 @@ def _build_parser() -> argparse.ArgumentParser:
                                     "agglomerate, empty), written to OUT/classes.csv. nanofind classify train DIR... "
                                     "--method rf|gbt|cnn -o MODEL_DIR: train from folders, one sub-folder per class; "
                                     "nanofind classify train DATA... --labels labels.csv --method standard|two-step|"
-                                    "coteaching|elr -o MODEL_DIR: an image classifier of any classes from labels that "
-                                    "may be wrong (seed 004, ch. 5), used by nanofind classify IMAGES --model DIR. "
+                                    "coteaching|elr|relabel -o MODEL_DIR: an image classifier of any classes from "
+                                    "labels that may be wrong (seed 004, ch. 5), used by nanofind classify IMAGES "
+                                    "--model DIR. "
                                     "nanofind classify crops DATASET.h5... -o DIR: labelled crops of simulated "
                                     "datasets, cut as analyze cuts particles.")
     cl.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR",
                     help="crops or folders (or: train DIR..., crops H5...)")
     cl.add_argument("-o", "--output", required=True, help="output folder (classes.csv), or the new model folder")
     cl.add_argument("--model", default="default", help="classifier folder, or default (the shipped one)")
-    cl.add_argument("--method", choices=["rf", "gbt", "cnn", "standard", "two-step", "coteaching", "elr"],
+    cl.add_argument("--method", choices=["rf", "gbt", "cnn", "standard", "two-step", "coteaching", "elr",
+                                         "relabel"],
                     help="train: rf (seed 004's random forest: its 5 features, 500 trees, Gini), gbt (gradient-"
                          "boosted trees on the richer features; the default for class folders) or cnn (a small "
                          "network on the crop and its spectrum); with --labels: standard (the seed's CNN), "
-                         "two-step (a clean set first, needs --clean), coteaching (Han et al.; the default) or elr "
-                         "(early-learning regularisation)")
+                         "two-step (a clean set first, needs --clean), coteaching (Han et al.), elr "
+                         "(early-learning regularisation) or relabel (two-step, or standard without --clean, then "
+                         "two rounds on the network's own answers; the default)")
     cl.add_argument("--labels", metavar="CSV", help="train: a file,label table of the images in DATA (any class "
                                                     "names; labels may be wrong)")
     cl.add_argument("--clean", metavar="CSV", help="train --labels: a small file,label table known to be right "
@@ -581,10 +584,10 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     if action == "train" and args.labels:
         from nanofind.classify.image_classifier import train_from_labels
 
-        method = args.method or "coteaching"
+        method = args.method or "relabel"
         if method in ("rf", "gbt", "cnn"):
-            raise NanofindInputError(f"with --labels the method is standard, two-step, coteaching or elr, got {method}",
-                                     "--method")
+            raise NanofindInputError(f"with --labels the method is standard, two-step, coteaching, elr or relabel, "
+                                     f"got {method}", "--method")
         card = train_from_labels(rest, args.labels, args.output, method=method, clean_table=args.clean,
                                  noise_rate=args.noise_rate, epochs=args.epochs, seed=args.seed,
                                  mirror_odd=args.mirror_odd, quiet=args.quiet)

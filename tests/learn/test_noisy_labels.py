@@ -130,22 +130,43 @@ def test_mirror_odd_network_gives_a_mirror_image_the_opposite_answer():
         build_network(3, SIDE, mirror_odd=True)
 
 
-def test_mirror_odd_network_learns_a_hand_through_thirty_percent_wrong_labels():
-    # mirror labelling of 300 originals, 30 % of them truly left-handed: their labels, and their
-    # mirrors', are wrong (the seed's plain network stayed at 0.51 here after 30 epochs of 150)
-    rng = np.random.default_rng(5)
-    n = 300
+def _hands(n: int, left_share: float, seed: int):
+    """Mirror labelling of n hooked bars, ``left_share`` of them truly left-handed: images, labels, truth, groups."""
+    rng = np.random.default_rng(seed)
     originals = np.stack([_hooked_bar(rng) for _ in range(n)])
-    left = rng.permutation(n)[:90]
+    left = rng.permutation(n)[:round(left_share * n)]
     originals[left] = originals[left][:, :, ::-1]
     images = np.concatenate([originals, originals[:, :, ::-1]])
     labels = np.r_[np.zeros(n, int), np.ones(n, int)]
     truth = labels.copy()
     truth[left], truth[n + left] = 1, 0
+    return images, labels, truth, np.r_[np.arange(n), np.arange(n)]
+
+
+def test_mirror_odd_network_learns_a_hand_through_thirty_percent_wrong_labels():
+    # the left-handed originals' labels, and their mirrors', are wrong (the seed's plain network
+    # stayed at 0.51 here after 30 epochs of 150 originals)
+    rng = np.random.default_rng(6)
+    n = 300
+    images, labels, truth, groups = _hands(n, 0.3, seed=5)
     settings = NoisyTrainingSettings(method="standard", epochs=15, batch_size=32, mirror_odd=True)
-    fit = train_noisy(images, labels, 2, settings=settings, groups=np.r_[np.arange(n), np.arange(n)])
+    fit = train_noisy(images, labels, 2, settings=settings, groups=groups)
     assert fit.best_epoch == settings.epochs - 1  # a mirror-odd network keeps its last epoch
     test = np.stack([_hooked_bar(rng) for _ in range(60)])
     test_images, test_truth = np.concatenate([test, test[:, :, ::-1]]), np.r_[np.zeros(60, int), np.ones(60, int)]
     assert np.mean(labels != truth) == pytest.approx(0.3)
     assert np.mean(predict_proba(fit.networks, test_images).argmax(1) == test_truth) >= 0.8  # 0.88 measured
+
+
+def test_relabel_rounds_train_fresh_networks_on_answers_that_undo_the_wrong_labels():
+    images, labels, truth, groups = _hands(300, 0.3, seed=5)
+    settings = NoisyTrainingSettings(method="relabel", epochs=15, batch_size=32, mirror_odd=True, relabel_rounds=2)
+    fit = train_noisy(images, labels, 2, settings=settings, groups=groups)
+    assert [r["round"] for r in fit.rounds] == [0, 1, 2] and fit.rounds[0]["method"] == "standard"  # no clean set
+    assert len(fit.round_networks) == 3 and fit.networks is fit.round_networks[-1]
+    assert fit.round_networks[1][0] is not fit.round_networks[0][0]  # each round a fresh network
+    assert len(fit.history) == settings.total_epochs == 15 + 2 * 10
+    # the first network's answers differ from the given labels where those are wrong
+    answers = predict_proba(fit.round_networks[0], images).argmax(1)
+    assert fit.rounds[1]["changed_from_given"] == pytest.approx(np.mean(answers != labels), abs=1e-4)
+    assert np.mean(answers != truth) < 0.2 < 0.3 == pytest.approx(np.mean(labels != truth))

@@ -273,7 +273,7 @@ def read_image(path: str | Path) -> np.ndarray:
     return np.asarray(frames[0].array, dtype=np.float32)
 
 
-def train_from_labels(data: list[str], labels_table: str, out_dir, *, method: str = "coteaching",
+def train_from_labels(data: list[str], labels_table: str, out_dir, *, method: str = "relabel",
                       clean_table: str | None = None, noise_rate: float | None = None, epochs: int | None = None,
                       seed: int = 0, mirror_odd: str = "auto", quiet: bool = False) -> dict:
     """``nanofind classify train DATA... --labels labels.csv``: train, save, return the card.
@@ -306,7 +306,7 @@ def train_from_labels(data: list[str], labels_table: str, out_dir, *, method: st
     record = {"labels": str(labels_table), "clean": str(clean_table) if clean_table else None,
               "inputs": [str(d) for d in data], "mirror_odd_choice": mirror_odd,
               "mirror_pair_share": round(mirror_pair_share(images, table.labels), 4)}
-    with ProgressBar("epochs", settings.epochs, enabled=not quiet) as bar:
+    with ProgressBar("epochs", settings.total_epochs, enabled=not quiet) as bar:
         classifier = train_image_classifier(images, table.labels, settings=settings,
                                             clean_images=clean_images if clean else None,
                                             clean_labels=clean.labels if clean else None,
