@@ -152,13 +152,18 @@ def mirror_pair_share(images, labels) -> float:
     return paired / max(len(labels), 1)
 
 
-def choose_mirror_odd(choice: str, images, labels) -> bool:
-    """``--mirror-odd`` is ``yes``, ``no`` or ``auto``: yes for two classes in mirror pairs."""
+def choose_mirror_odd(choice: str, images, labels, *, share: float | None = None) -> bool:
+    """``--mirror-odd`` is ``yes``, ``no`` or ``auto``: yes for two classes in mirror pairs.
+
+    ``share``: :func:`mirror_pair_share` of the set when already known.
+    """
     if choice not in ("auto", "yes", "no"):
         raise NanofindInputError(f"must be auto, yes or no, got {choice!r}", "--mirror-odd")
     if choice != "auto":
         return choice == "yes"
-    return len(set(labels)) == 2 and mirror_pair_share(images, labels) >= MIRROR_PAIR_SHARE
+    if len(set(labels)) != 2:
+        return False
+    return (mirror_pair_share(images, labels) if share is None else share) >= MIRROR_PAIR_SHARE
 
 
 @dataclass
@@ -302,10 +307,11 @@ def train_from_labels(data: list[str], labels_table: str, out_dir, *, method: st
         for path in clean.files if clean else []:
             clean_images.append(read_image(path))
             bar.advance()
-    settings = replace(settings, mirror_odd=choose_mirror_odd(mirror_odd, images, table.labels))
+    share = mirror_pair_share(images, table.labels)
+    settings = replace(settings, mirror_odd=choose_mirror_odd(mirror_odd, images, table.labels, share=share))
     record = {"labels": str(labels_table), "clean": str(clean_table) if clean_table else None,
               "inputs": [str(d) for d in data], "mirror_odd_choice": mirror_odd,
-              "mirror_pair_share": round(mirror_pair_share(images, table.labels), 4)}
+              "mirror_pair_share": round(share, 4)}
     with ProgressBar("epochs", settings.total_epochs, enabled=not quiet) as bar:
         classifier = train_image_classifier(images, table.labels, settings=settings,
                                             clean_images=clean_images if clean else None,

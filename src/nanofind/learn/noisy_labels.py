@@ -25,7 +25,7 @@ augmentation (:func:`augment_batch`):
   ones (the seed's reason why co-teaching trails at low error), and costs one network, not two.
 
 Any method can train a **mirror-odd** network instead (:attr:`NoisyTrainingSettings.mirror_odd`,
-:class:`MirrorOddNetwork`): for two classes that are each other's mirror image (handedness), its
+:func:`mirror_odd_network`): for two classes that are each other's mirror image (handedness), its
 logit difference is g(x) − g(mirror(x)), so the mirror of any image gets exactly the opposite
 probabilities. A constant answer is impossible, and what the network can learn is only what
 changes sign under the mirror. At 40 % wrong labels the plain network sat at chance on one seed of
