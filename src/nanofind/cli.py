@@ -229,7 +229,7 @@ def _build_parser() -> argparse.ArgumentParser:
                          "network on the crop and its spectrum); with --labels: standard (the seed's CNN), "
                          "two-step (a clean set first, needs --clean), coteaching (Han et al.), elr "
                          "(early-learning regularisation) or relabel (two-step, or standard without --clean, then "
-                         "two rounds on the network's own answers; the default)")
+                         "one round of a fresh network on its answers; the default)")
     cl.add_argument("--labels", metavar="CSV", help="train: a file,label table of the images in DATA (any class "
                                                     "names; labels may be wrong)")
     cl.add_argument("--clean", metavar="CSV", help="train --labels: a small file,label table known to be right "
@@ -243,6 +243,10 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="train --labels: a network that gives an image's left-right mirror the opposite answer, "
                          "for two classes that are each other's mirror (handedness); auto (default): yes when the "
                          "images come in exact mirror pairs with opposite labels, as dataset mirror-label writes")
+    cl.add_argument("--rotation", choices=["auto", "any", "quarter"], default="auto",
+                    help="train --labels: in-plane turns of the augmentation: any angle, or quarter turns +-5 deg "
+                         "(seed 004's); auto (default): any when the images' edges show no preferred direction "
+                         "(objects at random angles), quarter otherwise (upright or axis-aligned images)")
     cl.add_argument("--classes", nargs="+", choices=["fault", "no_fault", "misoriented", "agglomerate", "empty"],
                     metavar="CLASS", help="crops: cut only crops of these classes")
     cl.add_argument("--seed", type=_seed, default=0, help="random seed of training and of the empty crops (default 0)")
@@ -590,10 +594,12 @@ def _cmd_classify(args: argparse.Namespace) -> int:
                                      f"got {method}", "--method")
         card = train_from_labels(rest, args.labels, args.output, method=method, clean_table=args.clean,
                                  noise_rate=args.noise_rate, epochs=args.epochs, seed=args.seed,
-                                 mirror_odd=args.mirror_odd, quiet=args.quiet)
+                                 mirror_odd=args.mirror_odd, rotation=args.rotation, quiet=args.quiet)
         rate = card["noise_rate"]
         noise = f"; noise rate {rate:.3f} ({card['noise_rate_source']})" if rate is not None else ""
         network = ", mirror-odd network" if card.get("mirror_odd") else ""
+        turns = card["training"]["settings"]["rotation"]
+        network += ", turns by any angle" if turns == "any" else ", quarter turns"
         print(f"{card['training']['items']} images {card['training']['per_class']}, {method}{network}{noise} -> "
               f"{args.output}")
         return 0

@@ -9,10 +9,13 @@ import pytest
 import tifffile
 
 from nanofind.classify.image_classifier import (
+    ANY_ANGLE_MAX_ANISOTROPY,
     choose_mirror_odd,
+    choose_rotation,
     group_names,
     load_image_classifier,
     mirror_pair_share,
+    orientation_anisotropy,
     prepare_image,
     read_labels,
     save_image_classifier,
@@ -118,6 +121,29 @@ def test_mirror_pairs_are_found_bit_for_bit_and_choose_the_mirror_odd_network(tm
     assert np.allclose(loaded.predict_proba([o[:, ::-1] for o in originals[:4]]), p[:, ::-1], atol=1e-5)
 
 
+def _bar(angle_deg: float, rng, side: int = 48) -> np.ndarray:
+    """A 24 × 6 px bright bar through the centre, its long axis at ``angle_deg`` from the x axis, in noise."""
+    yy, xx = np.mgrid[:side, :side] - (side - 1) / 2
+    t = np.radians(angle_deg)
+    along, across = xx * np.cos(t) + yy * np.sin(t), -xx * np.sin(t) + yy * np.cos(t)
+    return (rng.normal(0, 0.2, (side, side)) + ((np.abs(along) < 12) & (np.abs(across) < 3))).astype(np.float32)
+
+
+def test_orientation_anisotropy_tells_objects_at_any_angle_from_upright_or_axis_aligned_ones():
+    rng = np.random.default_rng(4)
+    any_angle = [_bar(a, rng) for a in rng.uniform(0, 360, 80)]
+    upright = [_bar(90 + a, rng) for a in rng.uniform(-5, 5, 80)]  # one preferred axis: 2nd harmonic
+    quarter = [_bar(a, rng) for a in 90 * rng.integers(0, 4, 80)]  # two axes: 4th harmonic
+    low, high_2, high_4 = (orientation_anisotropy(s) for s in (any_angle, upright, quarter))
+    assert low < ANY_ANGLE_MAX_ANISOTROPY / 2, low
+    assert high_2 > 2 * ANY_ANGLE_MAX_ANISOTROPY and high_4 > 2 * ANY_ANGLE_MAX_ANISOTROPY, (high_2, high_4)
+    assert choose_rotation("auto", any_angle) == "any"
+    assert choose_rotation("auto", upright) == choose_rotation("auto", quarter) == "quarter"
+    assert choose_rotation("quarter", any_angle) == "quarter" and choose_rotation("any", upright) == "any"
+    with pytest.raises(NanofindInputError, match="--rotation"):
+        choose_rotation("sometimes", upright)
+
+
 def _nanofind(*args):
     return subprocess.run([sys.executable, "-m", "nanofind", *map(str, args)], capture_output=True, text=True)
 
@@ -129,6 +155,12 @@ def test_cli_trains_from_labels_and_classifies_with_the_model(labelled, tmp_path
                     "--clean", root / "clean.csv", "--epochs", "2", "-o", model, "--quiet")
     assert out.returncode == 0, out.stderr
     assert "two-step" in out.stdout
+    assert "turns by any angle" in out.stdout  # discs and rings at random places: no preferred direction
+    import json
+
+    card = json.loads((model / "card.json").read_text())
+    assert card["training"]["settings"]["rotation"] == "any" and card["training"]["rotation_choice"] == "auto"
+    assert card["training"]["orientation_anisotropy"] < ANY_ANGLE_MAX_ANISOTROPY
     result = _nanofind("classify", root / "images", "--model", model, "-o", tmp_path / "out", "--quiet")
     assert result.returncode == 0, result.stderr
     with open(tmp_path / "out" / "classes.csv", newline="") as fh:

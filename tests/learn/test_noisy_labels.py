@@ -54,8 +54,22 @@ def test_small_loss_selection_keeps_the_fraction_within_each_class():
 
 
 def test_augmentation_never_mirrors():
-    m = affine_matrices(500, np.random.default_rng(0))
-    assert np.all(np.linalg.det(m[:, :, :2]) > 0)  # a reflection would swap a handedness label
+    for any_angle in (True, False):
+        m = affine_matrices(500, np.random.default_rng(0), any_angle=any_angle)
+        assert np.all(np.linalg.det(m[:, :, :2]) > 0)  # a reflection would swap a handedness label
+
+
+def test_augmentation_turns_by_any_angle_or_by_quarter_turns():
+    def angles_deg(any_angle):
+        m = affine_matrices(2000, np.random.default_rng(1), zoom=0.0, shear=0.0, any_angle=any_angle)
+        return np.degrees(np.arctan2(m[:, 1, 0], m[:, 0, 0])) % 360
+
+    quarter = angles_deg(False)
+    off_quarter = np.abs((quarter + 45) % 90 - 45)  # distance to the nearest quarter turn
+    assert off_quarter.max() <= 5.0 + 1e-4
+    anywhere = angles_deg(True)
+    assert np.histogram(anywhere, bins=8, range=(0, 360))[0].min() > 2000 / 8 * 0.8  # uniform over the circle
+    assert np.mean(np.abs((anywhere + 45) % 90 - 45) > 10) > 0.7
 
 
 def test_coteaching_drops_wrong_labels_more_often_than_right_ones():
@@ -165,7 +179,7 @@ def test_relabel_rounds_train_fresh_networks_on_answers_that_undo_the_wrong_labe
     assert [r["round"] for r in fit.rounds] == [0, 1, 2] and fit.rounds[0]["method"] == "standard"  # no clean set
     assert len(fit.round_networks) == 3 and fit.networks is fit.round_networks[-1]
     assert fit.round_networks[1][0] is not fit.round_networks[0][0]  # each round a fresh network
-    assert len(fit.history) == settings.total_epochs == 15 + 2 * 10
+    assert len(fit.history) == settings.total_epochs == 15 + 2 * 15  # rounds as long as the first network
     # the first network's answers differ from the given labels where those are wrong
     answers = predict_proba(fit.round_networks[0], images).argmax(1)
     assert fit.rounds[1]["changed_from_given"] == pytest.approx(np.mean(answers != labels), abs=1e-4)
