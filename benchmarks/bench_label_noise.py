@@ -16,19 +16,19 @@ mirrors carry wrong labels, a fraction equal to their share.
   smaller and have a weaker chiral facet, mirror-labelled as it is: the noise is correlated with
   the image (seed 004's as-synthesized Te).
 
-The originals are split 90/10 into training (of which the trainer holds out 10 % for its
-checkpoint, image and mirror together) and test. Four methods (:mod:`nanofind.learn.noisy_labels`)
-on the seed's network: standard, two-step (10 clean images per class first), co-teaching (its noise
-rate estimated, not given) and ELR; and relabel on the mirror-odd network
-(:func:`nanofind.learn.noisy_labels.mirror_odd_network`), which gives an image's mirror the opposite
-answer by construction (its first network, two-step, is reported too). Runs go to ``--workers``
-processes of one thread each. Reported per label error (0–50 %, and 45 %) and method, as mean ± standard error
-over seeds: accuracy on the clean balanced test set (test originals and their mirrors, true
-labels), the misclassified percentage of each hand (the skew), and the minority fraction the
-network finds in a test population with the same share of left-handed particles as the training
-error, against the truth. Writes ``label_noise.json`` (run by run, so that an interrupted sweep
-resumes) and a figure shaped like the seed's Figure 5.4 (``label_noise.png``) into ``--work``, and
-prints markdown tables with the CPU named.
+The originals are split 90/10 into training (of which the trainer holds out 10 % for its checkpoint,
+image and mirror together) and test. Four methods (:mod:`nanofind.learn.noisy_labels`) on one
+network (``--channels``: by default the seed's with a third conv block): standard, two-step (10
+clean images per class first), co-teaching (its noise rate estimated, not given) and ELR; and
+relabel on the mirror-odd network (:func:`nanofind.learn.noisy_labels.mirror_odd_network`), which
+gives an image's mirror the opposite answer by construction (its first network, two-step, is
+reported too). Runs go to ``--workers`` processes of one thread each. Reported per label error (0–50
+%, and 45 %) and method, as mean ± standard error over seeds: accuracy on the clean balanced test
+set (test originals and their mirrors, true labels), the misclassified percentage of each hand (the
+skew), and the minority fraction the network finds in a test population with the same share of
+left-handed particles as the training error, against the truth. Writes ``label_noise.json`` (run by
+run, so that an interrupted sweep resumes) and a figure shaped like the seed's Figure 5.4
+(``label_noise.png``) into ``--work``, and prints markdown tables with the CPU named.
 """
 
 from __future__ import annotations
@@ -178,7 +178,7 @@ def run_one(originals, true_hand, error: float | None, method: str, seed: int, s
     extra = {"rounds": [scores(nets) for nets in fit.round_networks], "relabel": fit.rounds} if fit.round_networks \
         else {}
     return {**scores(fit.networks), "noise_rate": fit.noise_rate, "label_error": float(np.mean(labels != truth)),
-            "best_epoch": fit.best_epoch, "seconds": round(seconds, 2), **extra}
+            "best_epoch": fit.best_epoch, "restarts": fit.restarts, "seconds": round(seconds, 2), **extra}
 
 
 def _errors(name: str, variant: str, errors) -> list:
@@ -254,6 +254,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--chiral", type=int, default=1000, help="simulated originals per chiral set")
     parser.add_argument("--epochs", type=int, default=25)
+    parser.add_argument("--channels", type=int, nargs="+", default=list(NoisyTrainingSettings.channels),
+                        help="the network's conv blocks, one width each (default %(default)s; the seed's network: "
+                             "16 32)")
     parser.add_argument("--workers", type=int, default=2,
                         help="processes of one thread each (default 2: on 2 cores they did 1.6 times the runs of "
                              "one process of two threads)")
@@ -272,7 +275,7 @@ def main() -> None:
     seeds = 1 if args.quick else args.seeds
     errors = (0.0, 0.3) if args.quick else ERRORS
     n_chiral = 120 if args.quick else args.chiral
-    settings = NoisyTrainingSettings(epochs=4 if args.quick else args.epochs)
+    settings = NoisyTrainingSettings(epochs=4 if args.quick else args.epochs, channels=tuple(args.channels))
     start = time.perf_counter()
     sets = {"digits": (digit_sevens(), None)}
     if args.held_out:
@@ -285,8 +288,10 @@ def main() -> None:
     held_out = "" if not args.held_out else "_held_out" + ("" if args.held_out == "a" else f"_{args.held_out}")
     store = work / (("label_noise_quick" if args.quick else "label_noise") + held_out + ".json")
     saved = json.loads(store.read_text()) if store.is_file() else {}
+    # runs stored before the network's blocks were a setting had the seed's two
     raw = [r for r in saved.get("runs", []) if r.get("epochs") == settings.epochs
-           and r.get("revision") == RUN_REVISION]
+           and r.get("revision") == RUN_REVISION and r.get("channels", [16, 32]) == list(settings.channels)]
+    others = [r for r in saved.get("runs", []) if r not in raw]
     done = {(r["set"], r["method"], r["error"], r["seed"]): r for r in raw}
     prepared, set_settings = {}, {}
     for name, (images, hand) in sets.items():
@@ -311,10 +316,10 @@ def main() -> None:
                    for task in tasks]
         for (name, variant, _, key, seed), future in futures:
             run = {"set": name, "method": variant, "error": key, "seed": seed, "epochs": settings.epochs,
-                   "revision": RUN_REVISION, **future.result()}
+                   "channels": list(settings.channels), "revision": RUN_REVISION, **future.result()}
             raw.append(run)
             done[(name, variant, key, seed)] = run
-            store.write_text(json.dumps({"cpu": cpu_name(), "runs": raw}, indent=1))
+            store.write_text(json.dumps({"cpu": cpu_name(), "runs": others + raw}, indent=1))
             print(f"  {name} {variant} error {key} seed {seed}: accuracy {run['accuracy']:.3f}, "
                   f"{run['seconds']:.0f} s", flush=True)
     results = {}
@@ -330,7 +335,7 @@ def main() -> None:
     total = time.perf_counter() - start
     store.write_text(json.dumps({"cpu": cpu_name(), "seconds": round(total, 1), "settings": settings.to_dict(),
                                  "rotation": {name: set_settings[name].rotation for name in prepared},
-                                 "results": results, "runs": raw}, indent=1))
+                                 "results": results, "runs": others + raw}, indent=1))
     if any(name != "as-synthesized" for name in results):
         plot(results, store.with_suffix(".png"))
     print_tables(results)

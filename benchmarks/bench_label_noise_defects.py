@@ -63,7 +63,9 @@ def main() -> None:
     index = {c: k for k, c in enumerate(CLASS_NAMES)}
     y_cheap = np.array([index[c] for c in cheap])
     y_true = np.array([index[c] for c in truth])
-    settings = NoisyTrainingSettings(epochs=args.epochs, batch_size=128, learning_rate=3e-3, seed=args.seed)
+    # the seed's two-block network, as docs/benchmarks.md reports it (the default has three blocks)
+    settings = NoisyTrainingSettings(epochs=args.epochs, batch_size=128, learning_rate=3e-3, seed=args.seed,
+                                     channels=(16, 32))
     print("| labels | method | test balanced accuracy | noise rate used | time |")
     print("|---|---|---|---|---|")
     runs = [("cheap (forest)", m, y_cheap) for m in METHODS] + [("true", "standard", y_true)]

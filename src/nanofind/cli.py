@@ -600,6 +600,8 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         network = ", mirror-odd network" if card.get("mirror_odd") else ""
         turns = card["training"]["settings"]["rotation"]
         network += ", turns by any angle" if turns == "any" else ", quarter turns"
+        restarts = card["training"].get("restarts", 0)
+        network += f", {restarts} dead network(s) trained again" if restarts else ""
         print(f"{card['training']['items']} images {card['training']['per_class']}, {method}{network}{noise} -> "
               f"{args.output}")
         return 0

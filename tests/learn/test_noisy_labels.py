@@ -144,6 +144,29 @@ def test_mirror_odd_network_gives_a_mirror_image_the_opposite_answer():
         build_network(3, SIDE, mirror_odd=True)
 
 
+def test_network_has_one_block_per_channel_entry_and_the_seeds_layout_for_two():
+    import torch
+    import torch.nn as nn
+
+    from nanofind.learn.noisy_labels import chapter5_network
+
+    seed_net = chapter5_network(2, 32, channels=(16, 32))
+    deeper = chapter5_network(2, 32, channels=(16, 32, 64))
+    for net, blocks in ((seed_net, 2), (deeper, 3)):
+        assert sum(isinstance(m, nn.Conv2d) for m in net) == blocks
+        assert sum(isinstance(m, nn.MaxPool2d) for m in net) == blocks
+        assert net(torch.zeros(3, 1, 32, 32)).shape == (3, 2)
+    # the seed's network keeps its average pooling and the layer order of models already saved
+    assert any(isinstance(m, nn.AvgPool2d) for m in seed_net)
+    assert not any(isinstance(m, nn.AvgPool2d) for m in deeper)
+    assert [k for k in seed_net.state_dict() if k.endswith("weight")] == ["0.weight", "3.weight", "8.weight",
+                                                                           "11.weight"]
+    # the dense layer sees a 4 x 4 map at 32 px either way: 32 and 64 channels of it
+    assert seed_net[8].in_features == 32 * 16 and deeper[10].in_features == 64 * 16
+    with pytest.raises(ValueError, match="divisible by 16"):
+        chapter5_network(2, 24, channels=(8, 8, 8, 8))
+
+
 def _hands(n: int, left_share: float, seed: int):
     """Mirror labelling of n hooked bars, ``left_share`` of them truly left-handed: images, labels, truth, groups."""
     rng = np.random.default_rng(seed)
@@ -184,3 +207,38 @@ def test_relabel_rounds_train_fresh_networks_on_answers_that_undo_the_wrong_labe
     answers = predict_proba(fit.round_networks[0], images).argmax(1)
     assert fit.rounds[1]["changed_from_given"] == pytest.approx(np.mean(answers != labels), abs=1e-4)
     assert np.mean(answers != truth) < 0.2 < 0.3 == pytest.approx(np.mean(labels != truth))
+
+
+def test_a_dead_network_answers_nothing_and_is_trained_again_with_a_new_seed(monkeypatch):
+    import torch
+
+    import nanofind.learn.noisy_labels as noisy_labels
+
+    images, labels, _ = noisy_set(24, 0.0, 3)
+    alive = build_network(2, SIDE)
+    dead = build_network(2, SIDE)
+    with torch.no_grad():  # every unit after the last ReLU silenced: the same logits for any image
+        dead[-1].weight.zero_()
+    assert noisy_labels.answers_nothing([dead], images)
+    assert not noisy_labels.answers_nothing([alive], images)
+    assert noisy_labels.answers_nothing([alive, dead], images)  # co-teaching: either network
+
+    seeds = []
+
+    def train_once(images, labels, n_classes, settings, *rest):
+        seeds.append(settings.seed)
+        return noisy_labels.NoisyTrainingResult([dead if len(seeds) < 2 else alive], settings)
+
+    monkeypatch.setattr(noisy_labels, "_train_once", train_once)
+    fit = train_noisy(images, labels, 2, settings=NoisyTrainingSettings(method="standard", seed=5))
+    assert fit.restarts == 1 and fit.networks == [alive]
+    assert seeds[0] == 5 and seeds[1] != 5
+    seeds.clear()
+
+    def always_dead(images, labels, n_classes, settings, *rest):
+        seeds.append(settings.seed)
+        return noisy_labels.NoisyTrainingResult([dead], settings)
+
+    monkeypatch.setattr(noisy_labels, "_train_once", always_dead)
+    fit = train_noisy(images, labels, 2, settings=NoisyTrainingSettings(method="standard"))
+    assert fit.restarts == noisy_labels.MAX_RESTARTS and len(set(seeds)) == noisy_labels.MAX_RESTARTS + 1

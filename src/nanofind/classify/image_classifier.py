@@ -33,8 +33,9 @@ TASK = "image_classification"
 WEIGHTS_FILE = "classifier.safetensors"
 CARD_FILE = "card.json"
 #: Side of the network's input, px: the size benchmarks/bench_label_noise.py measures every method
-#: at. At 64 px the same network, 25 epochs, relabel at 40 % error on held-out chiral set b stayed at
-#: chance (0.50 and 0.505, seeds 0–1), where 32 px scored 0.92 and 0.96 (docs/benchmarks.md).
+#: at. At 64 px the seed's two-block network, 25 epochs, relabel at 40 % error on held-out chiral
+#: set b stayed at chance (0.50 and 0.505, seeds 0–1), where 32 px scored 0.92 and 0.96; a third
+#: block at 64 px did not help (0.59, 0.475), at 32 px it gave 0.977 (docs/benchmarks.md).
 INPUT_PX = 32
 #: Most rows of a labels table.
 MAX_ROWS = 1_000_000
@@ -262,7 +263,9 @@ def train_image_classifier(images, labels: list[str], *, settings, clean_images=
                       settings=settings, groups=groups, progress=progress,
                       clean_images=None if clean_images is None else prepare_images(clean_images, input_px),
                       clean_labels=clean_y)
-    architecture = "seed 004 Fig. 5.2a: 2 x (conv-ReLU-max-pool), avg-pool, dense, dropout, dense"
+    blocks = len(settings.channels)
+    architecture = (f"seed 004 Fig. 5.2a with {blocks} x (conv-ReLU-max-pool) of {list(settings.channels)} channels"
+                    + (", avg-pool" if blocks < 3 else "") + ", dense, dropout, dense")
     if settings.mirror_odd:
         architecture += "; mirror-odd: logit difference body(x) - body(x with columns reversed)"
     card = {"task": TASK, "nanofind_version": __version__, "method": settings.method, "classes": classes,

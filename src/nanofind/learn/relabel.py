@@ -54,7 +54,8 @@ def train_relabel(images: np.ndarray, labels: np.ndarray, n_classes: int, *, set
     fit = train_noisy(images, labels, n_classes, settings=replace(settings, method=first), groups=groups,
                       clean_images=clean_images, clean_labels=clean_labels, progress=progress)
     history = [{**h, "round": 0} for h in fit.history]
-    rounds = [{"round": 0, "method": first, "changed_from_given": 0.0, "changed_from_previous": 0.0}]
+    rounds = [{"round": 0, "method": first, "changed_from_given": 0.0, "changed_from_previous": 0.0,
+               "restarts": fit.restarts}]
     round_networks = [fit.networks]
     current = labels
     round_groups = None if groups is None else np.asarray(groups).astype(str)
@@ -75,7 +76,9 @@ def train_relabel(images: np.ndarray, labels: np.ndarray, n_classes: int, *, set
                           settings=replace(settings, method="standard", epochs=round_epochs,
                                            seed=settings.seed + 7919 * k))
         history += [{**h, "round": k} for h in fit.history]
+        rounds[-1]["restarts"] = fit.restarts
         round_networks.append(fit.networks)
+    fit.restarts = sum(r["restarts"] for r in rounds)
     fit.settings, fit.history = settings, history
     fit.rounds, fit.round_networks = rounds, round_networks
     fit.clean_stage_items = 0 if not has_clean else len(clean_labels)
