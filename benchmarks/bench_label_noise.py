@@ -288,10 +288,12 @@ def main() -> None:
     held_out = "" if not args.held_out else "_held_out" + ("" if args.held_out == "a" else f"_{args.held_out}")
     store = work / (("label_noise_quick" if args.quick else "label_noise") + held_out + ".json")
     saved = json.loads(store.read_text()) if store.is_file() else {}
-    # runs stored before the network's blocks were a setting had the seed's two
-    raw = [r for r in saved.get("runs", []) if r.get("epochs") == settings.epochs
-           and r.get("revision") == RUN_REVISION and r.get("channels", [16, 32]) == list(settings.channels)]
-    others = [r for r in saved.get("runs", []) if r not in raw]
+    def reusable(r: dict) -> bool:  # runs stored before the network's blocks were a setting had the seed's two
+        return (r.get("epochs") == settings.epochs and r.get("revision") == RUN_REVISION
+                and r.get("channels", [16, 32]) == list(settings.channels))
+
+    raw = [r for r in saved.get("runs", []) if reusable(r)]
+    others = [r for r in saved.get("runs", []) if not reusable(r)]  # kept in the store, not used
     done = {(r["set"], r["method"], r["error"], r["seed"]): r for r in raw}
     prepared, set_settings = {}, {}
     for name, (images, hand) in sets.items():

@@ -415,7 +415,7 @@ def answers_nothing(networks, images: np.ndarray, *, items: int = 256) -> bool:
         for net in networks:
             net.eval()
             logits = net(x)
-            if len(x) > 1 and float((logits.max(0).values - logits.min(0).values).abs().max()) == 0.0:
+            if len(x) > 1 and bool(torch.equal(logits.max(0).values, logits.min(0).values)):
                 return True
     return False
 
