@@ -222,6 +222,16 @@ def test_a_dead_network_answers_nothing_and_is_trained_again_with_a_new_seed(mon
     assert noisy_labels.answers_nothing([dead], images)
     assert not noisy_labels.answers_nothing([alive], images)
     assert noisy_labels.answers_nothing([alive, dead], images)  # co-teaching: either network
+    nearly_dead = build_network(2, SIDE)
+    with torch.no_grad():  # a few units alive, but too weakly to change any answer
+        nearly_dead[-1].weight.mul_(1e-4)
+    logits = nearly_dead.eval()(torch.from_numpy(images[:, None].astype(np.float32))).detach().numpy()
+    assert np.ptp(logits[:, 1] - logits[:, 0]) > 0  # not exactly constant
+    assert noisy_labels.answers_nothing([nearly_dead], images)
+    same_for_every_class = build_network(2, SIDE)
+    with torch.no_grad():  # both classes' logits move together: the softmax never changes
+        same_for_every_class[-1].weight[1] = same_for_every_class[-1].weight[0]
+    assert noisy_labels.answers_nothing([same_for_every_class], images)
 
     seeds = []
 

@@ -364,9 +364,13 @@ def train_from_labels(data: list[str], labels_table: str, out_dir, *, method: st
         for path in clean.files if clean else []:
             clean_images.append(read_image(path))
             bar.advance()
-    share = mirror_pair_share(images, table.labels)
+    share = mirror_pair_share(images, table.labels)  # exact mirrors: on the images as read
+    mirror_odd_chosen = choose_mirror_odd(mirror_odd, images, table.labels, share=share)
+    # Resized once: preparing an already prepared stack again skips the resize (same side) and only
+    # re-normalises, so the orientation measure and the trainer below share this work.
+    images = list(prepare_images(images, INPUT_PX))
     anisotropy = orientation_anisotropy(images) if rotation == "auto" else None
-    settings = replace(settings, mirror_odd=choose_mirror_odd(mirror_odd, images, table.labels, share=share),
+    settings = replace(settings, mirror_odd=mirror_odd_chosen,
                        rotation=choose_rotation(rotation, images, anisotropy=anisotropy))
     record = {"labels": str(labels_table), "clean": str(clean_table) if clean_table else None,
               "inputs": [str(d) for d in data], "mirror_odd_choice": mirror_odd,
