@@ -252,6 +252,33 @@ def _build_parser() -> argparse.ArgumentParser:
     cl.add_argument("--seed", type=_seed, default=0, help="random seed of training and of the empty crops (default 0)")
     cl.add_argument("--quiet", action="store_true", help="no progress bar")
     cl.set_defaults(func=_cmd_classify)
+
+    co = sub.add_parser("columns", help="atomic columns of micrographs: sub-pixel positions, tables, overlays, tracks",
+                        description="nanofind columns IMAGES... -o OUT: every atomic column of each micrograph (each "
+                                    "frame of a stack) as a row of OUT/<stem>_columns.csv: x_A, y_A (Å from the "
+                                    "top-left corner of the top-left pixel, x along columns, y along rows), x_px, "
+                                    "y_px, intensity; stacks add frame and track_id. Also an overlay "
+                                    "(<stem>_columns.png), a summary figure and a JSON record.")
+    co.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="micrographs or folders of them")
+    co.add_argument("-o", "--output", required=True, help="output folder")
+    co.add_argument("--method", default="peaks", choices=["peaks"],
+                    help="peaks: classical sub-pixel peak finding (no training)")
+    co.add_argument("--contrast", default="auto", choices=["auto", "bright", "dark"],
+                    help="columns brighter (HAADF-STEM) or darker than their surroundings (HRTEM at some foci); "
+                         "auto: from the image")
+    co.add_argument("--refine", default="com", choices=["com", "gaussian", "none"],
+                    help="sub-pixel refinement: centre of mass (fast), 2D Gaussian fit (slower), none")
+    co.add_argument("--spacing", type=_positive_float("--spacing"), metavar="A",
+                    help="nearest-neighbour column spacing in Å (default: measured from the image)")
+    co.add_argument("--min-separation", type=_positive_float("--min-separation"), metavar="A",
+                    help="closer peaks keep only the stronger, Å (default: 0.6 of the spacing)")
+    co.add_argument("--threshold-sigma", type=_number("--threshold-sigma", 0, low_included=True), default=5.0,
+                    help="drop peaks lower than this many noise deviations (default 5)")
+    co.add_argument("--track-tolerance", type=_positive_float("--track-tolerance"), default=0.5, metavar="A",
+                    help="stacks: largest move of a column between frames after drift, Å (default 0.5)")
+    co.add_argument("--pixel-size", type=_positive_float("--pixel-size"), help="pixel size in Å (overrides files)")
+    co.add_argument("--quiet", action="store_true", help="no progress bar")
+    co.set_defaults(func=_cmd_columns)
     return parser
 
 
@@ -634,6 +661,32 @@ def _cmd_classify(args: argparse.Namespace) -> int:
     print(f"classes -> {target}")
     if failures:
         return 2 if len(args.inputs) == 1 and Path(args.inputs[0]).is_file() else 1
+    return 0
+
+
+def _cmd_columns(args: argparse.Namespace) -> int:
+    from nanofind.columns.command import ColumnSettings, columns_files
+
+    settings = ColumnSettings(method=args.method, contrast=args.contrast, refine=args.refine, spacing_A=args.spacing,
+                              min_separation_A=args.min_separation, threshold_sigma=args.threshold_sigma,
+                              track_tolerance_A=args.track_tolerance)
+
+    def report(path, record, error) -> None:
+        if error is not None:
+            print(f"nanofind: error: {error}", file=sys.stderr)
+        elif not args.quiet:
+            counts = record["columns_per_frame"]
+            frames = f" in {len(counts)} frames ({record['tracks']} tracks)" if len(counts) > 1 else ""
+            again = ", done before" if record.get("resumed") else f", {record['seconds']:.2f} s"
+            print(f"{path}: {sum(counts)} columns{frames}, spacing {record['spacing_A']:.2f} A, "
+                  f"{record['contrast']} contrast{again}", file=sys.stderr)
+
+    records, failures = columns_files(args.inputs, args.output, settings, pixel_size_A=args.pixel_size,
+                                      on_file=report, quiet=args.quiet)
+    print(f"{sum(sum(r['columns_per_frame']) for r in records)} columns in {len(records)} files -> {args.output}")
+    if failures:
+        print(f"nanofind: {len(failures)} of {len(records) + len(failures)} files failed", file=sys.stderr)
+        return 1
     return 0
 
 

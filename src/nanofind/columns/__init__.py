@@ -1,0 +1,1 @@
+"""Atomic columns: sub-pixel peaks, column heights and tracks through time series."""

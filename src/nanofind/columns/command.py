@@ -1,0 +1,180 @@
+"""``nanofind columns IMAGES... -o OUT``: atomic columns of micrographs, as tables, overlays and tracks.
+
+Per input file ``<stem>`` (every frame of a stack), into ``OUT``:
+
+- ``<stem>_columns.csv``: one row per column (:data:`nanofind.columns.outputs.CSV_COLUMNS`), with
+  ``frame`` and ``track_id`` first for a stack. ``x_A, y_A`` are Å from the top-left corner of the
+  top-left pixel, x along columns and y along rows (``x_px, y_px`` the same in pixels);
+  ``intensity`` the mean raw value over a disc of a quarter spacing; ``peak`` the band-passed peak
+  height; ``edge`` 1 where the refinement window was cut by the border. ``height``, ``element``
+  and ``confidence`` are empty with ``--method peaks`` (no model of column heights).
+- ``<stem>_columns.png``: the (first) frame with a dot on every column, coloured by intensity.
+- ``<stem>_columns_summary.png`` and ``<stem>_columns.json``: histograms and the record of what
+  was found and with which settings. A file whose record matches the settings is not redone, so an
+  interrupted batch resumes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from nanofind._version import __version__
+from nanofind.errors import NanofindInputError
+
+
+@dataclass(frozen=True)
+class ColumnSettings:
+    """What ``nanofind columns`` was asked for; lengths in Å (converted with each file's pixel size)."""
+
+    method: str = "peaks"
+    contrast: str = "auto"  #: auto, bright or dark
+    refine: str = "com"  #: com, gaussian or none
+    spacing_A: float | None = None  #: nearest-neighbour column spacing; measured on the first frame if None
+    min_separation_A: float | None = None  #: default 0.6 of the spacing
+    threshold_sigma: float = 5.0
+    track_tolerance_A: float = 0.5  #: stacks: a column moves at most this far between frames (after drift)
+
+
+def _check(settings: ColumnSettings) -> None:
+    if settings.method != "peaks":
+        raise NanofindInputError(f"method must be peaks, got {settings.method!r} (column heights need a "
+                                 "column-height model, which nanofind does not ship yet)", "--method")
+    for name in ("spacing_A", "min_separation_A"):
+        value = getattr(settings, name)
+        if value is not None and not (np.isfinite(value) and value > 0):
+            raise NanofindInputError(f"must be > 0 Å, got {value}", "--" + name[:-2].replace("_", "-"))
+    if not (np.isfinite(settings.threshold_sigma) and settings.threshold_sigma >= 0):
+        raise NanofindInputError(f"must be >= 0, got {settings.threshold_sigma}", "--threshold-sigma")
+    if not (np.isfinite(settings.track_tolerance_A) and settings.track_tolerance_A > 0):
+        raise NanofindInputError(f"must be > 0 Å, got {settings.track_tolerance_A}", "--track-tolerance")
+
+
+def _nearest_neighbour(xy: np.ndarray) -> np.ndarray:
+    from scipy.spatial import cKDTree
+
+    if len(xy) < 2:
+        return np.full(len(xy), np.nan)
+    distance, _ = cKDTree(xy).query(xy, k=2)
+    return distance[:, 1]
+
+
+def columns_of_file(path: str | Path, out_dir: str | Path, settings: ColumnSettings = ColumnSettings(), *,
+                    pixel_size_A: float | None = None) -> dict:
+    """Find the columns of one micrograph file (every frame) and write its files; returns its record.
+
+    Raises
+    ------
+    NanofindInputError
+        Unreadable file, no pixel size (in the file or ``pixel_size_A``), no lattice or no columns.
+    """
+    from nanofind._files import write_text_atomic
+    from nanofind.columns.outputs import columns_csv_text, write_overlay, write_summary_figure
+    from nanofind.columns.peaks import find_columns
+    from nanofind.columns.tracks import link_frames
+    from nanofind.io.micrograph import read_micrograph
+
+    _check(settings)
+    path, out = Path(path), Path(out_dir)
+    record_path = out / f"{path.stem}_columns.json"
+    wanted = {"settings": asdict(settings), "pixel_size_override_A": pixel_size_A,
+              "input_bytes": path.stat().st_size if path.is_file() else None}
+    if record_path.is_file() and (out / f"{path.stem}_columns.csv").is_file():
+        try:
+            done = json.loads(record_path.read_text())
+        except (OSError, ValueError):
+            done = {}
+        if all(done.get(k) == v for k, v in wanted.items()):
+            return {**done, "resumed": True}
+    start = time.perf_counter()
+    micrograph = read_micrograph(path, pixel_size_A=pixel_size_A)
+    pixel = micrograph.pixel_size_A
+    if pixel is None:
+        raise NanofindInputError("no pixel size in the file; give it with --pixel-size (Å)", str(path))
+    frames = micrograph.frames()
+    stack = len(frames) > 1
+    spacing_px = None if settings.spacing_A is None else settings.spacing_A / pixel
+    separation_px = None if settings.min_separation_A is None else settings.min_separation_A / pixel
+    found = []
+    for k, frame in enumerate(frames):
+        where = f"{path}" + (f" frame {k}" if stack else "")
+        try:
+            peaks = find_columns(frame.array, spacing_px=spacing_px, min_separation_px=separation_px,
+                                 contrast=settings.contrast, threshold_sigma=settings.threshold_sigma,
+                                 refine=settings.refine)
+        except NanofindInputError as exc:
+            raise NanofindInputError(exc.message, where) from None
+        if not len(peaks):
+            raise NanofindInputError("no atomic columns found (no peaks above the noise)", where)
+        spacing_px = peaks.spacing_px  # the first frame's measured spacing serves the whole stack
+        found.append(peaks)
+    xy_A = [np.column_stack([p.x_px, p.y_px]) * pixel for p in found]
+    track_ids, drifts = (link_frames(xy_A, tolerance=settings.track_tolerance_A, drift_search=0.5 * spacing_px * pixel)
+                         if stack else (None, [np.zeros(2)]))
+    rows = []
+    for k, peaks in enumerate(found):
+        for i in range(len(peaks)):
+            row = {"x_A": xy_A[k][i, 0], "y_A": xy_A[k][i, 1], "x_px": peaks.x_px[i], "y_px": peaks.y_px[i],
+                   "intensity": float(peaks.intensity[i]), "peak": float(peaks.peak[i]), "edge": bool(peaks.edge[i])}
+            if stack:
+                row.update(frame=k, track_id=int(track_ids[k][i]))
+            rows.append(row)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / f"{path.stem}_columns.csv", columns_csv_text(rows, stack=stack))
+    first = found[0]
+    write_overlay(frames[0].array, first.x_px, first.y_px, first.intensity, out / f"{path.stem}_columns.png",
+                  radius_px=0.15 * first.spacing_px)
+    neighbour_A = _nearest_neighbour(xy_A[0])
+    write_summary_figure(out / f"{path.stem}_columns_summary.png", intensity=first.intensity, neighbour_A=neighbour_A,
+                         counts_per_frame=[len(p) for p in found], drift_A=np.array(drifts) if stack else None,
+                         title=f"{path.name}: {len(first)} columns" + (f" in frame 0 of {len(found)}" if stack else ""))
+    record = {**wanted, "input": str(path), "nanofind_version": __version__, "pixel_size_A": pixel,
+              "pixel_size_source": micrograph.metadata.get("pixel_size_source"),
+              "frames": len(found), "columns_per_frame": [len(p) for p in found],
+              "contrast": first.contrast, "spacing_A": round(first.spacing_px * pixel, 4),
+              "median_neighbour_A": float(np.nanmedian(neighbour_A)) if len(neighbour_A) else None,
+              "tracks": int(max(int(t.max()) for t in track_ids if len(t)) + 1) if stack else None,
+              "drift_A": [[round(float(v), 4) for v in d] for d in drifts] if stack else None,
+              "finder": first.settings, "seconds": round(time.perf_counter() - start, 3)}
+    write_text_atomic(record_path, json.dumps(record, indent=2))
+    return record
+
+
+def columns_files(inputs: list[str], out_dir: str | Path, settings: ColumnSettings = ColumnSettings(), *,
+                  pixel_size_A: float | None = None, on_file=None, quiet: bool = False) -> tuple[list[dict], list[str]]:
+    """Run :func:`columns_of_file` on every file (folders: the micrographs in them).
+
+    Returns the records and the failures (one line each). A single file that fails raises instead.
+    """
+    from nanofind._progress import ProgressBar
+    from nanofind.segment.batch import expand_inputs
+
+    _check(settings)
+    files = expand_inputs(inputs)
+    if not files:
+        raise NanofindInputError("no micrographs found in the inputs", " ".join(inputs))
+    out = Path(out_dir)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise NanofindInputError(f"cannot create the folder ({exc.strerror or exc})", str(out)) from None
+    records, failures = [], []
+    with ProgressBar("columns", len(files), enabled=not quiet) as bar:
+        for path in files:
+            try:
+                record = columns_of_file(path, out, settings, pixel_size_A=pixel_size_A)
+            except NanofindInputError as exc:
+                if len(files) == 1:
+                    raise
+                failures.append(str(exc))
+                record = None
+            if on_file is not None:
+                on_file(path, record, failures[-1] if record is None else None)
+            if record is not None:
+                records.append(record)
+            bar.advance()
+    return records, failures

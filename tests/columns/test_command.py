@@ -1,0 +1,97 @@
+"""``nanofind columns`` end to end on small synthetic micrographs with known columns."""
+
+import csv
+import json
+
+import numpy as np
+import pytest
+import tifffile
+from scipy.spatial import cKDTree
+
+from nanofind.cli import main
+from nanofind.columns.synthetic import haadf_lattice
+
+PIXEL_A = 0.3  # 0.03 nm
+
+
+def write_tif(path, array, pixel_A=PIXEL_A):
+    if pixel_A is None:
+        tifffile.imwrite(path, array)
+    else:
+        tifffile.imwrite(path, array, imagej=True, resolution=(1 / (pixel_A / 10), 1 / (pixel_A / 10)),
+                         metadata={"unit": "nm"})
+    return path
+
+
+def read_rows(path):
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def lattice():
+    return haadf_lattice((160, 160), spacing_px=12.0, sigma_px=2.0, counts=800, rng=5)
+
+
+def test_columns_of_one_image_are_in_angstrom_from_the_top_left_corner(lattice, tmp_path, capsys):
+    image, truth_px = lattice
+    source = write_tif(tmp_path / "haadf.tif", image)
+    assert main(["columns", str(source), "-o", str(tmp_path / "out"), "--quiet"]) == 0
+    rows = read_rows(tmp_path / "out" / "haadf_columns.csv")
+    assert list(rows[0]) == ["x_A", "y_A", "x_px", "y_px", "intensity", "peak", "height", "element", "confidence",
+                             "edge"]
+    xy_A = np.array([[float(r["x_A"]), float(r["y_A"])] for r in rows])
+    xy_px = np.array([[float(r["x_px"]), float(r["y_px"])] for r in rows])
+    assert np.allclose(xy_A, xy_px * PIXEL_A, atol=1e-3)
+    distance, _ = cKDTree(xy_A).query(truth_px * PIXEL_A)
+    assert (distance < 0.5).mean() >= 0.99  # Å
+    assert all(r["height"] == "" for r in rows)  # peaks alone know no heights
+    record = json.loads((tmp_path / "out" / "haadf_columns.json").read_text())
+    assert record["pixel_size_A"] == pytest.approx(PIXEL_A) and record["contrast"] == "bright"
+    assert record["spacing_A"] == pytest.approx(12 * PIXEL_A, rel=0.08)
+    for name in ("haadf_columns.png", "haadf_columns_summary.png"):
+        assert (tmp_path / "out" / name).stat().st_size > 1000
+    # a second run finds the record and does not redo the file
+    assert main(["columns", str(source), "-o", str(tmp_path / "out")]) == 0
+    assert "done before" in capsys.readouterr().err
+
+
+def test_a_stack_gets_frames_tracks_and_drift(lattice, tmp_path):
+    image, _ = lattice
+    shift_px = np.array([1, 2])  # rows, columns per frame
+    stack = np.stack([np.roll(image, tuple(k * shift_px), axis=(0, 1)) for k in range(3)])
+    source = write_tif(tmp_path / "series.tif", stack)
+    assert main(["columns", str(source), "-o", str(tmp_path), "--quiet"]) == 0
+    rows = read_rows(tmp_path / "series_columns.csv")
+    assert list(rows[0])[:2] == ["frame", "track_id"]
+    record = json.loads((tmp_path / "series_columns.json").read_text())
+    assert record["frames"] == 3
+    assert record["drift_A"][2] == pytest.approx([2 * 2 * PIXEL_A, 2 * 1 * PIXEL_A], abs=0.05)
+    by_track = {}
+    for r in rows:
+        by_track.setdefault(r["track_id"], []).append(r)
+    whole = [t for t in by_track.values() if len(t) == 3 and all(r["edge"] == "0" for r in t)]
+    assert len(whole) >= 0.8 * record["columns_per_frame"][0]
+    for track in whole:  # each step of a track is the frame's shift (columns rolled, not moved)
+        x = [float(r["x_A"]) for r in track]
+        assert np.allclose(np.diff(x), 2 * PIXEL_A, atol=0.1)
+
+
+def test_bad_inputs_give_one_line_and_exit_2_or_1_for_a_batch(lattice, tmp_path, capsys):
+    image, _ = lattice
+    no_pixel = write_tif(tmp_path / "nopixel.tif", image, pixel_A=None)
+    assert main(["columns", str(no_pixel), "-o", str(tmp_path / "a"), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "nopixel.tif" in err[0] and "--pixel-size" in err[0]
+    assert main(["columns", str(no_pixel), "-o", str(tmp_path / "a"), "--quiet", "--pixel-size", "0.3"]) == 0
+    capsys.readouterr()
+    blank = write_tif(tmp_path / "blank.tif", np.random.default_rng(0).normal(50, 2, (96, 96)).astype(np.float32))
+    assert main(["columns", str(blank), "-o", str(tmp_path / "b"), "--quiet", "--spacing", "3.6"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "blank.tif" in err[0] and "no atomic columns" in err[0]
+    good = write_tif(tmp_path / "good.tif", image)
+    assert main(["columns", str(blank), str(good), "-o", str(tmp_path / "c"), "--quiet", "--spacing", "3.6"]) == 1
+    assert (tmp_path / "c" / "good_columns.csv").is_file()
+    with pytest.raises(SystemExit) as exit_:
+        main(["columns", str(good), "-o", str(tmp_path / "d"), "--spacing", "-1"])
+    assert exit_.value.code == 2 and "--spacing must be > 0" in capsys.readouterr().err
