@@ -17,7 +17,8 @@ the dose is the expected count at a column's peak. Every finder gets the same im
 Scored against the true positions, within 3 px: recall (true columns found), precision (found
 that are true), RMS error of matched columns that lie at least 6 px inside the border (px).
 Speed is columns found per second of wall time, on the CPU named in the output, using its cores
-as the library does. Prints a markdown table and writes ``columns_bench.json`` into ``--work``.
+as the library does. Prints a markdown table and writes ``columns_bench.json`` and a figure,
+``columns_bench.png``, into ``--work``.
 """
 
 from __future__ import annotations
@@ -106,6 +107,41 @@ def timed(finder, images, truths, repeats: int) -> dict:
     return out
 
 
+def write_figure(path: Path, table: dict, image: np.ndarray, truth: np.ndarray, found: np.ndarray, cpu: str) -> None:
+    """A crop with true and found positions; RMS error against dose; speed per finder."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    crop = 64
+    axes[0].imshow(image[:crop, :crop], cmap="gray", extent=(0, crop, crop, 0))
+    for xy, style, label in ((truth, dict(marker="+", color="#ff3b30", s=60), "true"),
+                             (found, dict(marker="o", facecolors="none", edgecolors="#32d2ff", s=40), "nanofind com")):
+        inside = (xy < crop).all(1)
+        axes[0].scatter(xy[inside, 0], xy[inside, 1], label=label, **style)
+    axes[0].set(title="64 px of a 512² image, 1000 counts a peak", xlabel="x (px)", ylabel="y (px)")
+    axes[0].legend(loc="lower right", fontsize=8)
+    finders = list(dict.fromkeys(row["finder"] for row in table.values()))
+    for name in finders:
+        rows = sorted((r for r in table.values() if r["finder"] == name), key=lambda r: r["dose"])
+        axes[1].plot([r["dose"] for r in rows], [r["rms_px"] for r in rows], "o-", label=name)
+    axes[1].axhline(0.09, color="grey", ls="--", lw=1)
+    axes[1].set(xscale="log", yscale="log", xlabel="counts at a column's peak", ylabel="RMS position error (px)",
+                title="accuracy (dashed: issue 16's 0.09 px)")
+    axes[1].legend(fontsize=8)
+    speed = [np.mean([r["columns_per_s"] for r in table.values() if r["finder"] == name]) for name in finders]
+    axes[2].barh(finders, speed, color="#3b6ea8")
+    axes[2].axvline(50_000, color="grey", ls="--", lw=1)
+    axes[2].set(xscale="log", xlabel="columns per second", title="speed (dashed: 50 000/s)")
+    axes[2].xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    fig.suptitle(f"Column peak finding on synthetic HAADF, {cpu}", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--doses", type=float, nargs="+", default=[100.0, 1000.0, 10000.0],
@@ -141,6 +177,8 @@ def main() -> None:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     (work / "columns_bench.json").write_text(json.dumps({"cpu": cpu, "results": table}, indent=2))
+    image, truth = haadf_lattice(SHAPE, spacing_px=SPACING_PX, sigma_px=SIGMA_PX, counts=1000.0, rng=[1000, 0])
+    write_figure(work / "columns_bench.png", table, image, truth, nanofind_finder("com")(image), cpu)
     print(f"\n{SHAPE[1]} x {SHAPE[0]} px, ~{next(iter(table.values()))['true_columns']} columns, on {cpu}\n")
     print("| finder | counts at peak | recall | precision | RMS error (px) | columns/s |")
     print("|---|---|---|---|---|---|")

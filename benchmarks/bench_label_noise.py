@@ -124,6 +124,7 @@ def held_out_chiral(work: Path, n: int, which: str = "a") -> np.ndarray:
     if cache.is_file():
         return np.load(cache)["ideal"]
     images, _ = chiral_particle_images(n, hands=["right"] * n, **HELD_OUT_SETS[which])
+    work.mkdir(parents=True, exist_ok=True)
     np.savez_compressed(cache, ideal=images)
     return images
 

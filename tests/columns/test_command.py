@@ -39,7 +39,7 @@ def test_columns_of_one_image_are_in_angstrom_from_the_top_left_corner(lattice, 
     assert main(["columns", str(source), "-o", str(tmp_path / "out"), "--quiet"]) == 0
     rows = read_rows(tmp_path / "out" / "haadf_columns.csv")
     assert list(rows[0]) == ["x_A", "y_A", "x_px", "y_px", "intensity", "peak", "height", "element", "confidence",
-                             "edge"]
+                             "edge", "surface"]
     xy_A = np.array([[float(r["x_A"]), float(r["y_A"])] for r in rows])
     xy_px = np.array([[float(r["x_px"]), float(r["y_px"])] for r in rows])
     assert np.allclose(xy_A, xy_px * PIXEL_A, atol=1e-3)
@@ -66,6 +66,7 @@ def test_a_stack_gets_frames_tracks_and_drift(lattice, tmp_path):
     assert list(rows[0])[:2] == ["frame", "track_id"]
     record = json.loads((tmp_path / "series_columns.json").read_text())
     assert record["frames"] == 3
+    assert record["surface_tracks_plotted"] > 0 and (tmp_path / "series_surface_tracks.png").stat().st_size > 1000
     assert record["drift_A"][2] == pytest.approx([2 * 2 * PIXEL_A, 2 * 1 * PIXEL_A], abs=0.05)
     by_track = {}
     for r in rows:

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from nanofind.columns.synthetic import lattice_positions
-from nanofind.columns.tracks import frame_drift, link_frames
+from nanofind.columns.tracks import frame_drift, link_frames, surface_columns, track_table
 from nanofind.errors import NanofindInputError
 
 
@@ -49,3 +49,21 @@ def test_frame_drift_of_a_pure_shift_and_bad_tolerance():
     assert frame_drift(points, points + [0.3, -1.2], search=2.0) == pytest.approx([0.3, -1.2], abs=1e-9)
     with pytest.raises(NanofindInputError, match="tolerance"):
         link_frames([points], tolerance=0)
+
+
+def test_surface_columns_of_a_square_block_are_its_rim():
+    i, j = np.meshgrid(np.arange(6), np.arange(5), indexing="ij")
+    block = np.column_stack([i.ravel(), j.ravel()]) * 3.9
+    surface = surface_columns(block, 3.9)
+    rim = (i.ravel() % 5 == 0) | (j.ravel() % 4 == 0)
+    assert np.array_equal(surface, rim) and surface.sum() == 2 * 6 + 2 * 5 - 4
+
+
+def test_track_table_puts_each_track_in_one_row_and_gaps_as_nan():
+    ids = [np.array([0, 1, 2]), np.array([2, 0, 3]), np.array([0, 3])]
+    values = [np.array([1.0, 2.0, 3.0]), np.array([30.0, 10.0, 40.0]), np.array([100.0, 400.0])]
+    tracks, table = track_table(ids, values)
+    assert list(tracks) == [0, 2, 3]  # track 1 lived one frame only
+    assert np.array_equal(table[0], [1.0, 10.0, 100.0])
+    assert np.array_equal(table[1][:2], [3.0, 30.0]) and np.isnan(table[1][2])
+    assert np.isnan(table[2][0]) and np.array_equal(table[2][1:], [40.0, 400.0])

@@ -6,9 +6,13 @@ Per input file ``<stem>`` (every frame of a stack), into ``OUT``:
   ``frame`` and ``track_id`` first for a stack. ``x_A, y_A`` are Å from the top-left corner of the
   top-left pixel, x along columns and y along rows (``x_px, y_px`` the same in pixels);
   ``intensity`` the mean raw value over a disc of a quarter spacing; ``peak`` the band-passed peak
-  height; ``edge`` 1 where the refinement window was cut by the border. ``height``, ``element``
-  and ``confidence`` are empty with ``--method peaks`` (no model of column heights).
+  height; ``edge`` 1 where the refinement window was cut by the border; ``surface`` 1 where the
+  column misses some of its nearest neighbours (:func:`nanofind.columns.tracks.surface_columns`).
+  ``height``, ``element`` and ``confidence`` are empty with ``--method peaks`` (no model of
+  column heights).
 - ``<stem>_columns.png``: the (first) frame with a dot on every column, coloured by intensity.
+- for a stack, ``<stem>_surface_tracks.png``: the first frame's surface columns (rows, in order
+  around the particle) against frame, coloured by intensity.
 - ``<stem>_columns_summary.png`` and ``<stem>_columns.json``: histograms and the record of what
   was found and with which settings. A file whose record matches the settings is not redone, so an
   interrupted batch resumes.
@@ -75,7 +79,7 @@ def columns_of_file(path: str | Path, out_dir: str | Path, settings: ColumnSetti
     from nanofind._files import write_text_atomic
     from nanofind.columns.outputs import columns_csv_text, write_overlay, write_summary_figure
     from nanofind.columns.peaks import find_columns
-    from nanofind.columns.tracks import link_frames
+    from nanofind.columns.tracks import link_frames, surface_columns
     from nanofind.io.micrograph import read_micrograph
 
     _check(settings)
@@ -115,11 +119,14 @@ def columns_of_file(path: str | Path, out_dir: str | Path, settings: ColumnSetti
     xy_A = [np.column_stack([p.x_px, p.y_px]) * pixel for p in found]
     track_ids, drifts = (link_frames(xy_A, tolerance=settings.track_tolerance_A, drift_search=0.5 * spacing_px * pixel)
                          if stack else (None, [np.zeros(2)]))
+    spacing_A = found[0].spacing_px * pixel
+    surface = [surface_columns(xy, spacing_A) for xy in xy_A]
     rows = []
     for k, peaks in enumerate(found):
         for i in range(len(peaks)):
             row = {"x_A": xy_A[k][i, 0], "y_A": xy_A[k][i, 1], "x_px": peaks.x_px[i], "y_px": peaks.y_px[i],
-                   "intensity": float(peaks.intensity[i]), "peak": float(peaks.peak[i]), "edge": bool(peaks.edge[i])}
+                   "intensity": float(peaks.intensity[i]), "peak": float(peaks.peak[i]), "edge": bool(peaks.edge[i]),
+                   "surface": bool(surface[k][i])}
             if stack:
                 row.update(frame=k, track_id=int(track_ids[k][i]))
             rows.append(row)
@@ -132,16 +139,40 @@ def columns_of_file(path: str | Path, out_dir: str | Path, settings: ColumnSetti
     write_summary_figure(out / f"{path.stem}_columns_summary.png", intensity=first.intensity, neighbour_A=neighbour_A,
                          counts_per_frame=[len(p) for p in found], drift_A=np.array(drifts) if stack else None,
                          title=f"{path.name}: {len(first)} columns" + (f" in frame 0 of {len(found)}" if stack else ""))
+    surface_tracks = 0
+    if stack:
+        surface_tracks = _write_surface_tracks(out / f"{path.stem}_surface_tracks.png", xy_A[0], surface[0], track_ids,
+                                               [p.intensity for p in found], title=path.name)
     record = {**wanted, "input": str(path), "nanofind_version": __version__, "pixel_size_A": pixel,
               "pixel_size_source": micrograph.metadata.get("pixel_size_source"),
               "frames": len(found), "columns_per_frame": [len(p) for p in found],
               "contrast": first.contrast, "spacing_A": round(first.spacing_px * pixel, 4),
               "median_neighbour_A": float(np.nanmedian(neighbour_A)) if len(neighbour_A) else None,
               "tracks": int(max(int(t.max()) for t in track_ids if len(t)) + 1) if stack else None,
+              "surface_columns_frame0": int(surface[0].sum()), "surface_tracks_plotted": surface_tracks,
               "drift_A": [[round(float(v), 4) for v in d] for d in drifts] if stack else None,
               "finder": first.settings, "seconds": round(time.perf_counter() - start, 3)}
     write_text_atomic(record_path, json.dumps(record, indent=2))
     return record
+
+
+def _write_surface_tracks(path: Path, xy0: np.ndarray, surface0: np.ndarray, track_ids: list[np.ndarray],
+                          values: list[np.ndarray], *, title: str) -> int:
+    """The figure of the first frame's surface columns through the series; returns how many it shows."""
+    from nanofind.columns.outputs import write_track_figure
+    from nanofind.columns.tracks import track_table
+
+    ids, series = track_table(track_ids, values)
+    wanted = track_ids[0][surface0]
+    keep = np.isin(ids, wanted)
+    if not keep.any():
+        return 0
+    centre = xy0.mean(0)
+    angle_of = dict(zip(track_ids[0], np.arctan2(*(xy0 - centre).T[::-1]), strict=True))
+    order = np.argsort([angle_of[t] for t in ids[keep]], kind="stable")
+    write_track_figure(path, series[keep][order], quantity="intensity (image units)",
+                       title=f"{title}: surface columns of frame 0 through the series")
+    return int(keep.sum())
 
 
 def columns_files(inputs: list[str], out_dir: str | Path, settings: ColumnSettings = ColumnSettings(), *,

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 
 #: Columns of ``<stem>_columns.csv``; ``frame`` and ``track_id`` only for stacks.
-CSV_COLUMNS = ("x_A", "y_A", "x_px", "y_px", "intensity", "peak", "height", "element", "confidence", "edge")
+CSV_COLUMNS = ("x_A", "y_A", "x_px", "y_px", "intensity", "peak", "height", "element", "confidence", "edge",
+               "surface")
 STACK_COLUMNS = ("frame", "track_id")
 
 
@@ -97,6 +98,30 @@ def write_summary_figure(path: Path, *, intensity: np.ndarray, neighbour_A: np.n
             twin.set_ylabel("drift since frame 0 (Å)")
             twin.legend(loc="lower right", fontsize=8)
     fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def write_track_figure(path: Path, series: np.ndarray, *, quantity: str, title: str) -> Path:
+    """Surface columns through a series, as an image.
+
+    One row per track (ordered around the particle), one column per frame, coloured by
+    ``quantity`` (``series``: tracks × frames, NaN where a track is absent).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tracks, frames = series.shape
+    fig, ax = plt.subplots(figsize=(min(12, 3 + 0.12 * frames), min(9, 2 + 0.06 * tracks)))
+    shown = ax.imshow(np.ma.masked_invalid(series), aspect="auto", interpolation="nearest", cmap="viridis")
+    ax.set(xlabel="frame", ylabel="surface column (around the particle)", title=title)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    fig.colorbar(shown, ax=ax, label=quantity)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)

@@ -6,15 +6,17 @@ pixel, ``x`` along columns and ``y`` along rows, so the centre of pixel ``[row, 
 
 The chain (:func:`find_columns`):
 
-1. the column spacing, if not given, from the image's autocorrelation (:func:`lattice_spacing_px`);
-2. contrast: bright columns (HAADF-STEM, HRTEM at some foci) or dark ones (HRTEM at others) are
-   turned into bright peaks; ``auto`` takes the sign of the skewness of the band-passed image, since
-   columns are narrow extremes on a broad background;
-3. a background (Gaussian low-pass of one spacing) is subtracted and the image lightly smoothed;
+1. the column spacing, if not given, from the image's whitened autocorrelation
+   (:func:`lattice_spacing_px`), which also refuses images without a lattice;
+2. a band-pass in one cosine-transform pass (:func:`band_pass`): smoothing of a tenth of the
+   spacing less a background of one spacing;
+3. contrast: bright columns (HAADF-STEM, HRTEM at some foci) or dark ones (HRTEM at others) are
+   turned into bright peaks; ``auto`` takes the sign of the skewness of the band-passed image,
+   since columns are narrow extremes on a broad background;
 4. local maxima at least ``min_separation_px`` apart and above a noise threshold are kept;
-5. each is refined to sub-pixel precision, all at once: an iterated centre of mass of the peak's
-   upper part on interpolated windows (``refine="com"``), or a batched 2D Gaussian fit
-   (``refine="gaussian"``).
+5. each is refined to sub-pixel precision, all at once: the centre of mass of the peak's upper
+   half, on whole-pixel then interpolated windows (``refine="com"``), or a batched 2D Gaussian
+   fit (``refine="gaussian"``).
 """
 
 from __future__ import annotations

@@ -72,3 +72,37 @@ def link_frames(frames_xy: list[np.ndarray], *, tolerance: float, drift_search: 
         drifts.append(total.copy())
         previous = xy
     return ids, drifts
+
+
+def surface_columns(xy: np.ndarray, spacing: float) -> np.ndarray:
+    """Which columns lie on a surface: fewer neighbours within 1.3 spacings than the full count.
+
+    ``xy``: ``(n, 2)`` positions, ``spacing`` the nearest-neighbour distance, in one unit. Inside a
+    crystal every column has the same number of nearest neighbours (4 in a square projection, 6
+    in a hexagonal one); at a surface or step some are missing. The full count is the 90th
+    percentile of the counts: in a small particle most columns may be at a surface, and a few
+    spurious neighbours must not raise it.
+    """
+    from scipy.spatial import cKDTree
+
+    xy = np.asarray(xy, dtype=np.float64).reshape(-1, 2)
+    if len(xy) < 3:
+        return np.ones(len(xy), dtype=bool)
+    counts = np.array([len(n) - 1 for n in cKDTree(xy).query_ball_point(xy, 1.3 * spacing)])
+    return counts < np.percentile(counts, 90, method="nearest")
+
+
+def track_table(ids: list[np.ndarray], values: list[np.ndarray], *, min_frames: int = 2
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Per-track series: ``(track ids, values[track, frame])`` with NaN where a track is absent.
+
+    Only tracks seen in at least ``min_frames`` frames are kept.
+    """
+    frames = len(ids)
+    known = np.unique(np.concatenate(ids)) if frames else np.zeros(0, np.int64)
+    row_of = {t: k for k, t in enumerate(known)}
+    table = np.full((len(known), frames), np.nan)
+    for f, (frame_ids, frame_values) in enumerate(zip(ids, values, strict=True)):
+        table[[row_of[t] for t in frame_ids], f] = frame_values
+    seen = np.isfinite(table).sum(1) >= min_frames
+    return known[seen], table[seen]
