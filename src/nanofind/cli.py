@@ -276,6 +276,9 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="drop peaks lower than this many noise deviations (default 5)")
     co.add_argument("--track-tolerance", type=_positive_float("--track-tolerance"), default=0.5, metavar="A",
                     help="stacks: largest move of a column between frames after drift, Å (default 0.5)")
+    co.add_argument("--region", default="auto", choices=["auto", "all"],
+                    help="auto: search only where the image holds a lattice of the column spacing (not in "
+                         "amorphous film); all: everywhere")
     co.add_argument("--pixel-size", type=_positive_float("--pixel-size"), help="pixel size in Å (overrides files)")
     co.add_argument("--quiet", action="store_true", help="no progress bar")
     co.set_defaults(func=_cmd_columns)
@@ -669,7 +672,7 @@ def _cmd_columns(args: argparse.Namespace) -> int:
 
     settings = ColumnSettings(method=args.method, contrast=args.contrast, refine=args.refine, spacing_A=args.spacing,
                               min_separation_A=args.min_separation, threshold_sigma=args.threshold_sigma,
-                              track_tolerance_A=args.track_tolerance)
+                              track_tolerance_A=args.track_tolerance, region=args.region)
 
     def report(path, record, error) -> None:
         if error is not None:

@@ -96,3 +96,23 @@ def test_bad_inputs_give_one_line_and_exit_2_or_1_for_a_batch(lattice, tmp_path,
     with pytest.raises(SystemExit) as exit_:
         main(["columns", str(good), "-o", str(tmp_path / "d"), "--spacing", "-1"])
     assert exit_.value.code == 2 and "--spacing must be > 0" in capsys.readouterr().err
+
+
+def test_the_bundled_ceo2_example_gives_its_columns_and_not_the_carbon(tmp_path):
+    from nanofind.columns import EXAMPLES_DIR
+
+    source = EXAMPLES_DIR / "ceo2_110.tif"
+    assert main(["columns", str(source), "-o", str(tmp_path), "--quiet"]) == 0
+    for name in ("ceo2_110_columns.csv", "ceo2_110_columns.png", "ceo2_110_columns_summary.png"):
+        assert (tmp_path / name).stat().st_size > 1000
+    found = np.array([[float(r["x_A"]), float(r["y_A"])] for r in read_rows(tmp_path / "ceo2_110_columns.csv")])
+    truth = np.loadtxt(EXAMPLES_DIR / "ceo2_110_truth.csv", delimiter=",", skiprows=1)  # x_A, y_A, height
+    to_truth, _ = cKDTree(truth[:, :2]).query(found)
+    assert (to_truth < 0.5).mean() > 0.85  # found columns are real ones, not carbon speckle
+    thick = truth[:, 2] >= 8
+    to_found, _ = cKDTree(found).query(truth[thick, :2])
+    assert (to_found < 0.5).mean() > 0.6  # HRTEM peaks also find some O columns; heights need the network
+    everywhere = main(["columns", str(source), "-o", str(tmp_path / "all"), "--quiet", "--region", "all"])
+    assert everywhere == 0
+    loose = np.array([[float(r["x_A"]), float(r["y_A"])] for r in read_rows(tmp_path / "all" / "ceo2_110_columns.csv")])
+    assert len(loose) > len(found)  # without the lattice region the film's speckle counts too

@@ -112,3 +112,21 @@ def test_bad_images_get_clear_errors():
         find_columns(np.zeros((64, 64)))
     with pytest.raises(NanofindInputError, match="contrast"):
         find_columns(np.zeros((64, 64)), contrast="grey")
+
+
+def test_crystal_region_is_the_lattice_and_not_the_film():
+    from nanofind.columns.peaks import crystal_region
+
+    rng = np.random.default_rng(6)
+    shape = (192, 192)
+    xy = lattice_positions(shape, 8.0, angle_deg=20, rng=rng)
+    inside = np.hypot(xy[:, 0] - 96, xy[:, 1] - 96) < 50
+    lattice = render_columns(shape, xy[inside], sigma_px=1.3)
+    from scipy import ndimage as ndi
+
+    film = ndi.gaussian_filter(rng.normal(0, 1, shape), 3.0) * 2.0  # speckle far broader than the columns
+    region = crystal_region(lattice + film, 8.0)
+    rows, cols = np.indices(shape)
+    r = np.hypot(rows + 0.5 - 96, cols + 0.5 - 96)
+    assert region[r < 40].mean() > 0.95 and region[r > 70].mean() < 0.05
+    assert crystal_region(render_columns(shape, xy, sigma_px=1.3), 8.0) is None  # lattice everywhere

@@ -11,6 +11,9 @@ Per input file ``<stem>`` (every frame of a stack), into ``OUT``:
   ``height``, ``element`` and ``confidence`` are empty with ``--method peaks`` (no model of
   column heights).
 - ``<stem>_columns.png``: the (first) frame with a dot on every column, coloured by intensity.
+
+With ``--region auto`` (the default) columns are searched only where the image holds a lattice
+of the column spacing (:func:`nanofind.columns.peaks.crystal_region`), not in the amorphous film.
 - for a stack, ``<stem>_surface_tracks.png``: the first frame's surface columns (rows, in order
   around the particle) against frame, coloured by intensity.
 - ``<stem>_columns_summary.png`` and ``<stem>_columns.json``: histograms and the record of what
@@ -42,6 +45,7 @@ class ColumnSettings:
     min_separation_A: float | None = None  #: default 0.6 of the spacing
     threshold_sigma: float = 5.0
     track_tolerance_A: float = 0.5  #: stacks: a column moves at most this far between frames (after drift)
+    region: str = "auto"  #: auto: only where the image holds a lattice (:func:`crystal_region`); all: everywhere
 
 
 def _check(settings: ColumnSettings) -> None:
@@ -54,6 +58,8 @@ def _check(settings: ColumnSettings) -> None:
             raise NanofindInputError(f"must be > 0 Å, got {value}", "--" + name[:-2].replace("_", "-"))
     if not (np.isfinite(settings.threshold_sigma) and settings.threshold_sigma >= 0):
         raise NanofindInputError(f"must be >= 0, got {settings.threshold_sigma}", "--threshold-sigma")
+    if settings.region not in ("auto", "all"):
+        raise NanofindInputError(f"must be auto or all, got {settings.region!r}", "--region")
     if not (np.isfinite(settings.track_tolerance_A) and settings.track_tolerance_A > 0):
         raise NanofindInputError(f"must be > 0 Å, got {settings.track_tolerance_A}", "--track-tolerance")
 
@@ -78,7 +84,7 @@ def columns_of_file(path: str | Path, out_dir: str | Path, settings: ColumnSetti
     """
     from nanofind._files import write_text_atomic
     from nanofind.columns.outputs import columns_csv_text, write_overlay, write_summary_figure
-    from nanofind.columns.peaks import find_columns
+    from nanofind.columns.peaks import crystal_region, find_columns, lattice_spacing_px
     from nanofind.columns.tracks import link_frames, surface_columns
     from nanofind.io.micrograph import read_micrograph
 
@@ -103,15 +109,19 @@ def columns_of_file(path: str | Path, out_dir: str | Path, settings: ColumnSetti
     stack = len(frames) > 1
     spacing_px = None if settings.spacing_A is None else settings.spacing_A / pixel
     separation_px = None if settings.min_separation_A is None else settings.min_separation_A / pixel
-    found = []
+    found, region_fraction = [], []
     for k, frame in enumerate(frames):
         where = f"{path}" + (f" frame {k}" if stack else "")
         try:
+            if spacing_px is None:
+                spacing_px = lattice_spacing_px(frame.array)
+            region = crystal_region(frame.array, spacing_px) if settings.region == "auto" else None
             peaks = find_columns(frame.array, spacing_px=spacing_px, min_separation_px=separation_px,
                                  contrast=settings.contrast, threshold_sigma=settings.threshold_sigma,
-                                 refine=settings.refine)
+                                 refine=settings.refine, region=region)
         except NanofindInputError as exc:
             raise NanofindInputError(exc.message, where) from None
+        region_fraction.append(1.0 if region is None else float(region.mean()))
         if not len(peaks):
             raise NanofindInputError("no atomic columns found (no peaks above the noise)", where)
         spacing_px = peaks.spacing_px  # the first frame's measured spacing serves the whole stack
@@ -147,6 +157,7 @@ def columns_of_file(path: str | Path, out_dir: str | Path, settings: ColumnSetti
               "pixel_size_source": micrograph.metadata.get("pixel_size_source"),
               "frames": len(found), "columns_per_frame": [len(p) for p in found],
               "contrast": first.contrast, "spacing_A": round(first.spacing_px * pixel, 4),
+              "lattice_fraction_per_frame": [round(v, 4) for v in region_fraction],
               "median_neighbour_A": float(np.nanmedian(neighbour_A)) if len(neighbour_A) else None,
               "tracks": int(max(int(t.max()) for t in track_ids if len(t)) + 1) if stack else None,
               "surface_columns_frame0": int(surface[0].sum()), "surface_tracks_plotted": surface_tracks,

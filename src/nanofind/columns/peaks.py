@@ -47,6 +47,8 @@ SUBPIXEL_ITERATIONS = 2
 GAUSSIAN_ITERATIONS = 6
 #: Weakest repeat strength that counts as a lattice (:func:`lattice_spacing_px`; white noise: at most 1.1).
 LATTICE_MIN_STRENGTH = 1.3
+#: :func:`crystal_region`: lattice where the local fringe energy exceeds this many times the film's level.
+REGION_CONTRAST = 3.0
 #: Largest image this module accepts (pixels), so that no input allocates without bound.
 MAX_PIXELS = 64_000_000
 
@@ -132,6 +134,34 @@ def lattice_spacing_px(image, *, min_px: float = 4.0, min_strength: float = LATT
         raise NanofindInputError(f"no lattice of atomic columns found (repeat strength {strength:.2f} < "
                                  f"{min_strength}); give the column spacing (--spacing) to search anyway")
     return float(radius[local_max & (ac >= peak / 3)].min())
+
+
+def crystal_region(image, spacing_px: float, *, contrast_factor: float = REGION_CONTRAST) -> np.ndarray | None:
+    """Where the image holds a lattice of the given spacing: True there, or None when it is all lattice.
+
+    The image is band-passed to spatial frequencies from 0.8 to 2.5 over the column spacing (the
+    lattice's fringes, not the amorphous film's broader speckle), squared and smoothed over one
+    spacing: the local lattice energy. Its 10th percentile is taken as the film's level, and the
+    region is where the energy exceeds ``contrast_factor`` times that. When the 90th percentile is
+    not above that threshold either, the field is one texture throughout, and since this is only
+    asked once a lattice has been found, it is lattice everywhere: None (search everywhere). On the
+    bundled CeO2 example (a 5.7 nm particle filling most of a 6 nm field on carbon) the region
+    covers 72 % of the field and 97.8 % of the true columns.
+    """
+    from scipy import fft
+
+    x = _as_image(image)
+    h, w = x.shape
+    freq = np.hypot((np.arange(h) / (2 * h))[:, None], (np.arange(w) / (2 * w))[None, :])  # cycles per px
+    coeffs = fft.dctn(x - x.mean(), type=2, workers=-1)
+    fringes = fft.idctn(coeffs * ((freq >= 0.8 / spacing_px) & (freq <= 2.5 / spacing_px)), type=2, workers=-1)
+    smooth = np.exp(-2 * np.pi ** 2 * spacing_px ** 2 * freq ** 2)
+    energy = fft.idctn(fft.dctn(fringes * fringes, type=2, workers=-1) * smooth, type=2, workers=-1)
+    low, high = np.percentile(energy, (10, 90))
+    threshold = contrast_factor * max(float(low), 1e-30)
+    if high <= threshold:
+        return None
+    return energy > threshold
 
 
 def noise_sigma(image: np.ndarray) -> float:
@@ -330,7 +360,8 @@ def _keep_separated(rows: np.ndarray, cols: np.ndarray, strength: np.ndarray, mi
 
 def find_columns(image, *, spacing_px: float | None = None, min_separation_px: float | None = None,
                  contrast: Literal["auto", "bright", "dark"] = "auto", threshold_sigma: float = THRESHOLD_SIGMA,
-                 min_peak: float | None = None, refine: Literal["com", "gaussian", "none"] = "com") -> ColumnPeaks:
+                 min_peak: float | None = None, refine: Literal["com", "gaussian", "none"] = "com",
+                 region: np.ndarray | None = None) -> ColumnPeaks:
     """Atomic columns of one image as sub-pixel peaks.
 
     Parameters
@@ -351,6 +382,9 @@ def find_columns(image, *, spacing_px: float | None = None, min_separation_px: f
     refine : {"com", "gaussian", "none"}
         Sub-pixel refinement: iterated centre of mass (:func:`refine_com`), a 2D Gaussian fit
         (:func:`refine_gaussian`) or none (pixel centres).
+    region : (rows, cols) bool array, optional
+        Where columns may be (for example :func:`crystal_region`): peaks outside are dropped, and
+        ``contrast="auto"`` looks only inside.
 
     Returns
     -------
@@ -372,15 +406,23 @@ def find_columns(image, *, spacing_px: float | None = None, min_separation_px: f
         raise NanofindInputError(f"min separation must be 1 px to half the image side, got {separation:.3g} px")
     smooth_px = max(0.5, SMOOTHING_OF_SPACING * spacing)
     band = band_pass(x, smooth_px, spacing)
+    if region is not None:
+        region = np.asarray(region, dtype=bool)
+        if region.shape != x.shape:
+            raise NanofindInputError(f"region must have the image's shape {x.shape}, got {region.shape}")
     if contrast == "auto":
-        contrast = "bright" if _skewness(band) >= 0 else "dark"
+        inside = band if region is None or not region.any() else band[region]
+        contrast = "bright" if _skewness(inside if inside.ndim == 2 else inside[None]) >= 0 else "dark"
     if contrast == "dark":
         band = -band
     noise = noise_sigma(x) / (2 * np.sqrt(np.pi) * smooth_px)  # white noise after the smoothing
     threshold = max(threshold_sigma * noise, min_peak if min_peak is not None else -np.inf)
     half = max(1, int(round(WINDOW_OF_SPACING * spacing)))
     local = ndi.maximum_filter(band, size=2 * max(1, int(separation / 2)) + 1, mode="nearest")
-    rows, cols = np.nonzero((band == local) & (band > threshold))
+    candidates = (band == local) & (band > threshold)
+    if region is not None:
+        candidates &= region
+    rows, cols = np.nonzero(candidates)
     strength = band[rows, cols]
     # Mirrored edges fold the smoothing kernel onto itself: the noise there is up to √2 higher per edge.
     h, w = x.shape
