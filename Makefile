@@ -18,7 +18,8 @@ $(STAMP): pyproject.toml constraints.txt | $(BIN)/python
 
 install: $(STAMP)
 
-# the main job on the bundled example micrographs, then the example scenes and their local structure
+# the main job on the bundled example micrographs, then the example scenes and their local structure,
+# and the atomic columns of the bundled CeO2 example
 demo: $(STAMP)
 	$(BIN)/nanofind analyze --example -o $(DEMO_OUT)
 	mkdir -p $(DEMO_OUT)/scenes
@@ -29,7 +30,8 @@ demo: $(STAMP)
 	done
 	$(BIN)/nanofind structure $(DEMO_OUT)/scenes/twinned_au.extxyz $(DEMO_OUT)/scenes/decahedron_au.extxyz \
 		$(DEMO_OUT)/scenes/icosahedron_au.extxyz -o $(DEMO_OUT)/structure --quiet
-	@echo "Report: $(DEMO_OUT)/report.html (particles.csv, summary.json, overlays/); scenes in $(DEMO_OUT)/scenes/; their local structure in $(DEMO_OUT)/structure/"
+	$(BIN)/nanofind columns src/nanofind/columns/examples/ceo2_110.tif -o $(DEMO_OUT)/columns --quiet
+	@echo "Report: $(DEMO_OUT)/report.html (particles.csv, summary.json, overlays/); scenes in $(DEMO_OUT)/scenes/; their local structure in $(DEMO_OUT)/structure/; atomic columns of a CeO2 example in $(DEMO_OUT)/columns/"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks
