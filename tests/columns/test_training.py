@@ -1,0 +1,49 @@
+"""The column-height network's data, training loop and scores, on tiny synthetic images."""
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from nanofind.columns.synthetic import lattice_positions, render_columns
+from nanofind.columns.training import (
+    example_from_sample,
+    expected_calibration_error,
+    score_heights,
+    train_height_network,
+)
+
+
+def fake_sample(seed, pixel_A=0.15, shape=(96, 96)):
+    """Columns whose brightness is their height: the simplest image a network can read heights from."""
+    rng = np.random.default_rng(seed)
+    xy_px = lattice_positions(shape, 3.0 / pixel_A, angle_deg=rng.uniform(0, 90), margin_px=2, rng=rng)
+    heights = rng.integers(1, 4, len(xy_px))
+    image = render_columns(shape, xy_px, sigma_px=0.35 / pixel_A, amplitude=heights) + rng.normal(0, 0.05, shape)
+    columns = np.column_stack([xy_px * pixel_A, heights, np.zeros(len(heights))])
+    return SimpleNamespace(image=image.astype(np.float32), columns=columns, params={"pixel_size_A": pixel_A})
+
+
+def test_examples_are_resampled_to_the_network_pixel_with_exact_targets():
+    sample = fake_sample(0, pixel_A=0.15)
+    ex = example_from_sample(sample, pixel_A=0.12, max_height=3)
+    assert ex.image.shape == (120, 120)  # 96 px × 0.15 / 0.12
+    assert abs(ex.image.mean()) < 1e-4 and ex.image.std() == pytest.approx(1.0, rel=1e-3)
+    x, y = ex.columns_px[5]
+    assert ex.targets.probabilities[ex.heights[5], int(y), int(x)] > 0.5  # the column's class at its pixel
+    assert np.allclose(ex.columns_px, sample.columns[:, :2] / 0.12)
+
+
+def test_a_short_training_learns_heights_that_the_image_shows():
+    examples = [example_from_sample(fake_sample(s), pixel_A=0.15, max_height=3) for s in range(4)]
+    net, losses = train_height_network(examples, steps=150, crop_px=64, batch_size=4, width=8, seed=1)
+    assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:5])  # soft targets keep the loss above zero
+    score = score_heights(net, [example_from_sample(fake_sample(9), pixel_A=0.15, max_height=3)], pixel_A=0.15)
+    assert score["columns"] >= 15 and score["exact"] >= 0.8  # on an unseen image; chance is 1/3
+
+
+def test_expected_calibration_error_of_known_cases():
+    assert expected_calibration_error(np.full(10, 0.95), np.ones(10)) == pytest.approx(0.05)
+    confidence = np.array([0.15] * 4 + [0.85] * 4)
+    correct = np.array([0, 0, 0, 1, 1, 1, 1, 0])  # 0.25 right at 0.15, 0.75 right at 0.85
+    assert expected_calibration_error(confidence, correct) == pytest.approx(0.1)
