@@ -9,6 +9,7 @@ from nanofind.columns.synthetic import lattice_positions, render_columns
 from nanofind.columns.training import (
     example_from_sample,
     expected_calibration_error,
+    read_examples,
     score_heights,
     train_height_network,
 )
@@ -47,3 +48,21 @@ def test_expected_calibration_error_of_known_cases():
     confidence = np.array([0.15] * 4 + [0.85] * 4)
     correct = np.array([0, 0, 0, 1, 1, 1, 1, 0])  # 0.25 right at 0.15, 0.75 right at 0.85
     assert expected_calibration_error(confidence, correct) == pytest.approx(0.1)
+
+
+def test_examples_come_from_dataset_files_with_their_source(tmp_path):
+    from nanofind.datasets.sample import Sample
+    from nanofind.datasets.store import write_samples_file
+
+    fakes = [fake_sample(s, shape=(64, 64)) for s in range(2)]
+    samples = [Sample(k, f.image, np.zeros((64, 64), np.uint8), np.full((64, 64), -1, np.int16),
+                      np.zeros((64, 64), np.uint16), f.columns.astype(np.float32),
+                      {"pixel_size_A": 0.15, "dose_e_per_A2": 500.0 * (k + 1)}) for k, f in enumerate(fakes)]
+    header = {"format": "nanofind-dataset", "format_version": 2, "seed": 0, "images_per_scene": 1,
+              "recipe": "{}", "recipe_source": "test"}
+    path = write_samples_file(tmp_path / "d.h5", samples, header)
+    examples = read_examples([path], pixel_A=0.15, max_height=3)
+    assert len(examples) == 2 and [e.source["index"] for e in examples] == [0, 1]
+    assert examples[1].source["dose_e_per_A2"] == 1000.0
+    assert np.allclose(examples[0].columns_px, fakes[0].columns[:, :2] / 0.15, atol=1e-4)
+    assert len(read_examples([path], limit=1, pixel_A=0.15, max_height=3)) == 1

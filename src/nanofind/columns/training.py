@@ -65,10 +65,10 @@ def read_examples(paths, *, limit: int | None = None, pixel_A: float = NETWORK_P
 
     examples = []
     for path in paths:
-        reader = DatasetReader(path)
-        for index in range(len(reader) if limit is None else min(limit, len(reader))):
-            examples.append(example_from_sample(reader[index], pixel_A=pixel_A, max_height=max_height,
-                                                source={"dataset": str(path), "index": index}))
+        with DatasetReader(path) as reader:
+            for index in range(len(reader) if limit is None else min(limit, len(reader))):
+                examples.append(example_from_sample(reader.sample(index), pixel_A=pixel_A, max_height=max_height,
+                                                    source={"dataset": str(path), "index": index}))
     return examples
 
 
