@@ -23,8 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench_label_noise import cpu_name
 from nanofind.columns.training import read_examples, score_heights, train_height_network
-from nanofind.learn.engine import machine_info
 
 
 def main() -> None:
@@ -39,8 +39,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu", help="cpu, or cuda when a GPU is lent")
     parser.add_argument("--save", help="folder for the weights and their record")
     args = parser.parse_args()
-    info = machine_info()
-    cpu = f"{info['cpu_model']} ({'native bf16' if info['native_bf16'] else 'no native bf16'})"
+    cpu = cpu_name()
     start = time.perf_counter()
     train, test = read_examples(args.train), read_examples(args.test)
     print(json.dumps({"stage": "data", "train_images": len(train), "test_images": len(test),
