@@ -39,11 +39,6 @@ def columns_csv_text(rows: list[dict], *, stack: bool) -> str:
     return text.getvalue()
 
 
-def _stretch(image: np.ndarray) -> np.ndarray:
-    lo, hi = np.percentile(image, (0.5, 99.5))
-    return (np.clip((image - lo) / (hi - lo if hi > lo else 1.0), 0, 1) * 255).astype(np.uint8)
-
-
 def write_overlay(image: np.ndarray, x_px: np.ndarray, y_px: np.ndarray, values: np.ndarray, path: Path, *,
                   radius_px: float) -> Path:
     """The image in grey with a dot on every column, coloured by ``values`` (viridis, low to high).
@@ -52,6 +47,8 @@ def write_overlay(image: np.ndarray, x_px: np.ndarray, y_px: np.ndarray, values:
     """
     from matplotlib import colormaps
     from PIL import Image, ImageDraw
+
+    from nanofind.analyze.outputs import _stretch  # the grey scale of every overlay
 
     rgb = np.repeat(_stretch(image)[:, :, None], 3, axis=2)
     im = Image.fromarray(rgb)
