@@ -31,7 +31,8 @@ demo: $(STAMP)
 	$(BIN)/nanofind structure $(DEMO_OUT)/scenes/twinned_au.extxyz $(DEMO_OUT)/scenes/decahedron_au.extxyz \
 		$(DEMO_OUT)/scenes/icosahedron_au.extxyz -o $(DEMO_OUT)/structure --quiet
 	$(BIN)/nanofind columns src/nanofind/columns/examples/ceo2_110.tif -o $(DEMO_OUT)/columns --quiet
-	@echo "Report: $(DEMO_OUT)/report.html (particles.csv, summary.json, overlays/); scenes in $(DEMO_OUT)/scenes/; their local structure in $(DEMO_OUT)/structure/; atomic columns of a CeO2 example in $(DEMO_OUT)/columns/"
+	$(BIN)/nanofind columns src/nanofind/columns/examples/ceo2_110.tif -o $(DEMO_OUT)/column-heights --method network --quiet
+	@echo "Report: $(DEMO_OUT)/report.html (particles.csv, summary.json, overlays/); scenes in $(DEMO_OUT)/scenes/; their local structure in $(DEMO_OUT)/structure/; atomic columns of a CeO2 example in $(DEMO_OUT)/columns/ (peaks) and $(DEMO_OUT)/column-heights/ (heights and elements)"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

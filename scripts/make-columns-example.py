@@ -4,8 +4,9 @@ Simulated with examples/recipes/columns-ceo2-110.yaml (seed and group below, whi
 used) into ``src/nanofind/columns/examples/``:
 
 - ``ceo2_110.tif``: the image, 32-bit float, its pixel size in the ImageJ metadata (nm);
-- ``ceo2_110_truth.csv``: every particle column inside the image, ``x_A,y_A,height`` (Å from the
-  top-left corner of the top-left pixel; atoms along the beam), from the scene itself;
+- ``ceo2_110_truth.csv``: every particle column inside the image, ``x_A,y_A,height,element`` (Å
+  from the top-left corner of the top-left pixel; atoms along the beam; the column's element), from
+  the scene itself;
 - ``ceo2_110.json``: what made it (recipe, seed, group, pixel size, dose, defocus, nanofind version).
 
     .venv/bin/python scripts/make-columns-example.py
@@ -21,6 +22,7 @@ import numpy as np
 import tifffile
 
 from nanofind import __version__
+from nanofind.columns.training import column_sublattices
 from nanofind.simulate.pipeline import simulate_group
 from nanofind.simulate.recipe import load_simulation_recipe
 
@@ -41,9 +43,10 @@ def main() -> None:
                      metadata={"unit": "nm"}, compression="zlib")
     with open(OUT / "ceo2_110_truth.csv", "w", newline="") as f:
         writer = csv.writer(f, lineterminator="\n")
-        writer.writerow(["x_A", "y_A", "height"])
-        for x, y, height, _grain in sample.columns:
-            writer.writerow([f"{x:.4f}", f"{y:.4f}", int(height)])
+        writer.writerow(["x_A", "y_A", "height", "element"])
+        elements = ("Ce", "O")
+        for (x, y, height, _grain), lattice in zip(sample.columns, column_sublattices(sample, elements), strict=True):
+            writer.writerow([f"{x:.4f}", f"{y:.4f}", int(height), elements[lattice]])
     record = {"recipe": str(RECIPE.relative_to(ROOT)), "seed": SEED, "group": GROUP, "nanofind_version": __version__,
               "pixel_size_A": pixel, "shape": list(image.shape), "dose_e_per_A2": sample.params["dose_e_per_A2"],
               "defocus_A": sample.params["defocus_A"], "columns": len(sample.columns),

@@ -257,12 +257,21 @@ def _build_parser() -> argparse.ArgumentParser:
                         description="nanofind columns IMAGES... -o OUT: every atomic column of each micrograph (each "
                                     "frame of a stack) as a row of OUT/<stem>_columns.csv: x_A, y_A (Å from the "
                                     "top-left corner of the top-left pixel, x along columns, y along rows), x_px, "
-                                    "y_px, intensity; stacks add frame and track_id. Also an overlay "
-                                    "(<stem>_columns.png), a summary figure and a JSON record.")
+                                    "y_px, intensity, and with --method network height (atoms), element and "
+                                    "confidence; stacks add frame and track_id. Also an overlay "
+                                    "(<stem>_columns.png), a height map (<stem>_heights.tif, network), a summary "
+                                    "figure and a JSON record.")
     co.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="micrographs or folders of them")
     co.add_argument("-o", "--output", required=True, help="output folder")
-    co.add_argument("--method", default="peaks", choices=["peaks"],
-                    help="peaks: classical sub-pixel peak finding (no training)")
+    co.add_argument("--method", default="peaks", choices=["peaks", "network"],
+                    help="peaks: classical sub-pixel peak finding (no training); network: a column-height model "
+                         "finds the columns and reads their heights, elements and confidences")
+    co.add_argument("--model", default="default", metavar="default|DIR",
+                    help="network: the shipped CeO2 [110] model (default) or a model folder "
+                         "(weights.safetensors and card.json)")
+    co.add_argument("--symmetric", action="store_true",
+                    help="network: average the model's answers over the image's 8 quarter turns and mirrors "
+                         "(8 times the time)")
     co.add_argument("--contrast", default="auto", choices=["auto", "bright", "dark"],
                     help="columns brighter (HAADF-STEM) or darker than their surroundings (HRTEM at some foci); "
                          "auto: from the image")
@@ -670,9 +679,10 @@ def _cmd_classify(args: argparse.Namespace) -> int:
 def _cmd_columns(args: argparse.Namespace) -> int:
     from nanofind.columns.command import ColumnSettings, columns_files
 
-    settings = ColumnSettings(method=args.method, contrast=args.contrast, refine=args.refine, spacing_A=args.spacing,
-                              min_separation_A=args.min_separation, threshold_sigma=args.threshold_sigma,
-                              track_tolerance_A=args.track_tolerance, region=args.region)
+    settings = ColumnSettings(method=args.method, model=args.model, symmetric=args.symmetric, contrast=args.contrast,
+                              refine=args.refine, spacing_A=args.spacing, min_separation_A=args.min_separation,
+                              threshold_sigma=args.threshold_sigma, track_tolerance_A=args.track_tolerance,
+                              region=args.region)
 
     def report(path, record, error) -> None:
         if error is not None:
@@ -681,8 +691,9 @@ def _cmd_columns(args: argparse.Namespace) -> int:
             counts = record["columns_per_frame"]
             frames = f" in {len(counts)} frames ({record['tracks']} tracks)" if len(counts) > 1 else ""
             again = ", done before" if record.get("resumed") else f", {record['seconds']:.2f} s"
-            print(f"{path}: {sum(counts)} columns{frames}, spacing {record['spacing_A']:.2f} A, "
-                  f"{record['contrast']} contrast{again}", file=sys.stderr)
+            how = "by the height model" if record["contrast"] == "network" else f"{record['contrast']} contrast"
+            print(f"{path}: {sum(counts)} columns{frames}, spacing {record['spacing_A']:.2f} A, {how}{again}",
+                  file=sys.stderr)
 
     records, failures = columns_files(args.inputs, args.output, settings, pixel_size_A=args.pixel_size,
                                       on_file=report, quiet=args.quiet)

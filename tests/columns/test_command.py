@@ -106,7 +106,7 @@ def test_the_bundled_ceo2_example_gives_its_columns_and_not_the_carbon(tmp_path)
     for name in ("ceo2_110_columns.csv", "ceo2_110_columns.png", "ceo2_110_columns_summary.png"):
         assert (tmp_path / name).stat().st_size > 1000
     found = np.array([[float(r["x_A"]), float(r["y_A"])] for r in read_rows(tmp_path / "ceo2_110_columns.csv")])
-    truth = np.loadtxt(EXAMPLES_DIR / "ceo2_110_truth.csv", delimiter=",", skiprows=1)  # x_A, y_A, height
+    truth = np.loadtxt(EXAMPLES_DIR / "ceo2_110_truth.csv", delimiter=",", skiprows=1, usecols=(0, 1, 2))
     to_truth, _ = cKDTree(truth[:, :2]).query(found)
     assert (to_truth < 0.5).mean() > 0.85  # found columns are real ones, not carbon speckle
     thick = truth[:, 2] >= 8
@@ -116,3 +116,95 @@ def test_the_bundled_ceo2_example_gives_its_columns_and_not_the_carbon(tmp_path)
     assert everywhere == 0
     loose = np.array([[float(r["x_A"]), float(r["y_A"])] for r in read_rows(tmp_path / "all" / "ceo2_110_columns.csv")])
     assert len(loose) > len(found)  # without the lattice region the film's speckle counts too
+
+
+def _truth_table():
+    from nanofind.columns import EXAMPLES_DIR
+
+    with open(EXAMPLES_DIR / "ceo2_110_truth.csv", newline="") as f:
+        rows = list(csv.DictReader(f))
+    return (np.array([[float(r["x_A"]), float(r["y_A"])] for r in rows]), np.array([int(r["height"]) for r in rows]),
+            np.array([r["element"] for r in rows]))
+
+
+def test_the_network_gives_heights_elements_and_a_height_map_of_the_bundled_example(tmp_path):
+    from nanofind.columns import EXAMPLES_DIR
+
+    source = EXAMPLES_DIR / "ceo2_110.tif"
+    assert main(["columns", str(source), "-o", str(tmp_path), "--quiet", "--method", "network"]) == 0
+    for name in ("ceo2_110_columns.csv", "ceo2_110_columns.png", "ceo2_110_columns_summary.png",
+                 "ceo2_110_heights.tif"):
+        assert (tmp_path / name).stat().st_size > 1000
+    rows = read_rows(tmp_path / "ceo2_110_columns.csv")
+    heights = np.array([int(r["height"]) for r in rows])
+    confidence = np.array([float(r["confidence"]) for r in rows])
+    assert heights.min() >= 1 and heights.max() <= 16 and ((confidence > 0) & (confidence <= 1)).all()
+    assert {r["element"] for r in rows} <= {"Ce", "O"}
+    height_map = tifffile.imread(tmp_path / "ceo2_110_heights.tif")
+    assert height_map.shape == tifffile.imread(source).shape and height_map.dtype == np.uint8
+    with tifffile.TiffFile(tmp_path / "ceo2_110_heights.tif") as tif:  # the pixel size travels with the map
+        per_nm = tif.pages[0].tags["XResolution"].value
+    record = json.loads((tmp_path / "ceo2_110_columns.json").read_text())
+    assert per_nm[1] / per_nm[0] * 10 == pytest.approx(record["pixel_size_A"], rel=1e-4)
+    # against the scene's own columns: found columns are real, and the Ce columns are found
+    truth_xy, truth_height, truth_element = _truth_table()
+    found = np.array([[float(r["x_A"]), float(r["y_A"])] for r in rows])
+    to_truth, nearest = cKDTree(truth_xy).query(found)
+    assert (to_truth < 0.6).mean() > 0.8
+    ce = truth_element == "Ce"
+    to_found, _ = cKDTree(found).query(truth_xy[ce])
+    assert (to_found < 0.6).mean() > 0.9
+    matched = to_truth < 0.6
+    elements = np.array([r["element"] for r in rows])
+    assert np.mean(elements[matched] == truth_element[nearest[matched]]) > 0.95  # Ce and O told apart
+    on_ce = matched & (truth_element[nearest] == "Ce")
+    assert np.mean(np.abs(heights[on_ce] - truth_height[nearest[on_ce]]) <= 1) > 0.8  # Ce heights within one atom
+
+
+def test_the_network_tracks_heights_through_a_shifted_series(tmp_path):
+    from nanofind.columns import EXAMPLES_DIR
+
+    image = tifffile.imread(EXAMPLES_DIR / "ceo2_110.tif")[40:200, 40:200]
+    with tifffile.TiffFile(EXAMPLES_DIR / "ceo2_110.tif") as tif:
+        x_res = tif.pages[0].tags["XResolution"].value
+    pixel_A = 10 * x_res[1] / x_res[0]
+    stack = np.stack([np.roll(image, (0, 2 * k), axis=(0, 1)) for k in range(3)])
+    source = write_tif(tmp_path / "series.tif", stack, pixel_A=pixel_A)
+    assert main(["columns", str(source), "-o", str(tmp_path), "--quiet", "--method", "network"]) == 0
+    rows = read_rows(tmp_path / "series_columns.csv")
+    assert {r["frame"] for r in rows} == {"0", "1", "2"}
+    assert tifffile.imread(tmp_path / "series_heights.tif").shape == (3, 160, 160)
+    assert (tmp_path / "series_surface_tracks.png").stat().st_size > 1000
+    by_track = {}
+    for r in rows:
+        by_track.setdefault(r["track_id"], []).append(r)
+    whole = [t for t in by_track.values() if len(t) == 3 and all(r["edge"] == "0" for r in t)]
+    assert len(whole) >= 0.6 * sum(r["frame"] == "0" for r in rows)
+    steps = np.array([np.diff([float(r["x_A"]) for r in t]) for t in whole])
+    assert np.median(np.abs(steps - 2 * pixel_A)) < 0.1  # each frame moves the columns by 2 px in x
+    spread = np.array([np.ptp([int(r["height"]) for r in t]) for t in whole])
+    assert np.mean(spread <= 1) > 0.9  # the same columns seen again keep their heights to within one atom
+
+
+def test_a_model_of_another_task_is_refused_in_one_line(lattice, tmp_path, capsys):
+    from nanofind.learn.model_file import DEFAULT_MODEL_DIR
+
+    good = write_tif(tmp_path / "good.tif", lattice[0])
+    code = main(["columns", str(good), "-o", str(tmp_path / "o"), "--quiet", "--method", "network",
+                 "--model", str(DEFAULT_MODEL_DIR)])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "not for 'column_heights'" in err[0]
+
+
+def test_the_thickness_profile_measures_depth_from_the_particles_outline():
+    from nanofind.columns.command import _surface_distance
+
+    grid = np.stack(np.meshgrid(np.arange(-24, 25, 1.0), np.arange(-24, 25, 1.0)), -1).reshape(-1, 2)
+    disc = grid[np.hypot(*grid.T) <= 20] + 30.0  # a disc of columns 1 Å apart, radius 20 Å, centre (30, 30) Å
+    depth = _surface_distance(disc, 1.0, 0.25, (240, 240))
+    expected = 20 - np.hypot(*(disc - 30.0).T)
+    assert np.abs(depth - expected).max() < 1.5  # the outline runs through the (jagged) outer columns
+    assert depth.max() == pytest.approx(20, abs=1.5)  # the centre (a 1 Å grid is a jagged circle)
+    two = np.concatenate([disc - 15, disc[np.hypot(*(disc - 30).T) <= 8] + 22])  # and a separate small one
+    depth = _surface_distance(two, 1.0, 0.25, (300, 300))
+    assert depth[len(disc):].max() == pytest.approx(8, abs=1.5)

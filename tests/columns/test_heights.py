@@ -48,3 +48,29 @@ def test_bad_class_maps_are_refused():
         read_heights(np.zeros((5, 5)), [1.0], [1.0], radius_px=1.0)
     with pytest.raises(NanofindInputError, match="radius"):
         read_heights(np.zeros((2, 5, 5)), [1.0], [1.0], radius_px=0)
+
+
+def test_heights_and_sublattices_of_a_two_element_map_are_read_back_exactly():
+    rng = np.random.default_rng(1)
+    xy = np.column_stack([6 + 10.0 * np.arange(8), np.full(8, 8.0)]) + rng.uniform(-0.4, 0.4, (8, 2))
+    heights, lattice = rng.integers(1, 6, 8), rng.integers(0, 2, 8)
+    max_height = 5
+    class_map = one_hot_columns((16, 86), xy, 1 + lattice * max_height + heights - 1, radius=2.6,
+                                classes=1 + 2 * max_height)
+    read = read_heights(class_map, xy[:, 0], xy[:, 1], radius_px=2.5, sublattices=2)
+    assert np.array_equal(read.height, heights) and np.array_equal(read.sublattice, lattice)
+    with pytest.raises(NanofindInputError, match="sublattices"):
+        read_heights(class_map, xy[:, 0], xy[:, 1], radius_px=2.5, sublattices=3)  # 10 classes into 3
+
+
+def test_columns_are_the_sub_pixel_peaks_of_a_probability_map():
+    from nanofind.columns.heights import columns_from_probability
+    from nanofind.columns.synthetic import render_columns
+
+    truth = np.array([[10.3, 12.7], [24.8, 12.2], [17.45, 30.6], [40.0, 40.0]])  # px, origin at the corner
+    probability = render_columns((52, 52), truth, sigma_px=1.8, amplitude=np.array([0.95, 0.9, 0.8, 0.3]))
+    x, y, peak = columns_from_probability(probability, min_separation_px=4, radius_px=3, threshold=0.5)
+    assert len(x) == 3  # the faint fourth stays below the threshold
+    order = np.argsort(x)
+    assert np.allclose(np.column_stack([x, y])[order], truth[[0, 2, 1]], atol=0.08)
+    assert peak.min() > 0.75

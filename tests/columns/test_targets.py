@@ -59,3 +59,16 @@ def test_weighted_cross_entropy_is_smallest_at_the_targets_and_weights_the_colum
     wrong_in_background[0, :, 0, 0] = torch.log(torch.tensor([0.01, 0.01, 0.97, 0.01]))
     assert (weighted_cross_entropy(wrong_at_column, target, weight)
             > weighted_cross_entropy(wrong_in_background, target, weight))
+
+
+def test_each_sublattice_has_its_own_height_classes():
+    from nanofind.columns.targets import height_targets
+
+    xy = np.array([[2.0, 2.0], [6.0, 2.0]])  # Å
+    t = height_targets(xy, [3, 5], (40, 80), 0.1, max_height=6, sublattice=[0, 1], sublattices=2)
+    assert t.probabilities.shape == (13, 40, 80)
+    assert t.probabilities[3, 19, 19] > 0.9  # 3 atoms on sublattice 0: class 3
+    assert t.probabilities[1 + 6 + 4, 19, 59] > 0.9  # 5 atoms on sublattice 1: class 1 + K + 5 - 1
+    assert np.allclose(t.probabilities.sum(axis=0), 1.0)
+    with pytest.raises(NanofindInputError, match="sublattices"):
+        height_targets(xy, [3, 5], (40, 80), 0.1, max_height=6, sublattice=[0, 2], sublattices=2)

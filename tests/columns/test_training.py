@@ -15,12 +15,12 @@ from nanofind.columns.training import (
 )
 
 
-def fake_sample(seed, pixel_A=0.15, shape=(96, 96)):
+def fake_sample(seed, pixel_A=0.15, shape=(96, 96), noise=0.05):
     """Columns whose brightness is their height: the simplest image a network can read heights from."""
     rng = np.random.default_rng(seed)
     xy_px = lattice_positions(shape, 3.0 / pixel_A, angle_deg=rng.uniform(0, 90), margin_px=2, rng=rng)
     heights = rng.integers(1, 4, len(xy_px))
-    image = render_columns(shape, xy_px, sigma_px=0.35 / pixel_A, amplitude=heights) + rng.normal(0, 0.05, shape)
+    image = render_columns(shape, xy_px, sigma_px=0.35 / pixel_A, amplitude=heights) + rng.normal(0, noise, shape)
     columns = np.column_stack([xy_px * pixel_A, heights, np.zeros(len(heights))])
     return SimpleNamespace(image=image.astype(np.float32), columns=columns, params={"pixel_size_A": pixel_A})
 
@@ -37,10 +37,41 @@ def test_examples_are_resampled_to_the_network_pixel_with_exact_targets():
 
 def test_a_short_training_learns_heights_that_the_image_shows():
     examples = [example_from_sample(fake_sample(s), pixel_A=0.15, max_height=3) for s in range(4)]
-    net, losses = train_height_network(examples, steps=150, crop_px=64, batch_size=4, width=8, seed=1)
+    net, losses = train_height_network(examples, steps=150, crop_px=64, batch_size=4, architecture="seed_unet",
+                                       width=8, seed=1)
     assert np.mean(losses[-10:]) < 0.7 * np.mean(losses[:5])  # soft targets keep the loss above zero
     score = score_heights(net, [example_from_sample(fake_sample(9), pixel_A=0.15, max_height=3)], pixel_A=0.15)
-    assert score["columns"] >= 15 and score["exact"] >= 0.8  # on an unseen image; chance is 1/3
+    at_truth = score["at_truth"]
+    assert at_truth["columns"] >= 15 and at_truth["exact"] >= 0.8  # on an unseen image; chance is 1/3
+    assert score["recall"] >= 0.8 and score["found"]["exact"] >= 0.8  # the columns it finds itself
+    # calibration: a network whose logits are doubled needs twice the temperature
+    import torch
+
+    from nanofind.columns.training import fit_temperature
+
+    class Doubled(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, x):
+            return 2 * self.inner(x)
+
+    held_out = [example_from_sample(fake_sample(s, noise=0.25), pixel_A=0.15, max_height=3) for s in (9, 10)]
+    grid = np.geomspace(0.01, 8.0, 229)  # steps of 3 %
+    plain = fit_temperature(net, held_out, pixel_A=0.15, candidates=grid)["temperature"]
+    doubled = fit_temperature(Doubled(net), held_out, pixel_A=0.15, candidates=grid)["temperature"]
+    assert 0.01 < plain < 4 and doubled == pytest.approx(2 * plain, rel=0.07)
+
+
+def test_crops_larger_than_an_image_pad_it_with_background_of_no_weight():
+    from nanofind.columns.training import _batch
+
+    ex = example_from_sample(fake_sample(0, shape=(40, 40)), pixel_A=0.15, max_height=3)
+    images, targets, weights = _batch([ex], 64, 2, np.random.default_rng(0))
+    assert images.shape == (2, 1, 64, 64) and targets.shape == (2, 4, 64, 64)
+    assert np.allclose(targets.sum(axis=1), 1.0, atol=2e-3)  # half-precision targets
+    assert (weights == 0).sum() == 2 * (64 * 64 - 40 * 40)  # padding weighs nothing, the image everywhere
 
 
 def test_expected_calibration_error_of_known_cases():

@@ -151,8 +151,7 @@ def crystal_region(image, spacing_px: float, *, contrast_factor: float = REGION_
     from scipy import fft
 
     x = _as_image(image)
-    h, w = x.shape
-    freq = np.hypot((np.arange(h) / (2 * h))[:, None], (np.arange(w) / (2 * w))[None, :])  # cycles per px
+    freq = np.sqrt(dct_frequency_squared(x.shape, np.float64))  # cycles per px
     coeffs = fft.dctn(x - x.mean(), type=2, workers=-1)
     fringes = fft.idctn(coeffs * ((freq >= 0.8 / spacing_px) & (freq <= 2.5 / spacing_px)), type=2, workers=-1)
     smooth = np.exp(-2 * np.pi ** 2 * spacing_px ** 2 * freq ** 2)
@@ -186,6 +185,14 @@ def _skewness(x: np.ndarray) -> float:
     return float((d * d * d).mean() / max(float((d * d).mean()) ** 1.5, 1e-30))
 
 
+def dct_frequency_squared(shape: tuple[int, int], dtype=np.float32) -> np.ndarray:
+    """Squared spatial frequency (cycles² per px²) of every coefficient of a type-II cosine transform."""
+    h, w = shape
+    fy = (np.arange(h, dtype=dtype) / (2 * h))[:, None]
+    fx = (np.arange(w, dtype=dtype) / (2 * w))[None, :]
+    return fy * fy + fx * fx
+
+
 def band_pass(image: np.ndarray, smooth_px: float, background_px: float) -> np.ndarray:
     """``gaussian(image, smooth_px) - gaussian(image, background_px)`` with mirrored edges, in one pass.
 
@@ -195,11 +202,8 @@ def band_pass(image: np.ndarray, smooth_px: float, background_px: float) -> np.n
     """
     from scipy import fft
 
-    h, w = image.shape
     coeffs = fft.dctn(image.astype(np.float32, copy=False), type=2, workers=-1)
-    fy = (np.arange(h, dtype=np.float32) / (2 * h))[:, None]
-    fx = (np.arange(w, dtype=np.float32) / (2 * w))[None, :]
-    f2 = fy * fy + fx * fx
+    f2 = dct_frequency_squared(image.shape)
     transfer = np.exp(-2 * np.pi ** 2 * smooth_px ** 2 * f2) - np.exp(-2 * np.pi ** 2 * background_px ** 2 * f2)
     return fft.idctn(coeffs * transfer.astype(np.float32), type=2, workers=-1)
 

@@ -6,7 +6,9 @@ cross-entropy. Here a pixel within ``radius_A`` of a column centre belongs to th
 nearest one when discs touch); its target is the column's height class with probability
 ``exp(-d² / 2σ²)`` at distance ``d`` (σ = ``radius_A`` / 2, so 1 at the centre and 0.14 at the
 disc's edge), the rest background. Heights above ``max_height`` go to the top class ("that many or
-more"). The weight of a pixel is ``1 + column_weight`` times its column probability, so that the
+more"). With several sublattices (the elements of a compound, CeO2 [110]: Ce and O columns) every
+sublattice has its own K height classes: class ``1 + s·K + (h − 1)`` is a column of ``h`` atoms on
+sublattice ``s``. The weight of a pixel is ``1 + column_weight`` times its column probability, so that the
 few column pixels count against the many background ones.
 
 Positions follow :mod:`nanofind.columns.peaks`: Å (or px) from the top-left corner of the top-left
@@ -33,8 +35,9 @@ COLUMN_WEIGHT = 4.0
 class HeightTargets:
     """The targets of one image.
 
-    ``probabilities``: soft targets ``(1 + max_height, rows, cols)`` summing to 1 per pixel (class 0
-    background, class k a column of k atoms); ``weight``: per pixel ``(rows, cols)``;
+    ``probabilities``: soft targets ``(1 + sublattices·max_height, rows, cols)`` summing to 1 per pixel
+    (class 0 background, class ``1 + s·K + h − 1`` a column of h atoms on sublattice s);
+    ``weight``: per pixel ``(rows, cols)``;
     ``column_index``: ``(rows, cols)``, the column each pixel belongs to, -1 for background.
     """
 
@@ -44,7 +47,8 @@ class HeightTargets:
 
 
 def height_targets(xy_A, heights, shape: tuple[int, int], pixel_size_A: float, *, max_height: int,
-                   radius_A: float = COLUMN_RADIUS_A, column_weight: float = COLUMN_WEIGHT) -> HeightTargets:
+                   radius_A: float = COLUMN_RADIUS_A, column_weight: float = COLUMN_WEIGHT, sublattice=None,
+                   sublattices: int = 1) -> HeightTargets:
     """Soft height-class targets and weights of an image of ``shape`` from its columns.
 
     Parameters
@@ -63,6 +67,10 @@ def height_targets(xy_A, heights, shape: tuple[int, int], pixel_size_A: float, *
         A column's disc, Å.
     column_weight : float
         Extra weight at a column's centre (see the module docstring).
+    sublattice : (n,) array of int, optional
+        Each column's sublattice, 0 … ``sublattices`` − 1 (default all 0).
+    sublattices : int
+        Number of sublattices.
     """
     if not pixel_size_A > 0 or not radius_A > 0:
         raise NanofindInputError(f"pixel size and radius must be > 0 Å, got {pixel_size_A} and {radius_A}")
@@ -75,9 +83,14 @@ def height_targets(xy_A, heights, shape: tuple[int, int], pixel_size_A: float, *
     height = np.asarray(heights).reshape(-1)
     if len(height) != len(xy):
         raise NanofindInputError(f"one height per column: {len(xy)} positions and {len(height)} heights")
+    lattice = np.zeros(len(height), np.int64) if sublattice is None else np.asarray(sublattice).reshape(-1)
+    if len(lattice) != len(height):
+        raise NanofindInputError(f"one sublattice per column: {len(height)} columns and {len(lattice)} sublattices")
+    if int(sublattices) < 1 or (len(lattice) and (lattice.min() < 0 or lattice.max() >= sublattices)):
+        raise NanofindInputError(f"sublattices must lie in 0…{int(sublattices) - 1}")
     real = height > 0
-    xy, height = xy[real], height[real].astype(np.int64)
-    classes = int(max_height) + 1
+    xy, height, lattice = xy[real], height[real].astype(np.int64), lattice[real].astype(np.int64)
+    classes = int(sublattices) * int(max_height) + 1
     probabilities = np.zeros((classes, rows, cols), dtype=np.float32)
     probabilities[0] = 1.0
     weight = np.ones((rows, cols), dtype=np.float32)
@@ -92,7 +105,8 @@ def height_targets(xy_A, heights, shape: tuple[int, int], pixel_size_A: float, *
     inside = np.isfinite(distance)
     pixel = np.flatnonzero(inside)
     column_probability = np.exp(-(distance[inside] ** 2) / (2 * (radius_A / 2) ** 2)).astype(np.float32)
-    target_class = np.minimum(height[nearest[inside]], max_height)
+    owner = nearest[inside]
+    target_class = lattice[owner] * int(max_height) + np.minimum(height[owner], max_height)
     flat = probabilities.reshape(classes, -1)
     flat[0, pixel] = 1.0 - column_probability
     flat[target_class, pixel] += column_probability

@@ -134,11 +134,12 @@ def _kabsch(template_vectors: np.ndarray, targets: np.ndarray, weights: np.ndarr
     m = np.matmul(np.swapaxes(wt, 1, 2), template_vectors)  # (n, 3, 3) = Σ w t pᵀ
     m /= np.sqrt((m * m).reshape(len(m), 9) @ np.ones(9, dtype=m.dtype) / 3).clip(1e-12)[:, None, None]
     x = [[m[:, i, j] for j in range(3)] for i in range(3)]
-    for _ in range(_POLAR_STEPS):
-        cof = [[x[(i + 1) % 3][(j + 1) % 3] * x[(i + 2) % 3][(j + 2) % 3]
-                - x[(i + 1) % 3][(j + 2) % 3] * x[(i + 2) % 3][(j + 1) % 3] for j in range(3)] for i in range(3)]
-        det = x[0][0] * cof[0][0] + x[0][1] * cof[0][1] + x[0][2] * cof[0][2]
-        with np.errstate(divide="ignore", invalid="ignore"):
+    # a singular site turns inf and then NaN on later steps; it is marked bad below, so no warnings
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        for _ in range(_POLAR_STEPS):
+            cof = [[x[(i + 1) % 3][(j + 1) % 3] * x[(i + 2) % 3][(j + 2) % 3]
+                    - x[(i + 1) % 3][(j + 2) % 3] * x[(i + 2) % 3][(j + 1) % 3] for j in range(3)] for i in range(3)]
+            det = x[0][0] * cof[0][0] + x[0][1] * cof[0][1] + x[0][2] * cof[0][2]
             inv_det = 1 / det
             x = [[0.5 * (x[i][j] + cof[i][j] * inv_det) for j in range(3)] for i in range(3)]
     rotation = np.stack([np.stack(row, axis=-1) for row in x], axis=1)
