@@ -186,7 +186,7 @@ def test_the_network_tracks_heights_through_a_shifted_series(tmp_path):
     assert np.mean(spread <= 1) > 0.9  # the same columns seen again keep their heights to within one atom
 
 
-def test_a_model_of_another_task_is_refused_in_one_line(lattice, tmp_path, capsys):
+def test_a_model_of_another_task_or_an_image_without_columns_is_refused_in_one_line(lattice, tmp_path, capsys):
     from nanofind.learn.model_file import DEFAULT_MODEL_DIR
 
     good = write_tif(tmp_path / "good.tif", lattice[0])
@@ -194,6 +194,12 @@ def test_a_model_of_another_task_is_refused_in_one_line(lattice, tmp_path, capsy
                  "--model", str(DEFAULT_MODEL_DIR)])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "not for 'column_heights'" in err[0]
+    # noise holds no columns, though a network would answer on it anyway
+    noise = write_tif(tmp_path / "noise.tif", np.random.default_rng(0).normal(100, 3, (256, 256)).astype(np.float32),
+                      pixel_A=0.15)
+    code = main(["columns", str(noise), "-o", str(tmp_path / "n"), "--quiet", "--method", "network"])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and len(err) == 1 and "noise.tif" in err[0] and "no lattice" in err[0]
 
 
 def test_the_thickness_profile_measures_depth_from_the_particles_outline():

@@ -151,6 +151,7 @@ def columns_of_file(path: str | Path, out_dir: str | Path, settings: ColumnSetti
     """
     from nanofind._files import write_text_atomic
     from nanofind.columns.outputs import columns_csv_text, write_height_tiff, write_overlay, write_summary_figure
+    from nanofind.columns.peaks import lattice_spacing_px
     from nanofind.columns.tracks import link_frames, surface_columns
     from nanofind.io.micrograph import read_micrograph
 
@@ -182,6 +183,9 @@ def columns_of_file(path: str | Path, out_dir: str | Path, settings: ColumnSetti
         where = f"{path}" + (f" frame {k}" if stack else "")
         try:
             if network:
+                if k == 0 and spacing_px is None:
+                    # a network answers even on noise or film: it runs only where the image repeats
+                    lattice_spacing_px(frame.array)
                 columns, fraction = _network_frame(model, frame.array, pixel, settings), 1.0
             else:
                 columns, fraction = _peaks_frame(frame.array, spacing_px, separation_px, settings)
