@@ -15,7 +15,9 @@ Per input file ``<stem>`` (every frame of a stack), into ``OUT``:
 - ``<stem>_columns.png``: the (first) frame with a dot on every column, coloured by height
   (network) or intensity (peaks).
 - ``--method network``: ``<stem>_heights.tif``, the most likely height per pixel (0 off the
-  columns; one page per frame; the pixel size in its resolution tags).
+  columns; one page per frame; the pixel size in its resolution tags). The network runs only on
+  images whose first frame repeats like a lattice (:func:`nanofind.columns.peaks.lattice_spacing_px`;
+  ``--spacing`` skips the check), since a network answers even on noise.
 
 With ``--region auto`` (the default) columns are searched only where the image holds a lattice
 of the column spacing (:func:`nanofind.columns.peaks.crystal_region`), not in the amorphous film.
