@@ -102,27 +102,19 @@ class FrameColumns:
         return len(self.x_px)
 
 
-def _disc_means(image: np.ndarray, x_px: np.ndarray, y_px: np.ndarray, radius_px: float) -> np.ndarray:
-    from nanofind.columns.peaks import _disc, _padded, _windows
-
-    half = max(1, int(round(radius_px)))
-    if not len(x_px):
-        return np.zeros(0)
-    windows = _windows(_padded(image, half + 2), half + 2, np.asarray(y_px) - 0.5, np.asarray(x_px) - 0.5, half)
-    return windows.reshape(len(x_px), -1)[:, _disc(half).ravel()].mean(1).astype(np.float64)
-
-
 def _network_frame(model, image: np.ndarray, pixel_A: float, settings: ColumnSettings) -> FrameColumns:
     from nanofind.columns.model import predict_columns
+    from nanofind.columns.peaks import disc_means
 
     found = predict_columns(model, image, pixel_A, symmetric=settings.symmetric)
     x, y = found.x_px, found.y_px
     h, w = image.shape
     radius_px = model.radius_A / pixel_A
     edge = (x < 2 * radius_px) | (y < 2 * radius_px) | (x > w - 2 * radius_px) | (y > h - 2 * radius_px)
-    spacing = _nearest_neighbour(np.column_stack([x, y]))
-    spacing_px = float(np.nanmedian(spacing)) if len(x) > 1 else float("nan")
-    return FrameColumns(x, y, _disc_means(image, x, y, radius_px), found.probability, edge, spacing_px,
+    # the spacing of a lone column is unknown: a disc diameter keeps tracks and outlines sensible
+    spacing_px = float(np.median(_nearest_neighbour(np.column_stack([x, y])))) if len(x) > 1 else 2 * radius_px
+    intensity = disc_means(np.asarray(image, np.float32), y - 0.5, x - 0.5, max(1, int(round(radius_px))))
+    return FrameColumns(x, y, intensity.astype(np.float64), found.probability, edge, spacing_px,
                         "network", {"model_pixel_size_A": model.pixel_A, "elements": list(model.elements)},
                         found.height, found.element, found.confidence, found.height_map)
 
@@ -201,9 +193,7 @@ def columns_of_file(path: str | Path, out_dir: str | Path, settings: ColumnSetti
         found.append(columns)
     xy_A = [np.column_stack([c.x_px, c.y_px]) * pixel for c in found]
     first = found[0]
-    spacing_A = float(np.nanmedian(_nearest_neighbour(xy_A[0]))) if network else first.spacing_px * pixel
-    if network and not np.isfinite(spacing_A):
-        spacing_A = 2.0 * model.radius_A
+    spacing_A = first.spacing_px * pixel
     track_ids, drifts = (link_frames(xy_A, tolerance=settings.track_tolerance_A, drift_search=0.5 * spacing_A)
                          if stack else (None, [np.zeros(2)]))
     surface = [surface_columns(xy, spacing_A) for xy in xy_A]

@@ -142,9 +142,10 @@ def load_height_model(directory: str | Path | None = None) -> HeightModel:
 
 
 def class_map(model: HeightModel, image: np.ndarray, *, symmetric: bool = False) -> np.ndarray:
-    """Per-pixel class probabilities ``(classes, rows, cols)`` (float32) of an image at the model's pixel size.
+    """Per-pixel class probabilities ``(classes, rows, cols)`` (float32) of a network input.
 
-    The image is normalised to zero mean and unit deviation and run in tiles of at most
+    ``image`` is at the model's pixel size and normalised
+    (:func:`nanofind.columns.training.network_input`); it runs in tiles of at most
     :data:`TILE_PX` that overlap by :data:`TILE_OVERLAP_PX`. ``symmetric``: each tile's answer is
     the mean over its 8 quarter turns and mirrors (8 times the work;
     :func:`nanofind.columns.training.class_probabilities`). The logits are divided by the card's
@@ -153,7 +154,6 @@ def class_map(model: HeightModel, image: np.ndarray, *, symmetric: bool = False)
     from nanofind.columns.training import class_probabilities
 
     x = np.asarray(image, dtype=np.float32)
-    x = (x - x.mean()) / max(float(x.std()), 1e-6)
     h, w = x.shape
     out = np.empty((1 + len(model.elements) * model.max_height, h, w), dtype=np.float32)
     step = TILE_PX - 2 * TILE_OVERLAP_PX
@@ -179,9 +179,8 @@ def predict_columns(model: HeightModel, image: np.ndarray, pixel_size_A: float, 
     NanofindInputError
         A pixel size that is not positive or that would make the resampled image too large.
     """
-    from scipy import ndimage as ndi
-
     from nanofind.columns.heights import columns_from_probability, read_heights
+    from nanofind.columns.training import network_input
 
     x = np.asarray(image, dtype=np.float32)
     if x.ndim != 2 or min(x.shape) < 8:
@@ -195,8 +194,7 @@ def predict_columns(model: HeightModel, image: np.ndarray, pixel_size_A: float, 
                                  f"(at most {MAX_MODEL_PIXELS} px); crop it")
     if min(size) < 16:
         raise NanofindInputError(f"at the model's {model.pixel_A} Å/px the image is only {size[1]} x {size[0]} px")
-    resampled = ndi.zoom(x, zoom, order=1, grid_mode=True, mode="nearest") if abs(zoom - 1) > 1e-6 else x
-    probabilities = class_map(model, resampled, symmetric=symmetric)
+    probabilities = class_map(model, network_input(x, pixel_size_A, model.pixel_A), symmetric=symmetric)
     radius_px = model.radius_A / model.pixel_A
     fx, fy, peak = columns_from_probability(1.0 - probabilities[0], radius_px=radius_px, threshold=threshold,
                                             min_separation_px=float(model.card["min_separation_A"]) / model.pixel_A)

@@ -236,6 +236,18 @@ def _disc(half: int) -> np.ndarray:
     return oy ** 2 + ox ** 2 <= (half + 0.5) ** 2
 
 
+def disc_means(image: np.ndarray, rows: np.ndarray, cols: np.ndarray, half: int) -> np.ndarray:
+    """Mean of ``image`` over a disc of radius ``half`` px around each (sub-pixel) ``(rows, cols)``.
+
+    ``rows``, ``cols`` are array-index positions (pixel centres at integers), sampled bilinearly;
+    beyond the border the edge pixels repeat.
+    """
+    if not len(rows):
+        return np.zeros(0)
+    discs = _windows(_padded(image, half + 2), half + 2, np.asarray(rows), np.asarray(cols), half)
+    return discs.reshape(len(discs), -1)[:, _disc(half).ravel()].mean(1)
+
+
 def _window_offsets(half: int) -> tuple[np.ndarray, np.ndarray]:
     oy, ox = np.mgrid[-half:half + 1, -half:half + 1]
     inside = _disc(half)
@@ -451,8 +463,6 @@ def find_columns(image, *, spacing_px: float | None = None, min_separation_px: f
         nothing = np.zeros(0)
         return ColumnPeaks(nothing, nothing, nothing, nothing, np.zeros(0, bool), spacing, contrast, settings)
     peak = _windows(_padded(band, 2), 2, rows, cols, 0)[:, 0, 0]
-    disc_half = max(1, int(round(0.25 * spacing)))
-    discs = _windows(_padded(x, disc_half + 2), disc_half + 2, rows, cols, disc_half)
-    intensity = discs.reshape(len(rows), -1)[:, _disc(disc_half).ravel()].mean(1)
+    intensity = disc_means(x, rows, cols, max(1, int(round(0.25 * spacing))))
     return ColumnPeaks(cols + 0.5, rows + 0.5, np.asarray(peak, np.float64), np.asarray(intensity, np.float64),
                        edge, spacing, contrast, settings)

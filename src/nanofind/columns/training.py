@@ -89,18 +89,36 @@ def column_sublattices(sample, elements: tuple[str, ...], *, match_A: float = 0.
     return votes.argmax(axis=1)
 
 
+def network_input(image: np.ndarray, pixel_size_A: float, pixel_A: float = NETWORK_PIXEL_A) -> np.ndarray:
+    """An image of ``pixel_size_A`` Å/px as the network sees it, float32.
+
+    Resampled to ``pixel_A`` Å/px (linear, pixel-area grid, edges repeated) and normalised to zero
+    mean and unit deviation. Training examples and micrographs to predict on both come through here, so that the network
+    never meets an image prepared differently from those it learned on.
+    """
+    from scipy import ndimage as ndi
+
+    x = np.asarray(image, dtype=np.float32)
+    zoom = float(pixel_size_A) / float(pixel_A)
+    if abs(zoom - 1) > 1e-6:
+        x = ndi.zoom(x, zoom, order=1, grid_mode=True, mode="nearest")
+    return ((x - x.mean()) / max(float(x.std()), 1e-6)).astype(np.float32)
+
+
+def _within(xy: np.ndarray, shape: tuple[int, int], margin_px: float) -> np.ndarray:
+    """Which ``(x, y)`` positions (px) lie at least ``margin_px`` inside an image of ``shape``."""
+    h, w = shape
+    return (xy[:, 0] >= margin_px) & (xy[:, 0] <= w - margin_px) & (xy[:, 1] >= margin_px) & (xy[:, 1] <= h - margin_px)
+
+
 def example_from_sample(sample, *, pixel_A: float = NETWORK_PIXEL_A, max_height: int = MAX_HEIGHT,
                         elements: tuple[str, ...] | None = None, source: dict | None = None) -> HeightExample:
     """A :class:`~nanofind.datasets.sample.Sample` as a :class:`HeightExample`.
 
     ``elements``: the sublattices to tell apart (None: one, every column alike).
     """
-    from scipy import ndimage as ndi
-
     pixel = float(sample.params["pixel_size_A"])
-    zoom = pixel / pixel_A
-    image = ndi.zoom(np.asarray(sample.image, dtype=np.float32), zoom, order=1, grid_mode=True, mode="nearest")
-    image = (image - image.mean()) / max(float(image.std()), 1e-6)
+    image = network_input(sample.image, pixel, pixel_A)
     columns = np.asarray(sample.columns, dtype=np.float64).reshape(-1, 4)
     names = tuple(elements) if elements else ("",)
     sublattice = column_sublattices(sample, names) if len(names) > 1 else np.zeros(len(columns), np.int64)
@@ -109,7 +127,7 @@ def example_from_sample(sample, *, pixel_A: float = NETWORK_PIXEL_A, max_height:
     # half precision: hundreds of images of 33 classes fit in a few GB (targets are soft, not exact counts)
     targets = HeightTargets(targets.probabilities.astype(np.float16), targets.weight, targets.column_index)
     record = {"pixel_size_A": pixel, "dose_e_per_A2": sample.params.get("dose_e_per_A2"), **(source or {})}
-    return HeightExample(image.astype(np.float32), targets, columns[:, :2] / pixel_A, columns[:, 2].astype(np.int64),
+    return HeightExample(image, targets, columns[:, :2] / pixel_A, columns[:, 2].astype(np.int64),
                          sublattice.astype(np.int64), names, record)
 
 
@@ -290,10 +308,8 @@ def score_heights(net, examples: list[HeightExample], *, radius_A: float = COLUM
     per_element = np.zeros((2, len(elements)))
     radius_px, match_px = radius_A / pixel_A, MATCH_DISTANCE_A / pixel_A
     for ex in examples:
-        h, w = ex.image.shape
         xy = ex.columns_px
-        inside = ((xy[:, 0] >= margin_px) & (xy[:, 0] <= w - margin_px) & (xy[:, 1] >= margin_px)
-                  & (xy[:, 1] <= h - margin_px) & (ex.heights > 0))
+        inside = _within(xy, ex.image.shape, margin_px) & (ex.heights > 0)
         probabilities = class_probabilities(net, ex.image, symmetric=symmetric, temperature=temperature)
         classes = probabilities.shape[0]
         top = (classes - 1) // len(elements)
@@ -304,7 +320,7 @@ def score_heights(net, examples: list[HeightExample], *, radius_A: float = COLUM
         at_truth.append((read.height, truth, read.confidence, lattice, read.sublattice))
         fx, fy, _ = columns_from_probability(1.0 - probabilities[0], min_separation_px=MIN_SEPARATION_A / pixel_A,
                                              radius_px=radius_px, threshold=threshold)
-        keep = (fx >= margin_px) & (fx <= w - margin_px) & (fy >= margin_px) & (fy <= h - margin_px)
+        keep = _within(np.column_stack([fx, fy]), ex.image.shape, margin_px)
         fx, fy = fx[keep], fy[keep]
         counts += (inside.sum(), len(fx), 0)
         if not len(fx) or not inside.any():
@@ -366,10 +382,8 @@ def fit_temperature(net, examples: list[HeightExample], *, radius_A: float = COL
     for t in candidates:
         nll, confidence, correct = [], [], []
         for ex, z in zip(examples, logits, strict=True):
-            h, w = ex.image.shape
             xy = ex.columns_px
-            inside = ((xy[:, 0] >= margin_px) & (xy[:, 0] <= w - margin_px) & (xy[:, 1] >= margin_px)
-                      & (xy[:, 1] <= h - margin_px) & (ex.heights > 0))
+            inside = _within(xy, ex.image.shape, margin_px) & (ex.heights > 0)
             if not inside.any():
                 continue
             p = (z / t).softmax(dim=0).numpy()
