@@ -26,13 +26,16 @@ demo: $(STAMP)
 	@for recipe in examples/recipes/*.yaml; do \
 		name=$$(basename $$recipe .yaml); \
 		grep -q '^detector:' $$recipe && continue; \
+		grep -q '^renderer:' $$recipe && continue; \
 		$(BIN)/nanofind scene $$recipe -o $(DEMO_OUT)/scenes/$$name.extxyz --seed 0 --also prismatic --preview $(DEMO_OUT)/scenes/$$name.png || exit 1; \
 	done
 	$(BIN)/nanofind structure $(DEMO_OUT)/scenes/twinned_au.extxyz $(DEMO_OUT)/scenes/decahedron_au.extxyz \
 		$(DEMO_OUT)/scenes/icosahedron_au.extxyz -o $(DEMO_OUT)/structure --quiet
 	$(BIN)/nanofind columns src/nanofind/columns/examples/ceo2_110.tif -o $(DEMO_OUT)/columns --quiet
 	$(BIN)/nanofind columns src/nanofind/columns/examples/ceo2_110.tif -o $(DEMO_OUT)/column-heights --method network --quiet
-	@echo "Report: $(DEMO_OUT)/report.html (particles.csv, summary.json, overlays/); scenes in $(DEMO_OUT)/scenes/; their local structure in $(DEMO_OUT)/structure/; atomic columns of a CeO2 example in $(DEMO_OUT)/columns/ (peaks) and $(DEMO_OUT)/column-heights/ (heights and elements)"
+	$(BIN)/nanofind match src/nanofind/library/examples/cdte_110.tif --library src/nanofind/library/examples/library-small.h5 -o $(DEMO_OUT)/match --top 5 --quiet
+	$(BIN)/nanofind match src/nanofind/library/examples/interface.tif --library src/nanofind/library/examples/library-small.h5 -o $(DEMO_OUT)/match-motifs --window 256 --top 3 --quiet
+	@echo "Report: $(DEMO_OUT)/report.html (particles.csv, summary.json, overlays/); scenes in $(DEMO_OUT)/scenes/; their local structure in $(DEMO_OUT)/structure/; atomic columns of a CeO2 example in $(DEMO_OUT)/columns/ (peaks) and $(DEMO_OUT)/column-heights/ (heights and elements); structure matches of a CdTe [1 1 0] query in $(DEMO_OUT)/match/ and a motif map of an interface in $(DEMO_OUT)/match-motifs/"
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

@@ -65,10 +65,8 @@ def _build_parser() -> argparse.ArgumentParser:
     sim.add_argument("-n", type=_count, required=True, help="number of images")
     sim.add_argument("-o", "--output", required=True, help="output .h5 file")
     sim.add_argument("--seed", type=_seed, default=0, help="dataset seed (default 0); image i depends on (seed, i)")
-    sim.add_argument("--workers", type=_count, default=None, help="local worker processes (default: one per core)")
     sim.add_argument("--resume", action="store_true", help="continue an interrupted run, or extend a finished one")
-    sim.add_argument("--scheduler", metavar="ADDR", help="run on a Dask distributed scheduler, e.g. tcp://host:8786")
-    sim.add_argument("--quiet", action="store_true", help="no progress bar")
+    _add_task_options(sim)
     sim.set_defaults(func=_cmd_simulate)
 
     ds = sub.add_parser("dataset", help="inspect or export a dataset")
@@ -291,7 +289,48 @@ def _build_parser() -> argparse.ArgumentParser:
     co.add_argument("--pixel-size", type=_positive_float("--pixel-size"), help="pixel size in Å (overrides files)")
     co.add_argument("--quiet", action="store_true", help="no progress bar")
     co.set_defaults(func=_cmd_columns)
+
+    lib = sub.add_parser("library", help="build a library of simulated crystal images for structure matching",
+                         description="nanofind library build SPEC.yaml -o LIBRARY.h5: prototypes (built-in "
+                                     "structure types, CIF files) along every distinct zone axis, rendered as "
+                                     "HAADF-STEM (convolution model) or HRTEM images (see "
+                                     "examples/recipes/library-default.yaml).")
+    lib_sub = lib.add_subparsers(dest="library_command", metavar="ACTION", parser_class=_Parser, required=True)
+    lb = lib_sub.add_parser("build", help="build a library file from a YAML spec")
+    lb.add_argument("spec", help="YAML library spec")
+    lb.add_argument("-o", "--output", required=True, help="output LIBRARY.h5")
+    _add_task_options(lb)
+    lb.set_defaults(func=_cmd_library_build)
+
+    ma = sub.add_parser("match", help="rank library structures for atomic-resolution images (SSIM, EMD, MSE)",
+                        description="nanofind match IMAGES... --library LIBRARY.h5 -o OUT: each image's best "
+                                    "library entries (prototype, formula, zone axis) after registration "
+                                    "(pixel size, rotation, mirror, shift), in OUT/matches.csv with columns "
+                                    "query,rank,prototype,formula,zone,ssim,emd,mse, a montage per image and, with "
+                                    "--window, a map of the best entry per tile.")
+    ma.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="micrographs or folders of them")
+    ma.add_argument("--library", required=True, help="library file made by `nanofind library build`")
+    ma.add_argument("-o", "--output", required=True, help="output folder")
+    ma.add_argument("--metric", default="all", choices=["ssim", "emd", "mse", "all"],
+                    help="what ranks the matches: SSIM (higher is better), EMD of the column peak sets or MSE "
+                         "(lower is better), or all three (sum of their ranks; default)")
+    ma.add_argument("--top", type=_whole_number(1, "--top"), default=10, help="matches per image (default 10)")
+    ma.add_argument("--shortlist", type=_whole_number(1, "--shortlist"), default=16,
+                    help="entries scored in full after the fast rotation-invariant pre-selection (default 16)")
+    ma.add_argument("--window", type=_whole_number(64, "--window"), metavar="PX",
+                    help="also match every PX-px tile (half-overlapping): a map of structural motifs")
+    ma.add_argument("--pixel-size", type=_positive_float("--pixel-size"),
+                    help="pixel size in Å (overrides files; without either it is fitted to each entry's lattice)")
+    ma.add_argument("--quiet", action="store_true", help="no progress bar")
+    ma.set_defaults(func=_cmd_match)
     return parser
+
+
+def _add_task_options(parser: argparse.ArgumentParser) -> None:
+    """--workers, --scheduler and --quiet of the commands that spread independent tasks (simulate, library)."""
+    parser.add_argument("--workers", type=_count, default=None, help="local worker processes (default: one per core)")
+    parser.add_argument("--scheduler", metavar="ADDR", help="run on a Dask distributed scheduler, e.g. tcp://host:8786")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _add_engine_options(parser: argparse.ArgumentParser) -> None:
@@ -684,24 +723,63 @@ def _cmd_columns(args: argparse.Namespace) -> int:
                               threshold_sigma=args.threshold_sigma, track_tolerance_A=args.track_tolerance,
                               region=args.region)
 
+    def describe(record) -> str:
+        counts = record["columns_per_frame"]
+        frames = f" in {len(counts)} frames ({record['tracks']} tracks)" if len(counts) > 1 else ""
+        how = "by the height model" if record["contrast"] == "network" else f"{record['contrast']} contrast"
+        return f"{sum(counts)} columns{frames}, spacing {record['spacing_A']:.2f} A, {how}"
+
+    records, failures = columns_files(args.inputs, args.output, settings, pixel_size_A=args.pixel_size,
+                                      on_file=_file_reporter(describe, args.quiet), quiet=args.quiet)
+    print(f"{sum(sum(r['columns_per_frame']) for r in records)} columns in {len(records)} files -> {args.output}")
+    return _batch_status(records, failures)
+
+
+def _file_reporter(describe, quiet: bool):
+    """``on_file`` of the per-file commands: errors always, ``describe(record)`` unless quiet."""
     def report(path, record, error) -> None:
         if error is not None:
             print(f"nanofind: error: {error}", file=sys.stderr)
-        elif not args.quiet:
-            counts = record["columns_per_frame"]
-            frames = f" in {len(counts)} frames ({record['tracks']} tracks)" if len(counts) > 1 else ""
+        elif not quiet:
             again = ", done before" if record.get("resumed") else f", {record['seconds']:.2f} s"
-            how = "by the height model" if record["contrast"] == "network" else f"{record['contrast']} contrast"
-            print(f"{path}: {sum(counts)} columns{frames}, spacing {record['spacing_A']:.2f} A, {how}{again}",
-                  file=sys.stderr)
+            print(f"{path}: {describe(record)}{again}", file=sys.stderr)
 
-    records, failures = columns_files(args.inputs, args.output, settings, pixel_size_A=args.pixel_size,
-                                      on_file=report, quiet=args.quiet)
-    print(f"{sum(sum(r['columns_per_frame']) for r in records)} columns in {len(records)} files -> {args.output}")
+    return report
+
+
+def _batch_status(records: list, failures: list) -> int:
+    """Exit status of a batch: 1 (and a line) when some files failed, else 0."""
     if failures:
         print(f"nanofind: {len(failures)} of {len(records) + len(failures)} files failed", file=sys.stderr)
         return 1
     return 0
+
+
+def _cmd_library_build(args: argparse.Namespace) -> int:
+    from nanofind.library.command import build_command
+
+    summary = build_command(args.spec, args.output, workers=args.workers, scheduler=args.scheduler,
+                            quiet=args.quiet)
+    print(f"{summary['entries']} entries ({len(summary['structure_types'])} structure types, "
+          f"{summary['prototypes']} materials, {summary['renderer']}) in {summary['seconds']:.1f} s -> "
+          f"{summary['output']}")
+    return 0
+
+
+def _cmd_match(args: argparse.Namespace) -> int:
+    from nanofind.library.command import MatchSettings, match_files
+
+    settings = MatchSettings(library=args.library, metric=args.metric, top=args.top, shortlist=args.shortlist,
+                             window_px=args.window)
+
+    def describe(record) -> str:
+        best = record["matches"][0]
+        return f"{best['prototype']} {best['formula']} {best['zone']} (SSIM {best['ssim']:.3f})"
+
+    records, failures = match_files(args.inputs, args.output, settings, pixel_size_A=args.pixel_size,
+                                    on_file=_file_reporter(describe, args.quiet), quiet=args.quiet)
+    print(f"{len(records)} images matched against {settings.library} -> {args.output}/matches.csv")
+    return _batch_status(records, failures)
 
 
 def _cmd_scene(args: argparse.Namespace) -> int:

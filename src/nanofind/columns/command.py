@@ -144,6 +144,7 @@ def columns_of_file(path: str | Path, out_dir: str | Path, settings: ColumnSetti
         an unusable model.
     """
     from nanofind._files import write_text_atomic
+    from nanofind._per_file import finished_record
     from nanofind.columns.outputs import columns_csv_text, write_height_tiff, write_overlay, write_summary_figure
     from nanofind.columns.peaks import lattice_spacing_px
     from nanofind.columns.tracks import link_frames, surface_columns
@@ -156,13 +157,9 @@ def columns_of_file(path: str | Path, out_dir: str | Path, settings: ColumnSetti
     record_path = out / f"{path.stem}_columns.json"
     wanted = {"settings": asdict(settings), "pixel_size_override_A": pixel_size_A,
               "input_bytes": path.stat().st_size if path.is_file() else None}
-    if record_path.is_file() and (out / f"{path.stem}_columns.csv").is_file():
-        try:
-            done = json.loads(record_path.read_text())
-        except (OSError, ValueError):
-            done = {}
-        if all(done.get(k) == v for k, v in wanted.items()):
-            return {**done, "resumed": True}
+    done = finished_record(record_path, wanted) if (out / f"{path.stem}_columns.csv").is_file() else None
+    if done is not None:
+        return done
     start = time.perf_counter()
     micrograph = read_micrograph(path, pixel_size_A=pixel_size_A)
     pixel = micrograph.pixel_size_A
@@ -311,33 +308,11 @@ def columns_files(inputs: list[str], out_dir: str | Path, settings: ColumnSettin
 
     Returns the records and the failures (one line each). A single file that fails raises instead.
     """
-    from nanofind._progress import ProgressBar
-    from nanofind.segment.batch import expand_inputs
+    from nanofind._per_file import each_file
 
     _check(settings)
     if settings.method == "network":
         _model(settings.model)  # an unusable model fails the whole batch at once, before any file
-    files = expand_inputs(inputs)
-    if not files:
-        raise NanofindInputError("no micrographs found in the inputs", " ".join(inputs))
-    out = Path(out_dir)
-    try:
-        out.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise NanofindInputError(f"cannot create the folder ({exc.strerror or exc})", str(out)) from None
-    records, failures = [], []
-    with ProgressBar("columns", len(files), enabled=not quiet) as bar:
-        for path in files:
-            try:
-                record = columns_of_file(path, out, settings, pixel_size_A=pixel_size_A)
-            except NanofindInputError as exc:
-                if len(files) == 1:
-                    raise
-                failures.append(str(exc))
-                record = None
-            if on_file is not None:
-                on_file(path, record, failures[-1] if record is None else None)
-            if record is not None:
-                records.append(record)
-            bar.advance()
-    return records, failures
+    return each_file(inputs, out_dir, "columns",
+                     lambda path, out: columns_of_file(path, out, settings, pixel_size_A=pixel_size_A),
+                     on_file=on_file, quiet=quiet)
