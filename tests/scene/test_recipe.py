@@ -10,10 +10,15 @@ def test_examples_validate(recipes_dir):
     names = {p.stem for p in recipes_dir.glob("*.yaml")}
     assert {"au5nm_110_on_carbon", "twinned_au", "decahedron_au", "icosahedron_au", "carbon_12x12x5"} <= names
     for path in recipes_dir.glob("*.yaml"):
-        if "\ndetector:" in path.read_text():  # simulation recipes: scene keys plus optics and detector
+        text = path.read_text()
+        if "\ndetector:" in text:  # simulation recipes: scene keys plus optics and detector
             from nanofind.simulate.recipe import load_simulation_recipe
 
             load_simulation_recipe(path)
+        elif "\nrenderer:" in text:  # structure-library specs
+            from nanofind.library.spec import load_spec
+
+            load_spec(path)
         else:
             load_recipe(path)
 
