@@ -16,7 +16,7 @@ import numpy as np
 
 from nanofind.errors import NanofindInputError
 from nanofind.library.descriptor import FIELD_A, entry_descriptor
-from nanofind.library.prototypes import Prototype, builtin_prototypes, cif_prototype
+from nanofind.library.prototypes import Prototype, ase_bulk_prototype, builtin_prototypes, cif_prototype
 from nanofind.library.render import render_haadf, render_hrtem
 from nanofind.library.spec import LibrarySpec
 from nanofind.library.store import read_library, write_library
@@ -24,13 +24,19 @@ from nanofind.library.zones import zone_axes, zone_label
 
 
 def prototype_sources(spec: LibrarySpec) -> list[tuple[str, ...]]:
-    """The tasks of a build: ``("builtin", type, formula)`` or ``("cif", path)``, in library order."""
+    """The tasks of a build, in library order.
+
+    Each is ``("builtin", type, formula)``, ``("cif", path)`` or
+    ``("ase_bulk", name, crystalstructure, a, c)``.
+    """
     sources: list[tuple[str, ...]] = []
     chosen = spec.prototypes.builtin
     if chosen != "none":
         types = None if chosen == "all" else chosen
         sources += [("builtin", p.prototype, p.formula) for p in builtin_prototypes(types, spec.prototypes.formulas)]
     sources += [("cif", path) for path in spec.prototypes.cif]
+    sources += [("ase_bulk", b.name, b.crystalstructure, str(b.a_A), "" if b.c_A is None else str(b.c_A))
+                for b in spec.prototypes.ase_bulk]
     if not sources:
         raise NanofindInputError("the spec selects no prototypes", "prototypes")
     return sources
@@ -39,6 +45,8 @@ def prototype_sources(spec: LibrarySpec) -> list[tuple[str, ...]]:
 def _prototype(source: tuple[str, ...]) -> Prototype:
     if source[0] == "cif":
         return cif_prototype(source[1])
+    if source[0] == "ase_bulk":
+        return ase_bulk_prototype(source[1], source[2], float(source[3]), float(source[4]) if source[4] else None)
     return builtin_prototypes([source[1]], [source[2]])[0]
 
 

@@ -213,9 +213,30 @@ def cif_prototype(path: str | Path) -> Prototype:
     number = int(getattr(spacegroup, "no", 1) or 1)
     if len(atoms) == 0 or not np.all(atoms.pbc) or atoms.cell.volume <= 0:
         raise NanofindInputError("the CIF holds no periodic crystal", str(path))
-    return Prototype(path.stem, atoms.get_chemical_formula(mode="metal"), atoms, number, _is_hexagonal(atoms))
+    return Prototype(path.stem, atoms.get_chemical_formula(mode="metal", empirical=True), atoms, number,
+                     _is_hexagonal(atoms))
 
 
-def ase_prototype(name: str, formula: str, atoms: Atoms, spacegroup: int = 1) -> Prototype:
-    """A prototype from any periodic ``ase.Atoms`` (for example one made by ``ase.build.bulk``)."""
-    return Prototype(name, formula, atoms, int(spacegroup), _is_hexagonal(atoms))
+#: Space groups of ``ase.build.bulk``'s crystal structures (their point groups merge equivalent zones).
+ASE_BULK_SPACEGROUPS = {"sc": 221, "fcc": 225, "bcc": 229, "hcp": 194, "diamond": 227, "zincblende": 216,
+                        "rocksalt": 225, "cesiumchloride": 221, "fluorite": 225, "wurtzite": 186}
+
+
+def ase_bulk_prototype(name: str, crystalstructure: str, a_A: float, c_A: float | None = None) -> Prototype:
+    """A prototype built by ``ase.build.bulk(name, crystalstructure, a, c, cubic=...)``.
+
+    Cubic structures are built in their conventional cubic cell (zones in its indices), hexagonal
+    ones in the hexagonal cell. ``name`` is the formula (``"Cu"``, ``"GaAs"``); lengths in Å.
+    """
+    from ase.build import bulk
+
+    if crystalstructure not in ASE_BULK_SPACEGROUPS:
+        raise NanofindInputError(f"crystalstructure must be one of {', '.join(ASE_BULK_SPACEGROUPS)}, "
+                                 f"got {crystalstructure!r}", "prototypes.ase_bulk")
+    hexagonal = crystalstructure in ("hcp", "wurtzite")
+    try:
+        atoms = bulk(name, crystalstructure, a=a_A, c=c_A, cubic=not hexagonal)
+    except (ValueError, KeyError, RuntimeError) as error:
+        raise NanofindInputError(f"ase.build.bulk({name!r}, {crystalstructure!r}) failed: {error}",
+                                 "prototypes.ase_bulk") from None
+    return Prototype(crystalstructure, name, atoms, ASE_BULK_SPACEGROUPS[crystalstructure], _is_hexagonal(atoms))

@@ -117,14 +117,6 @@ class Canvas:
         return r + dr, k + dk, float(valid[r, k])
 
 
-def translation(query: np.ndarray, canvas: np.ndarray) -> tuple[float, float, float]:
-    """Offset (row, col) of ``query`` inside the larger ``canvas`` with the highest normalised correlation.
-
-    Returns the offset, refined to a fraction of a pixel, and the correlation there (−1…1).
-    """
-    return Canvas(canvas, query.shape).locate(query)
-
-
 def _parabola(a: float, b: float, c: float) -> float:
     denom = a - 2 * b + c
     return float(np.clip(0.5 * (a - c) / denom, -0.5, 0.5)) if denom < 0 else 0.0

@@ -15,12 +15,22 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+class AseBulk(_Strict):
+    """One crystal made by ``ase.build.bulk`` (lengths in Å)."""
+
+    name: str
+    crystalstructure: str
+    a_A: float = Field(gt=0, le=50)
+    c_A: float | None = Field(None, gt=0, le=100)
+
+
 class PrototypeSources(_Strict):
     """Where the crystals come from."""
 
     builtin: list[str] | Literal["all", "none"] = "all"
     formulas: list[str] | None = Field(None, description="keep only these built-in materials")
     cif: list[str] = Field(default_factory=list, description="CIF files, relative to the spec's folder")
+    ase_bulk: list[AseBulk] = Field(default_factory=list, description="crystals from ase.build.bulk")
 
     @field_validator("builtin")
     @classmethod
