@@ -92,6 +92,18 @@ def test_bad_inputs_are_one_line_and_exit_2(tmp_path, capsys):
     broken.write_bytes(LIBRARY.read_bytes()[:5000])
     _one_line_exit_2(capsys, ["match", str(EXAMPLES / "cdte_110.tif"), "--library", str(broken), "-o",
                               str(tmp_path / "o")], "broken.h5")
+    query = str(EXAMPLES / "cdte_110.tif")
+    _one_line_exit_2(capsys, ["match", query, "--library", str(LIBRARY), "-o", str(tmp_path / "o"), "--pixel-size",
+                              "50"], "too coarse")
+    _one_line_exit_2(capsys, ["match", query, "--library", str(LIBRARY), "-o", str(tmp_path / "o"), "--pixel-size",
+                              "0.03"], "too small")
+    _one_line_exit_2(capsys, ["match", query, "--library", str(LIBRARY), "-o", str(tmp_path / "o"), "--window",
+                              "64"], "--window", "at least 20")
+    big = tmp_path / "big.tif"
+    noise = np.random.default_rng(1).integers(0, 255, (4096, 4096), dtype=np.uint8)
+    tifffile.imwrite(big, noise, imagej=True, resolution=(100, 100), metadata={"unit": "nm"})  # 0.1 Å px
+    _one_line_exit_2(capsys, ["match", str(big), "--library", str(LIBRARY), "-o", str(tmp_path / "o"), "--window",
+                              "200"], "--window", "tiles")
     spec = tmp_path / "spec.yaml"
     spec.write_text("max_index: 1\nprototypes:\n  builtin: [fcc, quasicrystal]\n")
     _one_line_exit_2(capsys, ["library", "build", str(spec), "-o", str(tmp_path / "x.h5")], "quasicrystal")

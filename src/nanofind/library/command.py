@@ -27,6 +27,8 @@ from nanofind.errors import NanofindInputError
 CSV_COLUMNS = ("query", "rank", "prototype", "formula", "zone", "ssim", "emd", "mse")
 #: Smallest ``--window``, px: a tile must hold several cells of a lattice.
 MIN_WINDOW_PX = 64
+#: Most tiles a motif map may have (each is a full match, about a second on 2 cores).
+MAX_TILES = 400
 #: Tiles whose best SSIM is lower are drawn as unmatched in the motif map (a correct entry on a
 #: moderate-dose image reaches 0.8–0.9; unrelated ones stay below 0.3).
 UNSURE_SSIM = 0.5
@@ -95,10 +97,12 @@ def match_file(path: str | Path, out_dir: str | Path, library, settings: MatchSe
     image = np.asarray(micrograph.frames()[0].array, dtype=np.float64)
     pixel = micrograph.pixel_size_A
     try:
+        if settings.window_px is not None:
+            _tiles(image.shape, settings.window_px, pixel)  # a window that cannot work fails before any match
         matches, timing = match_image(library, image, pixel, metric=settings.metric, top=settings.top,
                                       shortlist_size=max(settings.shortlist, settings.top))
-    except NanofindInputError as exc:
-        raise NanofindInputError(exc.message, str(path)) from None
+    except NanofindInputError as exc:  # name the file; keep the option the message is about
+        raise NanofindInputError(f"{exc.field}: {exc.message}" if exc.field else exc.message, str(path)) from None
     _write_montage(out / f"{path.stem}_matches.png", image, pixel, library, matches[:6], path.name)
     record = {**wanted, "file": str(path), "pixel_size_A": pixel,
               "pixel_size_source": "file or --pixel-size" if pixel is not None else "fitted to each entry's lattice",
@@ -113,9 +117,18 @@ def match_file(path: str | Path, out_dir: str | Path, library, settings: MatchSe
     return record
 
 
-def _tiles(shape: tuple[int, int], window_px: int) -> list[tuple[int, int]]:
-    """Top-left corners of the tiles: side ``window_px``, half-overlapping, covering the image."""
+def _tiles(shape: tuple[int, int], window_px: int, pixel_size_A: float | None = None) -> list[tuple[int, int]]:
+    """Top-left corners of the tiles: side ``window_px``, half-overlapping, covering the image.
+
+    Refused in one line: tiles larger than the image or narrower than a lattice needs, or so many
+    that the map would take hours.
+    """
+    from nanofind.library.match import MIN_FIELD_A
+
     h, w = shape
+    if pixel_size_A is not None and window_px * pixel_size_A < MIN_FIELD_A:
+        raise NanofindInputError(f"{window_px} px is {window_px * pixel_size_A:.3g} Å at {pixel_size_A:.3g} Å/px; "
+                                 f"a tile must be at least {MIN_FIELD_A:.0f} Å across", "--window")
     if window_px > min(h, w):
         raise NanofindInputError(f"{window_px} px is larger than the image ({w}×{h} px)", "--window")
     step = max(1, window_px // 2)
@@ -124,7 +137,11 @@ def _tiles(shape: tuple[int, int], window_px: int) -> list[tuple[int, int]]:
         s = list(range(0, n - window_px + 1, step))
         return s if s[-1] == n - window_px else [*s, n - window_px]
 
-    return [(r, c) for r in starts(h) for c in starts(w)]
+    tiles = [(r, c) for r in starts(h) for c in starts(w)]
+    if len(tiles) > MAX_TILES:
+        raise NanofindInputError(f"{window_px} px makes {len(tiles)} tiles of this {w}×{h} px image (each about a "
+                                 f"second); at most {MAX_TILES}: use a larger window", "--window")
+    return tiles
 
 
 def _motif_map(path: Path, out: Path, image: np.ndarray, pixel: float | None, library, settings: MatchSettings):
@@ -133,7 +150,7 @@ def _motif_map(path: Path, out: Path, image: np.ndarray, pixel: float | None, li
     from nanofind.library.match import match_image
 
     rows = []
-    for r, c in _tiles(image.shape, settings.window_px):
+    for r, c in _tiles(image.shape, settings.window_px, pixel):
         tile = image[r:r + settings.window_px, c:c + settings.window_px]
         try:
             best, _ = match_image(library, tile, pixel, metric=settings.metric, top=1,

@@ -274,6 +274,23 @@ def shortlist(library: Library, query: np.ndarray, pixel_size_A: float | None, s
     return order // variants, scores[order], sizes[order], order % variants
 
 
+#: Smallest field of view a query may have, Å: the descriptor's longest period (8 Å) 2.5 times.
+MIN_FIELD_A = 20.0
+
+
+def _check_scale(shape: tuple[int, int], pixel_size_A: float) -> None:
+    """Refuse pixel sizes at which atomic columns cannot be matched, in one line."""
+    from nanofind.library.descriptor import K_MAX_INV_A
+
+    coarsest = 0.45 / K_MAX_INV_A
+    if pixel_size_A > coarsest:
+        raise NanofindInputError(f"pixel size {pixel_size_A:.4g} Å is too coarse for atomic columns (structure "
+                                 f"matching needs at most {coarsest:.2f} Å per px)")
+    if min(shape) * pixel_size_A < MIN_FIELD_A:
+        raise NanofindInputError(f"a field of {min(shape) * pixel_size_A:.3g} Å is too small to match a lattice "
+                                 f"(at least {MIN_FIELD_A:.0f} Å across)")
+
+
 def _unknown_pixel_range(shape: tuple[int, int]) -> tuple[float, float]:
     """Pixel sizes an unknown query can have, Å: those at which the descriptor's frequencies fit it.
 
@@ -325,6 +342,8 @@ def match_image(library: Library, image: np.ndarray, pixel_size_A: float | None,
     if query.ndim != 2 or min(query.shape) < 32:
         raise NanofindInputError(f"a query must be one image of at least 32×32 px, got shape {query.shape}")
     started = time.perf_counter()
+    if pixel_size_A is not None:
+        _check_scale(query.shape, float(pixel_size_A))
     if pixel_size_A is None:
         try:
             lattice_spacing_px(query)
