@@ -774,7 +774,8 @@ def _cmd_match(args: argparse.Namespace) -> int:
 
     def describe(record) -> str:
         best = record["matches"][0]
-        return f"{best['prototype']} {best['formula']} {best['zone']} (SSIM {best['ssim']:.3f})"
+        text = f"{best['prototype']} {best['formula']} {best['zone']} (SSIM {best['ssim']:.3f})"
+        return f"no convincing match; best {text}" if record.get("convincing") is False else text
 
     records, failures = match_files(args.inputs, args.output, settings, pixel_size_A=args.pixel_size,
                                     on_file=_file_reporter(describe, args.quiet), quiet=args.quiet)

@@ -37,6 +37,7 @@ def test_the_bundled_query_finds_cdte_110_first(matched):
     truth = json.loads((EXAMPLES / "examples.json").read_text())["cdte_110.tif"]["conditions"]
     first = record["matches"][0]
     assert abs(first["pixel_size_A"] - truth["pixel_size_A"]) < 0.003
+    assert record["convincing"] is True
     assert (matched / "cdte_110_matches.png").stat().st_size > 10_000
 
 
@@ -59,6 +60,15 @@ def test_window_maps_the_two_sides_of_the_interface(tmp_path):
     assert all((t["prototype"], t["formula"], t["zone"]) == ("zincblende", "CdTe", "[1 1 0]") for t in left)
     assert all((t["prototype"], t["formula"], t["zone"]) == ("perovskite", "SrTiO3", "[1 0 0]") for t in right)
     assert (tmp_path / "interface_motifs.png").is_file()
+
+
+def test_an_image_without_a_lattice_has_no_convincing_match(tmp_path, capsys):
+    noise = tmp_path / "film.tif"
+    tifffile.imwrite(noise, np.random.default_rng(2).normal(100, 10, (256, 256)).astype(np.float32))
+    assert main(["match", str(noise), "--library", str(LIBRARY), "-o", str(tmp_path), "--pixel-size", "0.1"]) == 0
+    assert "no convincing match" in capsys.readouterr().err
+    record = json.loads((tmp_path / "film_match.json").read_text())
+    assert record["convincing"] is False and record["matches"][0]["ssim"] < 0.3
 
 
 def test_library_build_command(tmp_path, capsys):

@@ -6,7 +6,8 @@
   of every query, ranked by ``--metric`` (metrics not asked for are empty);
 - ``<stem>_matches.png``: the query beside its best entries, each registered onto it, with scores;
 - ``<stem>_match.json``: the record (pixel size used and how it was found, each match's rotation,
-  mirror, fitted pixel size, correlation, timings); a rerun with the same settings reuses it;
+  mirror, fitted pixel size, correlation, timings, and ``convincing``: whether the best SSIM reaches
+  :data:`UNSURE_SSIM`); a rerun with the same settings reuses it;
 - with ``--window PX``: ``<stem>_motifs.csv`` (one row per tile: its centre and best entry) and
   ``<stem>_motifs.png`` (the image with each tile coloured by its best prototype and zone).
 """
@@ -104,7 +105,11 @@ def match_file(path: str | Path, out_dir: str | Path, library, settings: MatchSe
     except NanofindInputError as exc:  # name the file; keep the option the message is about
         raise NanofindInputError(f"{exc.field}: {exc.message}" if exc.field else exc.message, str(path)) from None
     _write_montage(out / f"{path.stem}_matches.png", image, pixel, library, matches[:6], path.name)
+    best_ssim = max((m.ssim for m in matches if np.isfinite(m.ssim)), default=float("nan"))
     record = {**wanted, "file": str(path), "pixel_size_A": pixel,
+              # a right entry reaches SSIM 0.8–0.9 on moderate-dose images, unrelated ones stay below 0.3;
+              # None when SSIM was not computed (--metric emd or mse)
+              "convincing": bool(best_ssim >= UNSURE_SSIM) if np.isfinite(best_ssim) else None,
               "pixel_size_source": "file or --pixel-size" if pixel is not None else "fitted to each entry's lattice",
               "matches": [_match_record(library, m) for m in matches],
               "rows": match_rows(path.stem, library, matches), "timing_s": {k: round(v, 4) for k, v in timing.items()
@@ -188,7 +193,10 @@ def _write_montage(target: Path, image, pixel, library, matches, title: str) -> 
     axes = np.atleast_1d(axes)
     axes[0].imshow(image, cmap="gray")
     scale = f"{pixel:.3g} Å/px" if pixel else "pixel size fitted"
-    axes[0].set_title(f"{title}\n{scale}", fontsize=8)
+    scored = [m.ssim for m in matches if np.isfinite(m.ssim)]
+    unsure = bool(scored) and max(scored) < UNSURE_SSIM
+    axes[0].set_title(f"{title}\n{scale}" + (f"\nno convincing match (SSIM < {UNSURE_SSIM})" if unsure else ""),
+                      fontsize=8, color="firebrick" if unsure else "black")
     if matches and matches[0].window is not None:
         axes[0].set_xlabel("query (whole image)", fontsize=7)
     for k, (ax, m) in enumerate(zip(axes[1:], matches, strict=False)):
