@@ -63,11 +63,20 @@ def _fmt(value: float) -> str:
     return "" if not np.isfinite(value) else f"{value:.5g}"
 
 
-def match_rows(stem: str, library, matches) -> list[dict]:
-    """The CSV rows of one query's matches."""
-    return [{"query": stem, "rank": k + 1, "prototype": library.prototype[m.entry], "formula": library.formula[m.entry],
-             "zone": library.zone[m.entry], "ssim": _fmt(m.ssim), "emd": _fmt(m.emd), "mse": _fmt(m.mse)}
-            for k, m in enumerate(matches)]
+def match_rows(record: dict) -> list[dict]:
+    """The CSV rows of one query's record (its ``matches``, best first)."""
+    stem = Path(record["file"]).stem
+    return [{"query": stem, "rank": k + 1, "prototype": m["prototype"], "formula": m["formula"], "zone": m["zone"],
+             "ssim": _fmt(m["ssim"]), "emd": _fmt(m["emd"]), "mse": _fmt(m["mse"])}
+            for k, m in enumerate(record["matches"])]
+
+
+def _csv_text(rows: list[dict], fields) -> str:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, fieldnames=list(fields), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return text.getvalue()
 
 
 def _match_record(library, m) -> dict:
@@ -80,7 +89,7 @@ def _match_record(library, m) -> dict:
 
 def match_file(path: str | Path, out_dir: str | Path, library, settings: MatchSettings, *,
                pixel_size_A: float | None = None) -> dict:
-    """Match one micrograph (its first frame) and write its files; returns its record (with ``rows``)."""
+    """Match one micrograph (its first frame) and write its files; returns its record."""
     from nanofind._files import write_text_atomic
     from nanofind._per_file import finished_record
     from nanofind.io.micrograph import read_micrograph
@@ -112,8 +121,7 @@ def match_file(path: str | Path, out_dir: str | Path, library, settings: MatchSe
               "convincing": bool(best_ssim >= UNSURE_SSIM) if np.isfinite(best_ssim) else None,
               "pixel_size_source": "file or --pixel-size" if pixel is not None else "fitted to each entry's lattice",
               "matches": [_match_record(library, m) for m in matches],
-              "rows": match_rows(path.stem, library, matches), "timing_s": {k: round(v, 4) for k, v in timing.items()
-                                                                              if k.endswith("seconds")},
+              "timing_s": {k: round(v, 4) for k, v in timing.items() if k.endswith("seconds")},
               "library": {"file": library.source, "entries": len(library), "renderer": library.renderer}}
     if settings.window_px is not None:
         record["motifs"] = _motif_map(path, out, image, pixel, library, settings)
@@ -168,11 +176,7 @@ def _motif_map(path: Path, out: Path, image: np.ndarray, pixel: float | None, li
                      "formula": library.formula[m.entry] if m else "",
                      "zone": library.zone[m.entry] if m else "", "ssim": _fmt(m.ssim) if m else "",
                      "emd": _fmt(m.emd) if m else "", "mse": _fmt(m.mse) if m else ""})
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text_atomic(out / f"{path.stem}_motifs.csv", text.getvalue())
+    write_text_atomic(out / f"{path.stem}_motifs.csv", _csv_text(rows, rows[0]))
     _write_motif_figure(out / f"{path.stem}_motifs.png", image, rows, settings.window_px, path.name)
     labels = [f"{r['prototype']} {r['zone']}" for r in rows if r["prototype"]]
     counts = {k: labels.count(k) for k in sorted(set(labels))}
@@ -275,13 +279,8 @@ def match_files(inputs: list[str], out_dir: str | Path, settings: MatchSettings,
     records, failures = each_file(inputs, out_dir, "match",
                                   lambda path, out: match_file(path, out, library, settings, pixel_size_A=pixel_size_A),
                                   on_file=on_file, quiet=quiet)
-    out = Path(out_dir)
-    text = io.StringIO()
-    writer = csv.DictWriter(text, fieldnames=CSV_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for record in records:
-        writer.writerows(record["rows"])
-    write_text_atomic(out / "matches.csv", text.getvalue())
+    write_text_atomic(Path(out_dir) / "matches.csv",
+                      _csv_text([row for record in records for row in match_rows(record)], CSV_COLUMNS))
     return records, failures
 
 

@@ -24,6 +24,10 @@ from scipy import ndimage as ndi
 #: The descriptor's spatial-frequency range, 1/Å: from periods of 8 Å to 0.95 Å.
 K_MIN_INV_A = 0.125
 K_MAX_INV_A = 1.05
+#: Highest spatial frequency a profile uses, cycles/px (below Nyquist, where pixels blur spots).
+MAX_CYCLES_PER_PX = 0.45
+#: The coarsest pixel size at which the whole descriptor still fits below MAX_CYCLES_PER_PX, Å.
+COARSEST_PIXEL_A = MAX_CYCLES_PER_PX / K_MAX_INV_A
 #: Log-frequency step of the grid (0.5 %: well inside the ±3 % pixel-size error of a calibration).
 LOG_STEP = 0.005
 #: Width of the smoothing (grid points) that estimates the spectrum's envelope.
@@ -37,7 +41,7 @@ FIELD_A = 51.2
 def spectrum_profile(image: np.ndarray, f_min: float, bins: int, log_step: float = LOG_STEP) -> np.ndarray:
     """The whitened ring profile of the image's power spectrum at f_k = f_min·exp(k·log_step), cycles/px.
 
-    Frequencies beyond 0.45 cycles/px (near Nyquist) are NaN.
+    Frequencies beyond MAX_CYCLES_PER_PX (near Nyquist) are NaN.
     """
     x = np.asarray(image, dtype=np.float64)
     x = (x - x.mean()) * np.outer(np.hanning(x.shape[0]), np.hanning(x.shape[1]))
@@ -65,7 +69,7 @@ def spectrum_profile(image: np.ndarray, f_min: float, bins: int, log_step: float
     # divided by its smooth envelope (the columns' blur and the detector dim far rings), square-rooted
     envelope = ndi.gaussian_filter1d(profile, ENVELOPE_BINS, mode="nearest")
     profile = np.sqrt(profile / (envelope + 1e-3 * max(float(envelope.max()), 1e-300)))
-    profile[grid > 0.45 * n] = np.nan
+    profile[grid > MAX_CYCLES_PER_PX * n] = np.nan
     return profile
 
 

@@ -1,9 +1,9 @@
 """Match an atomic-resolution image against a structure library: shortlist, register, score (seed 003).
 
-1. **Shortlist.** The radial profile of the query's autocorrelation (rotation- and shift-invariant,
-   :mod:`nanofind.library.descriptor`) is compared with every entry's at pixel sizes within a few
-   per cent of the query's (or over a wide range when the pixel size is unknown); the ``shortlist``
-   best entries go on.
+1. **Shortlist.** The whitened ring profile of the query's power spectrum (rotation- and
+   shift-invariant, :mod:`nanofind.library.descriptor`) is compared with every entry's at pixel sizes
+   within a few per cent of the query's (or over a wide range when the pixel size is unknown); the
+   ``shortlist`` best entries go on.
 2. **Register** (:mod:`nanofind.library.register`). For each of them, the rotation (and mirror) from
    the polar spectra, then the translation by normalised cross-correlation against the entry
    rendered on a larger canvas. The query's central window is resampled into the entry's frame at
@@ -190,10 +190,10 @@ def register_entry(library: Library, index: int, query: np.ndarray, query_px_A: 
     Rotation and mirror from the polar spectra (both rotations 180° apart tried by correlation), then
     the pixel size refined within a few per cent by the correlation's parabola over log-scale (a
     3 % scale error moves the window's edge by half an ångström) but kept within ``pixel_bounds_A``
-    (default ±6 % of ``query_px_A``), then the translation. ``coefficients`` (from
+    (default :data:`KNOWN_SCALE_RANGE` around ``query_px_A``), then the translation. ``coefficients`` (from
     :func:`prepared_query`) saves preparing the query again for every entry.
     """
-    low, high = pixel_bounds_A or (query_px_A * KNOWN_SCALE_RANGE[0], query_px_A * KNOWN_SCALE_RANGE[1])
+    low, high = pixel_bounds_A or pixel_search_range(query.shape, query_px_A)
     p = library.pixel_size_A
     side = _window_side(query.shape, query_px_A, p)
     canvas = _canvas(library, index, variant, side)
@@ -263,12 +263,9 @@ def shortlist(library: Library, query: np.ndarray, pixel_size_A: float | None, s
     appear with several variants (HRTEM defoci).
     """
     flat = library.descriptors.reshape(-1, library.descriptors.shape[-1])
-    if pixel_size_A is None:
-        lo, hi = _unknown_pixel_range(query.shape)
-        guess = math.sqrt(lo * hi)
-        scores, sizes = scale_scores(query, guess, flat, scale_range=(lo / guess, hi / guess))
-    else:
-        scores, sizes = scale_scores(query, pixel_size_A, flat, scale_range=KNOWN_SCALE_RANGE)
+    lo, hi = pixel_search_range(query.shape, pixel_size_A)
+    centre = pixel_size_A if pixel_size_A is not None else math.sqrt(lo * hi)
+    scores, sizes = scale_scores(query, centre, flat, scale_range=(lo / centre, hi / centre))
     variants = library.descriptors.shape[1]
     order = np.argsort(-scores, kind="stable")[:size]
     return order // variants, scores[order], sizes[order], order % variants
@@ -278,11 +275,20 @@ def shortlist(library: Library, query: np.ndarray, pixel_size_A: float | None, s
 MIN_FIELD_A = 20.0
 
 
+def pixel_search_range(shape: tuple[int, int], pixel_size_A: float | None) -> tuple[float, float]:
+    """The pixel sizes (Å) searched for a query.
+
+    :data:`KNOWN_SCALE_RANGE` around a known one, else :func:`_unknown_pixel_range`.
+    """
+    if pixel_size_A is None:
+        return _unknown_pixel_range(shape)
+    return pixel_size_A * KNOWN_SCALE_RANGE[0], pixel_size_A * KNOWN_SCALE_RANGE[1]
+
+
 def _check_scale(shape: tuple[int, int], pixel_size_A: float) -> None:
     """Refuse pixel sizes at which atomic columns cannot be matched, in one line."""
-    from nanofind.library.descriptor import K_MAX_INV_A
+    from nanofind.library.descriptor import COARSEST_PIXEL_A as coarsest
 
-    coarsest = 0.45 / K_MAX_INV_A
     if pixel_size_A > coarsest:
         raise NanofindInputError(f"pixel size {pixel_size_A:.4g} Å is too coarse for atomic columns (structure "
                                  f"matching needs at most {coarsest:.2f} Å per px)")
@@ -295,12 +301,12 @@ def _unknown_pixel_range(shape: tuple[int, int]) -> tuple[float, float]:
     """Pixel sizes an unknown query can have, Å: those at which the descriptor's frequencies fit it.
 
     Its lowest frequency must lie at least 2.5 px from the spectrum's centre, its highest below
-    0.45 cycles/px.
+    the descriptor's MAX_CYCLES_PER_PX.
     """
-    from nanofind.library.descriptor import K_MAX_INV_A, K_MIN_INV_A
+    from nanofind.library.descriptor import COARSEST_PIXEL_A, K_MIN_INV_A
 
     lo = max(UNKNOWN_PIXEL_RANGE_A[0], 2.5 / (min(shape) * K_MIN_INV_A))
-    hi = min(UNKNOWN_PIXEL_RANGE_A[1], 0.45 / K_MAX_INV_A)
+    hi = min(UNKNOWN_PIXEL_RANGE_A[1], COARSEST_PIXEL_A)
     if lo >= hi:
         raise NanofindInputError(f"image of {shape[1]}×{shape[0]} px is too small to estimate a pixel size: "
                                  "give --pixel-size")
@@ -344,7 +350,7 @@ def match_image(library: Library, image: np.ndarray, pixel_size_A: float | None,
     started = time.perf_counter()
     if pixel_size_A is not None:
         _check_scale(query.shape, float(pixel_size_A))
-    if pixel_size_A is None:
+    else:
         try:
             lattice_spacing_px(query)
         except NanofindInputError:
@@ -354,10 +360,7 @@ def match_image(library: Library, image: np.ndarray, pixel_size_A: float | None,
     shortlisted = time.perf_counter()
     metrics = tuple(METRICS) if metric == "all" else (metric,)
     coefficients = prepared_query(query, float(np.median(sizes)), library.pixel_size_A)
-    if pixel_size_A is None:
-        bounds = _unknown_pixel_range(query.shape)
-    else:
-        bounds = (pixel_size_A * KNOWN_SCALE_RANGE[0], pixel_size_A * KNOWN_SCALE_RANGE[1])
+    bounds = pixel_search_range(query.shape, pixel_size_A)
     matches = []
     for index, shortlist_score, size, variant in zip(indices, scores, sizes, variants, strict=True):
         m = register_entry(library, int(index), query, float(size), variant=int(variant), coefficients=coefficients,

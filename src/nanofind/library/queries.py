@@ -124,26 +124,18 @@ def render_hrtem_query(atoms, uvw: tuple[int, int, int], conditions: QueryCondit
     """
     from scipy import ndimage as ndi
 
-    from nanofind.simulate.multislice import MultisliceSettings, simulate_exit_waves
-    from nanofind.simulate.optics import Optics, image_intensity
+    from nanofind.library.render import imaged, slab_exit_waves
 
     rng = np.random.default_rng(rng)
     c = conditions
     h, w = c.shape
     field_A = math.hypot(h, w) * c.pixel_size_A + 2 * math.hypot(*c.shift_A) + 12.0
-    slab = oriented_slab(atoms, uvw, field_A, c.thickness_A)
-    sampling = 0.05
-    gpts = int(math.ceil(field_A / sampling / 2)) * 2
     azimuth = math.radians(c.tilt_azimuth_deg)
     tilt_mrad = (1e3 * math.radians(c.tilt_deg) * math.cos(azimuth), 1e3 * math.radians(c.tilt_deg) * math.sin(azimuth))
-    waves = simulate_exit_waves(slab, energy_eV, (gpts, gpts),
-                                MultisliceSettings(mode="multislice", slice_thickness_A=2.0, tilt_mrad=tilt_mrad),
-                                seed=int(rng.integers(2**31)))
-    optics = Optics(energy_eV=energy_eV, defocus_A=defocus_A, Cs_A=Cs_A, focal_spread_A=focal_spread_A,
-                    focal_points=1)
-    intensity = image_intensity(waves, optics)
-    step = field_A / gpts
-    intensity = ndi.gaussian_filter(intensity, 0.4 * c.pixel_size_A / step)
+    waves, step = slab_exit_waves(atoms, uvw, field_A, c.thickness_A, energy_eV=energy_eV, mode="multislice",
+                                  sampling_A=0.05, tilt_mrad=tilt_mrad, seed=int(rng.integers(2**31)))
+    intensity = imaged(waves, step, c.pixel_size_A, energy_eV=energy_eV, defocus_A=defocus_A, Cs_A=Cs_A,
+                       focal_spread_A=focal_spread_A)
     # output pixel (row, col) -> specimen position: inverse of mirror, then turn, then shift
     yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
     x = (xx + 0.5 - w / 2) * c.pixel_size_A - c.shift_A[0]

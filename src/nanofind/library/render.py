@@ -120,28 +120,48 @@ def render_hrtem(atoms, uvw: tuple[int, int, int], shape: tuple[int, int], pixel
     ``pixel_size_A``. The projection's cell origin lies at the field's centre. Intensities are
     relative to vacuum (1).
     """
-    from nanofind.library.zones import oriented_slab
-    from nanofind.simulate.multislice import MultisliceSettings, simulate_exit_waves
-    from nanofind.simulate.optics import Optics, image_intensity
-
-    field_A = (max(shape) * pixel_size_A)
-    margin_A = 6.0
-    size_A = field_A + 2 * margin_A
-    slab = oriented_slab(atoms, uvw, size_A, settings.thickness_A)
-    gpts = int(math.ceil(size_A / settings.sampling_A / 2)) * 2
-    waves = simulate_exit_waves(slab, settings.energy_eV, (gpts, gpts),
-                                MultisliceSettings(mode=settings.mode, slice_thickness_A=2.0), seed=0)
-    sampling = size_A / gpts
+    size_A = max(shape) * pixel_size_A + 2 * 6.0  # a 6 Å margin keeps the slab's cut edges out
+    waves, sampling = slab_exit_waves(atoms, uvw, size_A, settings.thickness_A, energy_eV=settings.energy_eV,
+                                      mode=settings.mode, sampling_A=settings.sampling_A)
+    h, w = shape
+    rows = size_A / 2 + (np.arange(h) + 0.5 - h / 2) * pixel_size_A
+    cols = size_A / 2 + (np.arange(w) + 0.5 - w / 2) * pixel_size_A
+    rr, cc = np.meshgrid(rows / sampling - 0.5, cols / sampling - 0.5, indexing="ij")
     out = []
     for defocus in settings.defocus_A:
-        optics = Optics(energy_eV=settings.energy_eV, defocus_A=float(defocus), Cs_A=settings.Cs_A,
-                        focal_spread_A=settings.focal_spread_A, focal_points=1)
-        intensity = image_intensity(waves, optics)  # rows = y, sampled at `sampling`
-        h, w = shape
-        rows = size_A / 2 + (np.arange(h) + 0.5 - h / 2) * pixel_size_A
-        cols = size_A / 2 + (np.arange(w) + 0.5 - w / 2) * pixel_size_A
-        rr, cc = np.meshgrid(rows / sampling - 0.5, cols / sampling - 0.5, indexing="ij")
-        # anti-alias before resampling to the coarser pixel
-        smoothed = ndi.gaussian_filter(intensity, 0.4 * pixel_size_A / sampling)
+        smoothed = imaged(waves, sampling, pixel_size_A, energy_eV=settings.energy_eV, defocus_A=float(defocus),
+                          Cs_A=settings.Cs_A, focal_spread_A=settings.focal_spread_A)
         out.append(ndi.map_coordinates(smoothed, [rr, cc], order=1, mode="wrap"))
     return np.asarray(out)
+
+
+def slab_exit_waves(atoms, uvw: tuple[int, int, int], size_A: float, thickness_A: float, *, energy_eV: float,
+                    mode: str, sampling_A: float, tilt_mrad=(0.0, 0.0), seed: int = 0):
+    """Exit waves of a ``size_A``-wide, ``thickness_A``-thick slab of the crystal along ``uvw``.
+
+    Static lattice, 2 Å slices (``mode``: multislice or phase_object), the tilt as a beam tilt.
+    Returns the waves and their sampling, Å (``size_A`` over an even number of points near
+    ``sampling_A``).
+    """
+    from nanofind.library.zones import oriented_slab
+    from nanofind.simulate.multislice import MultisliceSettings, simulate_exit_waves
+
+    slab = oriented_slab(atoms, uvw, size_A, thickness_A)
+    gpts = int(math.ceil(size_A / sampling_A / 2)) * 2
+    waves = simulate_exit_waves(slab, energy_eV, (gpts, gpts),
+                                MultisliceSettings(mode=mode, slice_thickness_A=2.0, tilt_mrad=tuple(tilt_mrad)),
+                                seed=seed)
+    return waves, size_A / gpts
+
+
+def imaged(waves, sampling_A: float, pixel_size_A: float, *, energy_eV: float, defocus_A: float, Cs_A: float,
+           focal_spread_A: float) -> np.ndarray:
+    """The HRTEM image of exit waves at one defocus (positive underfocus, Å), rows = y, at ``sampling_A``.
+
+    Smoothed by 0.4 of the coarser ``pixel_size_A`` so that resampling to it lets no alias in.
+    """
+    from nanofind.simulate.optics import Optics, image_intensity
+
+    optics = Optics(energy_eV=energy_eV, defocus_A=defocus_A, Cs_A=Cs_A, focal_spread_A=focal_spread_A,
+                    focal_points=1)
+    return ndi.gaussian_filter(image_intensity(waves, optics), 0.4 * pixel_size_A / sampling_A)
