@@ -2,6 +2,7 @@
 
 import csv
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -37,6 +38,9 @@ def test_the_bundled_query_finds_cdte_110_first(matched):
     truth = json.loads((EXAMPLES / "examples.json").read_text())["cdte_110.tif"]["conditions"]
     first = record["matches"][0]
     assert abs(first["pixel_size_A"] - truth["pixel_size_A"]) < 0.003
+    # its tilt smears the columns by 45 Å × tan 0.5° = 0.39 Å (the fit's grid steps are 0.25 Å)
+    smear_A = truth["thickness_A"] * math.tan(math.radians(truth["tilt_deg"]))
+    assert abs(first["smear_A"] - smear_A) <= 0.4 and 0 <= first["smear_deg"] < 180
     assert record["convincing"] is True
     assert (matched / "cdte_110_matches.png").stat().st_size > 10_000
 

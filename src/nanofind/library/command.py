@@ -6,7 +6,8 @@
   of every query, ranked by ``--metric`` (metrics not asked for are empty);
 - ``<stem>_matches.png``: the query beside its best entries, each registered onto it, with scores;
 - ``<stem>_match.json``: the record (pixel size used and how it was found, each match's rotation,
-  mirror, fitted pixel size, correlation, timings, and ``convincing``: whether the best SSIM reaches
+  mirror, fitted pixel size, tilt smear (length Å and direction in the query, degrees from +x towards
+  +y), correlation, timings, and ``convincing``: whether the best SSIM reaches
   :data:`UNSURE_SSIM`); a rerun with the same settings reuses it;
 - with ``--window PX``: ``<stem>_motifs.csv`` (one row per tile: its centre and best entry) and
   ``<stem>_motifs.png`` (the image with each tile coloured by its best prototype and zone).
@@ -84,6 +85,7 @@ def _match_record(library, m) -> dict:
             "zone": library.zone[m.entry], "entry": int(m.entry), "ssim": m.ssim, "emd": m.emd, "mse": m.mse,
             "rotation_deg": round(m.rotation_deg, 3), "mirror": m.mirror, "pixel_size_A": round(m.pixel_size_A, 5),
             "correlation": round(m.correlation, 4), "shortlist_score": round(m.shortlist_score, 4),
+            "smear_A": round(m.smear_A, 3), "smear_deg": round(m.smear_deg, 1),
             "variant": library.variants[m.variant]}
 
 
@@ -209,7 +211,8 @@ def _write_montage(target: Path, image, pixel, library, matches, title: str) -> 
         ax.imshow(both, cmap="gray", vmin=0, vmax=1)
         ax.set_title(f"{k + 1}. {library.label(m.entry)}\nSSIM {_short(m.ssim)}  EMD {_short(m.emd)} Å  "
                      f"MSE {_short(m.mse)}", fontsize=7)
-        ax.set_xlabel(f"query window | entry, turned {m.rotation_deg:.1f}°{' mirrored' if m.mirror else ''}",
+        smear = f", smeared {m.smear_A:.2g} Å" if m.smear_A > 0 else ""
+        ax.set_xlabel(f"query window | entry, turned {m.rotation_deg:.1f}°{' mirrored' if m.mirror else ''}{smear}",
                       fontsize=6)
     for ax in axes:
         ax.set_xticks([])

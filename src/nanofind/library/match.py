@@ -3,11 +3,13 @@
 1. **Shortlist.** The whitened ring profile of the query's power spectrum (rotation- and
    shift-invariant, :mod:`nanofind.library.descriptor`) is compared with every entry's at pixel sizes
    within a few per cent of the query's (or over a wide range when the pixel size is unknown); the
-   ``shortlist`` best entries go on.
+   best :data:`~nanofind.library.prescreen.PRESCREEN_SIZE` are re-ranked by their polar spectra
+   (:mod:`nanofind.library.prescreen`: the spots' directions too), and the ``shortlist`` best go on.
 2. **Register** (:mod:`nanofind.library.register`). For each of them, the rotation (and mirror) from
    the polar spectra, then the translation by normalised cross-correlation against the entry
    rendered on a larger canvas. The query's central window is resampled into the entry's frame at
-   the library's pixel size.
+   the library's pixel size. A HAADF entry is then smeared by the line that fits it best to the
+   query (:mod:`nanofind.library.smear`: a crystal tilted off its zone draws columns as lines).
 3. **Score** the registered pair: SSIM and MSE of the two images (each standardised to zero mean and
    unit variance, so that brightness and contrast do not count), and the earth mover's distance
    between their peak sets: every column found by the peak finder of :mod:`nanofind.columns.peaks` is
@@ -27,8 +29,10 @@ from scipy import ndimage as ndi
 
 from nanofind.errors import NanofindInputError
 from nanofind.library.descriptor import scale_scores
+from nanofind.library.prescreen import PRESCREEN_SIZE, polar_scores
 from nanofind.library.register import Canvas, polar_spectrum, rotation_candidates
 from nanofind.library.render import render_haadf
+from nanofind.library.smear import fit_smear, smeared
 from nanofind.library.store import Library
 
 #: Metrics and the direction in which each is better.
@@ -44,6 +48,10 @@ KNOWN_SCALE_RANGE = (0.96, 1.04)
 SCALE_STEPS = (0.02, 0.007)
 #: Steps of the rotation's refinement, degrees (the polar spectrum is good to about a degree).
 ROTATION_STEPS_DEG = (0.6,)
+#: Side of the window that rotation and pixel size are searched with, px (the final fit uses the whole one).
+SEARCH_WINDOW_PX = 96
+#: Polar grid of the registration's first rotation estimate (0.5° steps; the search refines it).
+SEARCH_POLAR = {"radii": 32, "angles": 360}
 #: Pixel sizes searched when it is unknown, Å: what atomic-resolution images are taken at.
 UNKNOWN_PIXEL_RANGE_A = (0.03, 0.5)
 
@@ -60,6 +68,8 @@ class Match:
     variant: int = 0
     offset_px: tuple[float, float] = (0.0, 0.0)
     correlation: float = float("nan")
+    smear_A: float = 0.0
+    smear_deg: float = 0.0
     ssim: float = float("nan")
     emd: float = float("nan")
     mse: float = float("nan")
@@ -200,17 +210,27 @@ def register_entry(library: Library, index: int, query: np.ndarray, query_px_A: 
     side = min(side, max(16, min(canvas.shape) - 2 * int(math.ceil(np.abs(library.cell_A[index]).max() / p)) - 4))
     if coefficients is None:
         coefficients = prepared_query(query, query_px_A, p)
-    upright = query_window(coefficients, query_px_A, side, p, 0.0, False)
-    entry_view = canvas[(canvas.shape[0] - side) // 2:(canvas.shape[0] + side) // 2,
-                        (canvas.shape[1] - side) // 2:(canvas.shape[1] + side) // 2]
-    (angle, mirror, _), = rotation_candidates(polar_spectrum(upright, p), polar_spectrum(entry_view, p))
+    # rotation and pixel size are searched with the central part of the window, on a canvas cut to fit it
+    search = min(side, SEARCH_WINDOW_PX)
+    cut = (side - search) // 2
+    search_canvas = canvas[cut:canvas.shape[0] - cut, cut:canvas.shape[1] - cut]
+    upright = query_window(coefficients, query_px_A, search, p, 0.0, False)
+    entry_view = canvas[(canvas.shape[0] - search) // 2:(canvas.shape[0] + search) // 2,
+                        (canvas.shape[1] - search) // 2:(canvas.shape[1] + search) // 2]
+    (angle, mirror, _), = rotation_candidates(polar_spectrum(upright, p, **SEARCH_POLAR),
+                                              polar_spectrum(entry_view, p, **SEARCH_POLAR))
+    sliders = {search: Canvas(search_canvas, (search, search))}
+    fitted: dict[tuple, tuple] = {}
 
-    slider = Canvas(canvas, (side, side))
-
-    def fit(pixel_A, rotation, order=1):
-        window = query_window(coefficients, pixel_A, side, p, rotation, mirror, order=order)
-        r, c, ncc = slider.locate(window)
-        return ncc, window, (r, c)
+    def fit(pixel_A, rotation, order=1, size=search):
+        key = (pixel_A, rotation, order, size)
+        if key not in fitted:
+            if size not in sliders:
+                sliders[size] = Canvas(canvas, (size, size))
+            window = query_window(coefficients, pixel_A, size, p, rotation, mirror, order=order)
+            r, c, ncc = sliders[size].locate(window)
+            fitted[key] = (ncc, window, (r, c))
+        return fitted[key]
 
     rotation = max((angle, angle + 180.0), key=lambda a: fit(query_px_A, a)[0])
     pixel_A = query_px_A
@@ -220,12 +240,21 @@ def register_entry(library: Library, index: int, query: np.ndarray, query_px_A: 
     for step in ROTATION_STEPS_DEG:
         lower, centre, upper = (fit(pixel_A, rotation + k * step)[0] for k in (-1, 0, 1))
         rotation += step * _parabola_vertex(lower, centre, upper)
-    ncc, window, (r, c) = fit(pixel_A, rotation, order=3)
+    ncc, window, (r, c) = fit(pixel_A, rotation, order=3, size=side)
     rr, cc = np.mgrid[0:side, 0:side].astype(np.float64)
     aligned = ndi.map_coordinates(canvas, [rr + r, cc + c], order=3, mode="nearest")
+    smear_A, smear_deg = 0.0, 0.0
+    if library.renderer == "haadf":  # HRTEM entries: a tilt changes the contrast, not only the sharpness
+        smear_A, smear_deg = fit_smear(window, aligned, p)
+        if smear_A > 0:  # smeared on the whole canvas: its margin (a cell and more) keeps the wrap away
+            aligned = ndi.map_coordinates(smeared(canvas, p, smear_A, smear_deg), [rr + r, cc + c], order=3,
+                                          mode="nearest")
     # in render_haadf's convention (mirror first, then turn) a mirrored match is turned the other way
     turned = (-rotation if mirror else rotation) % 360.0
-    return Match(index, float("nan"), pixel_A, turned, mirror, variant, (r, c), ncc, aligned=aligned, window=window)
+    # the smear's direction in the query: the window's axes are the query's turned by `rotation`, then mirrored
+    smear_in_query = (-(smear_deg + rotation) if mirror else smear_deg + rotation) % 180.0
+    return Match(index, float("nan"), pixel_A, turned, mirror, variant, (r, c), ncc, smear_A=smear_A,
+                 smear_deg=smear_in_query, aligned=aligned, window=window)
 
 
 def _parabola_vertex(a: float, b: float, c: float) -> float:
@@ -256,19 +285,35 @@ def score(match: Match, library: Library, metrics=("ssim", "emd", "mse")) -> Mat
     return match
 
 
-def shortlist(library: Library, query: np.ndarray, pixel_size_A: float | None, size: int):
-    """The ``size`` (entry, image variant) pairs whose descriptors fit the query best.
+def shortlist(library: Library, query: np.ndarray, pixel_size_A: float | None, size: int, *,
+              prescreen: int = PRESCREEN_SIZE):
+    """The ``size`` (entry, image variant) pairs whose spectra fit the query best.
 
-    Returns (entry indices, scores, fitted pixel sizes Å, variant indices), best first; an entry may
-    appear with several variants (HRTEM defoci).
+    The ring profile picks ``prescreen`` candidates; their polar spectra
+    (:mod:`nanofind.library.prescreen`) pick the ``size`` best of them (no second stage when
+    ``prescreen`` ≤ ``size``). Returns (entry indices, scores, fitted pixel sizes Å, variant indices),
+    best first, the scores those of the last stage; an entry may appear with several variants (HRTEM
+    defoci).
     """
     flat = library.descriptors.reshape(-1, library.descriptors.shape[-1])
     lo, hi = pixel_search_range(query.shape, pixel_size_A)
     centre = pixel_size_A if pixel_size_A is not None else math.sqrt(lo * hi)
     scores, sizes = scale_scores(query, centre, flat, scale_range=(lo / centre, hi / centre))
     variants = library.descriptors.shape[1]
-    order = np.argsort(-scores, kind="stable")[:size]
-    return order // variants, scores[order], sizes[order], order % variants
+    order = np.argsort(-scores, kind="stable")[:max(size, prescreen)]
+    indices, scores, sizes, variant = order // variants, scores[order], sizes[order], order % variants
+    if prescreen > size:
+        p = library.pixel_size_A
+        coefficients = prepared_query(query, float(np.median(sizes)), p)
+
+        def upright(pixel_A: float, side_px: int) -> np.ndarray:
+            side_px = max(16, min(side_px, int(min(query.shape) * pixel_A / p)))
+            return query_window(coefficients, pixel_A, side_px, p, 0.0, False, order=1)
+
+        scores = polar_scores(library, indices, variant, sizes, upright)
+        keep = np.argsort(-scores, kind="stable")[:size]
+        indices, scores, sizes, variant = indices[keep], scores[keep], sizes[keep], variant[keep]
+    return indices, scores, sizes, variant
 
 
 #: Smallest field of view a query may have, Å: the descriptor's longest period (8 Å) 2.5 times.

@@ -29,8 +29,8 @@ def _hann(shape: tuple[int, int]) -> np.ndarray:
     return np.outer(np.hanning(shape[0]), np.hanning(shape[1]))
 
 
-def polar_spectrum(image: np.ndarray, pixel_size_A: float, *, radii: int = 64) -> np.ndarray:
-    """|FFT| of the windowed image on a (radii, ANGLES) grid over [K_MIN, K_MAX] 1/Å and 0…180°.
+def polar_spectrum(image: np.ndarray, pixel_size_A: float, *, radii: int = 64, angles: int = ANGLES) -> np.ndarray:
+    """|FFT| of the windowed image on a (radii, angles) grid over [K_MIN, K_MAX] 1/Å and 0…180°.
 
     Angles run from +x towards +y (rows down). Each radius is standardised, so that every ring of
     spots counts, not only the strongest.
@@ -42,7 +42,7 @@ def polar_spectrum(image: np.ndarray, pixel_size_A: float, *, radii: int = 64) -
     spectrum = np.abs(np.fft.fftshift(sfft.fft2(x, s=(size, size))))
     k_nyquist = 0.5 / pixel_size_A
     k = np.linspace(K_MIN_INV_A, min(K_MAX_INV_A, 0.95 * k_nyquist), radii)
-    theta = np.arange(ANGLES) * (math.pi / ANGLES)
+    theta = np.arange(angles) * (math.pi / angles)
     kk, tt = np.meshgrid(k, theta, indexing="ij")
     # after fftshift, frequency (kx, ky) sits at pixel (size//2 + ky·size·p, size//2 + kx·size·p)
     rows = size // 2 + kk * np.sin(tt) * size * pixel_size_A
@@ -57,19 +57,21 @@ def rotation_candidates(query_polar: np.ndarray, entry_polar: np.ndarray, *,
     """The rotations (deg, mirror, score) that best turn the entry onto the query, best first.
 
     ``score`` is the mean correlation of the polar spectra at that angle (about 1 for a perfect fit).
+    Both spectra have one grid, of any number of angles over 180°.
     """
+    angles = query_polar.shape[1]
     out = []
     f_entry = sfft.rfft(entry_polar, axis=1)
     for mirror in (False, True):
         q = query_polar[:, ::-1] if mirror else query_polar
         if mirror:  # the reversed grid starts at 180° − step: put 0° back at index 0
             q = np.roll(q, 1, axis=1)
-        corr = sfft.irfft(sfft.rfft(q, axis=1) * f_entry.conj(), n=ANGLES, axis=1).mean(axis=0) / ANGLES
+        corr = sfft.irfft(sfft.rfft(q, axis=1) * f_entry.conj(), n=angles, axis=1).mean(axis=0) / angles
         k = int(np.argmax(corr))
-        a, b, c = corr[(k - 1) % ANGLES], corr[k], corr[(k + 1) % ANGLES]
+        a, b, c = corr[(k - 1) % angles], corr[k], corr[(k + 1) % angles]
         denom = a - 2 * b + c
         offset = 0.5 * (a - c) / denom if denom < 0 else 0.0
-        angle = (k + offset) * 180.0 / ANGLES
+        angle = (k + offset) * 180.0 / angles
         # the entry's pattern at angle φ matches the query: rotating the entry by φ aligns it
         out.append((angle, mirror, float(b)))
     out.sort(key=lambda t: -t[2])

@@ -19,7 +19,7 @@ Layout of ``LIBRARY.h5`` (format ``nanofind-structure-library``, version :data:`
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -56,6 +56,8 @@ class Library:
     images: np.ndarray
     descriptors: np.ndarray
     source: str = ""
+    #: coarse polar spectra of entries' images, filled by the shortlist as it needs them
+    polar_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.prototype)
