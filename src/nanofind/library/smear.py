@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import fft as sfft
 
+from nanofind.library.register import _hann, _normalised
+
 #: Smear lengths tried, Å, coarsely (0 keeps the entry as it is; 3 Å covers 2° of tilt over 85 Å) ...
 LENGTHS_A = np.arange(0.0, 3.01, 0.5)
 #: ... and directions, degrees over 180° (a line has no sense); then the best point's neighbours at
@@ -34,12 +36,6 @@ def line_transfer(fy: np.ndarray, fx: np.ndarray, length_A, angle_deg: float) ->
     return np.sinc(np.multiply.outer(length_A, fx * np.cos(t) + fy * np.sin(t)))
 
 
-def _standardised_tapered(image: np.ndarray) -> np.ndarray:
-    x = np.asarray(image, dtype=np.float64)
-    x = (x - x.mean()) / max(float(x.std()), 1e-12)
-    return x * np.outer(np.hanning(x.shape[0]), np.hanning(x.shape[1]))
-
-
 def fit_smear(query: np.ndarray, entry: np.ndarray, pixel_size_A: float) -> tuple[float, float]:
     """The line (length Å, angle deg) that, smearing ``entry``, makes it correlate best with ``query``.
 
@@ -51,8 +47,8 @@ def fit_smear(query: np.ndarray, entry: np.ndarray, pixel_size_A: float) -> tupl
     """
     if query.shape != entry.shape:
         raise ValueError(f"query {query.shape} and entry {entry.shape} differ in shape")
-    q = sfft.rfft2(_standardised_tapered(query))
-    e = sfft.rfft2(_standardised_tapered(entry))
+    q = sfft.rfft2(_normalised(query) * _hann(query.shape))
+    e = sfft.rfft2(_normalised(entry) * _hann(entry.shape))
     fy = np.broadcast_to(sfft.fftfreq(query.shape[0])[:, None] / pixel_size_A, e.shape).ravel()
     fx = np.broadcast_to(sfft.rfftfreq(query.shape[1])[None, :] / pixel_size_A, e.shape).ravel()
     power = (np.abs(e) ** 2).ravel()
