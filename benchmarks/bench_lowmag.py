@@ -19,7 +19,8 @@ Images are segmented as ``nanofind analyze --model auto`` would for an unknown p
 choice of model is checked (lattice fringes must be absent), and the particles' measured size sets
 the resampling (:func:`nanofind.segment.model_choice.content_zoom`).
 
-    python benchmarks/bench_lowmag.py [--model DIR] [--fold 0/5] [--work DIR] [-n 60]
+    python benchmarks/bench_lowmag.py [--model DIR] [--fold 0/5] [--work DIR] [-n 60] [--max-window PX]
+        [--per-field]
 """
 
 from __future__ import annotations
@@ -72,7 +73,7 @@ def visible_particles(image: np.ndarray, instance: np.ndarray) -> tuple[np.ndarr
     return lookup[instance], int(visible.sum()), len(ids)
 
 
-def _score(runner, card, items, name):
+def _score(runner, card, items, name, per_field=False):
     from nanofind.analyze.measure import find_particles
     from nanofind.learn.metrics import confusion, pooled_scores
     from nanofind.segment.baselines import BASELINES
@@ -105,6 +106,9 @@ def _score(runner, card, items, name):
             visible[1] += n_all
         for method, mask in (("model", outline_mask(card, prob, raw)), ("otsu", BASELINES["otsu"](raw, None))):
             confs[method].append(confusion(mask, truth))
+            if per_field and method == "model":
+                print(f"{name} field {len(zooms) - 1}: zoom {plan.zoom:.2f}, model Dice "
+                      f"{pooled_scores(confs[method][-1:])['dice']:.3f}", flush=True)
             if hidden is not None:
                 seen[method].append(confusion(mask[~hidden], truth[~hidden]))
             counts[method].append(particle_counts(find_particles(mask, None), inst))
@@ -145,6 +149,10 @@ def main() -> None:
     parser.add_argument("-n", type=int, default=100, help="simulated test fields (default 100)")
     parser.add_argument("--seed", type=int, default=1001, help="seed of the simulated test set (default 1001)")
     parser.add_argument("--real", default=str(REAL), help="the 20 labelled real micrographs")
+    parser.add_argument("--max-window", type=int, default=None,
+                        help="largest window (px) of enlarged images (default: the shipped "
+                             "MAX_CONTEXT_WINDOW_PX; 512 gives the plain windows used before 2026-12-01)")
+    parser.add_argument("--per-field", action="store_true", help="print the model's Dice of every image")
     args = parser.parse_args()
 
     from nanofind.cli import main as nanofind
@@ -157,13 +165,17 @@ def main() -> None:
     if not data.is_file():
         assert nanofind(["simulate", str(ROOT / "examples/recipes/lowmag-test.yaml"), "-n", str(args.n), "-o",
                          str(data), "--seed", str(args.seed), "--quiet"]) == 0
+    if args.max_window is not None:
+        from nanofind.segment import inference
+
+        inference.MAX_CONTEXT_WINDOW_PX = args.max_window
     runner, card = load_runner(args.model)
     fold, folds = (int(v) for v in args.fold.split("/"))
     real = split(load_folder(args.real, keep_raw=True), (fold, folds), 0)[1]
     sets = {"lowmag-test": load_dataset(data, keep_raw=True), f"real fold {fold}": real}
     for f in REAL_ZOOMS:
         sets[f"real fold {fold} ×{f:g}"] = _resampled(real, f)
-    rows = [_score(runner, card, items, name) for name, items in sets.items()]
+    rows = [_score(runner, card, items, name, args.per_field) for name, items in sets.items()]
     print(f"{'set':22s} {'n':>4s} {'model Dice':>10s} {'Otsu Dice':>9s} {'gain':>7s}  particles P/R (model | Otsu)"
           f"  fringes  zoom")
     for r in rows:

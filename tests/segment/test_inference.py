@@ -15,8 +15,8 @@ from nanofind.io import read_micrograph
 from nanofind.learn.card import ModelCard, Normalisation
 from nanofind.learn.model_file import save_model
 from nanofind.learn.networks import build_network
-from nanofind.learn.scale_guard import model_zoom
-from nanofind.segment.inference import predict_normalised, predict_probability
+from nanofind.learn.scale_guard import model_zoom, plan_scale
+from nanofind.segment.inference import MAX_CONTEXT_WINDOW_PX, context_window, predict_normalised, predict_probability
 from tests.learning_fixtures import disc_field
 
 
@@ -110,6 +110,47 @@ def test_the_card_says_which_channel_is_the_particle_and_that_it_segments():
     classifier = _card(task="classification", classes=["fcc", "icosahedron"], threshold=None)
     with pytest.raises(NanofindInputError, match="classification model cannot segment"):
         predict_probability(Pointwise(), classifier, image)
+
+
+class WindowContrast(torch.nn.Module):
+    """Logits of each pixel against its window's mean, as instance normalisation does; records window shapes."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes = []
+
+    def forward(self, x):
+        self.shapes.append(tuple(x.shape))
+        centred = x - x.mean(dim=(2, 3), keepdim=True)
+        return torch.cat([-4 * centred, 4 * centred], dim=1)
+
+
+def test_enlarged_bright_field_images_get_windows_of_the_original_field():
+    bright = _card(imaging="bright_field", particle_diameter_px=[12.0, 30.0, 80.0], pixel_size_range_A=[1.0, 50.0])
+    hrtem = _card(pixel_size_range_A=[0.25, 0.7])
+    # a window covers as much of the original image as 512 px would, within the cap, batches hold no more pixels
+    for zoom in (1.3, 2.0, 3.15, 6.0):
+        side, batch = context_window(bright, zoom, 512, 4)
+        assert side == min(round(512 * zoom), MAX_CONTEXT_WINDOW_PX)
+        assert batch >= 1 and batch * side * side <= max(4 * 512 * 512, side * side)
+    assert context_window(bright, 0.5, 512, 4) == (512, 4)  # shrunk images keep the plain windows
+    assert context_window(hrtem, 3.0, 512, 4) == (512, 4)  # so do cards without trained particle sizes
+    # a dense field enlarged 2x: the left 300 px are all particle, the right 100 px film. With plain 512 px
+    # windows, those inside the particles see no film and call half of them background; one window of the
+    # original field compares every pixel with the film
+    image = np.full((200, 400), 60.0, np.float32)
+    image[:, 300:] = 100.0
+    image += np.random.default_rng(4).normal(0, 1, image.shape).astype(np.float32)
+    plan = plan_scale(image.shape, None, bright, wanted_zoom=2.0)
+    assert plan.zoom == 2.0
+    network = WindowContrast()
+    prob = predict_probability(network, bright, -image, plan=plan)
+    assert {s[2:] for s in network.shapes} == {(400, 800)}
+    assert (prob[:, :290] > 0.5).mean() > 0.99 and (prob[:, 310:] < 0.5).mean() > 0.99
+    network = WindowContrast()
+    plain = predict_probability(network, bright.model_copy(update={"particle_diameter_px": None}), -image, plan=plan)
+    assert {s[2:] for s in network.shapes} == {(400, 512)}
+    assert (plain[:, :290] > 0.5).mean() < 0.9
 
 
 @pytest.fixture

@@ -5,7 +5,8 @@ with Gaussian importance weights (as MONAI's ``sliding_window_inference``), so t
 image no larger than one window is one forward pass. When the micrograph's pixel size is known and
 lies outside the model's training range, the image is resampled to the nearest end of that range
 and the probabilities are resampled back to the original grid, within the bounds of the scale guard
-(:mod:`nanofind.learn.scale_guard`). Networks run through a runner of
+(:mod:`nanofind.learn.scale_guard`); a bright-field image enlarged for its particles' size gets
+windows as wide as the enlargement (:func:`context_window`). Networks run through a runner of
 :mod:`nanofind.learn.engine` (PyTorch fp32 or bf16, or ONNX Runtime, as chosen for the machine).
 """
 
@@ -27,6 +28,9 @@ from nanofind.learn.scale_guard import ScalePlan, plan_scale
 WINDOW_PX = 512
 OVERLAP = 0.25
 BATCH = 4
+#: Largest window side (px of the resampled image) of a bright-field model whose image is enlarged
+#: (:func:`context_window`).
+MAX_CONTEXT_WINDOW_PX = 1024
 
 
 #: Mirror images averaged by test-time augmentation (axes of an (N, C, H, W) batch).
@@ -150,6 +154,7 @@ def predict_probability(model, card: ModelCard, image, pixel_size_A: float | Non
     work = normalise(image, card.normalisation)
     if plan.zoom != 1:
         work = resample(work, plan.zoom, order=1)
+    window_px, batch = context_window(card, plan.zoom, window_px, batch)
     prob = predict_normalised(runner, work, window_px, overlap, batch, tta)
     del work
     if prob.shape != image.shape:
@@ -162,6 +167,23 @@ def predict_probability(model, card: ModelCard, image, pixel_size_A: float | Non
             prob = np.pad(prob, [(0, image.shape[0] - prob.shape[0]), (0, image.shape[1] - prob.shape[1])],
                           mode="edge")
     return np.clip(prob, 0, 1, out=prob).astype(np.float32, copy=False)
+
+
+def context_window(card: ModelCard, zoom: float, window_px: int = WINDOW_PX, batch: int = BATCH) -> tuple[int, int]:
+    """Window side (px) and windows per batch for an image of ``card``'s resampled by ``zoom``.
+
+    A bright-field card (one with trained particle diameters) whose image is enlarged gets windows
+    that cover as much of the original image as ``window_px`` would, up to
+    :data:`MAX_CONTEXT_WINDOW_PX`, with fewer windows per batch so that a batch holds no more
+    pixels. Why: the network normalises its features over each window (instance norm), and a window
+    filled by a dense monolayer of enlarged particles, with no film in it to compare against, came
+    out all particle or all background window by window (docs/benchmarks.md, "Windows of enlarged
+    bright-field images"). Other cards, and images not enlarged, keep ``window_px`` and ``batch``.
+    """
+    if zoom <= 1 or not getattr(card, "particle_diameter_px", None):
+        return window_px, batch
+    wider = int(min(max(window_px, round(window_px * zoom)), max(window_px, MAX_CONTEXT_WINDOW_PX)))
+    return wider, max(1, (batch * window_px * window_px) // (wider * wider))
 
 
 def windows_for(shape: tuple[int, int], window_px: int = WINDOW_PX, overlap: float = OVERLAP) -> int:
