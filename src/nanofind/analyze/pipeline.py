@@ -126,11 +126,14 @@ def _analyze_frame(item: FrameInput, card: ModelCard, *, out: Path, settings: An
         if cleaning_px is not None:
             settings = replace(settings, cleaning=cleaning_for_particles(settings.cleaning, cleaning_px))
     table, labels = measure_frame(item.probability, frame.array, frame.pixel_size_A, card, settings, outline)
+    if item.annotations is not None:
+        table = _cut_by_annotations(table, labels, item.annotations.mask)
     stem = frame.name
     table, examples = _defect_classes(table, labels, frame.array, frame.pixel_size_A, item.decision, settings,
                                       out / "classes", stem)
     write_label_images(labels, out / "masks", stem)
-    overlay = write_overlay(frame.array, labels, table, out / "overlays" / f"{stem}_overlay.png")
+    shown = frame.array if item.original is None else item.original  # annotations shown as they were
+    overlay = write_overlay(shown, labels, table, out / "overlays" / f"{stem}_overlay.png")
     k = item.index
     s = summarise(table, labels)
     plan = item.plan
@@ -150,6 +153,15 @@ def _analyze_frame(item: FrameInput, card: ModelCard, *, out: Path, settings: An
              "defect_examples": examples}
     sourced = table.with_columns({"file": str(item.path), "frame": k}, dtypes=SOURCE_DTYPES, first=True)
     return {"image": image, "rows": sourced.rows()}
+
+
+def _cut_by_annotations(table: ParticleTable, labels: np.ndarray, annotation_mask: np.ndarray) -> ParticleTable:
+    """``table`` with the particles that reach a burned-in annotation marked as touching the edge (they are cut)."""
+    from scipy import ndimage as ndi
+
+    reach = ndi.binary_dilation(annotation_mask) & (labels > 0)
+    cut = np.isin(np.asarray(table["particle_id"]), np.unique(labels[reach]))
+    return table.with_columns({"touches_edge": np.asarray(table["touches_edge"], bool) | cut})
 
 
 def _defect_classes(table: ParticleTable, labels, image, pixel_size_A, decision, settings: AnalysisSettings,

@@ -41,6 +41,7 @@ from nanofind._parallel import (
 )
 from nanofind._progress import ProgressBar
 from nanofind.errors import NanofindInputError
+from nanofind.io.annotations import find_annotations
 from nanofind.io.micrograph import SUFFIXES, Micrograph, read_micrograph
 from nanofind.learn.card import ModelCard
 from nanofind.learn.scale_guard import MEMORY_LIMIT_GB, ScalePlan, max_image_pixels, plan_scale
@@ -89,6 +90,10 @@ class FrameInput:
     started_s: float  #: ``time.perf_counter()`` when work on the frame began (for per-image times)
     #: which model segmented it and why (:class:`~nanofind.segment.model_choice.ModelDecision` record)
     decision: dict | None = None
+    #: burned-in annotations left out of ``frame`` (:class:`~nanofind.io.annotations.Annotations`; the
+    #: probability is zero on them) and the frame as read, for display; None when there were none
+    annotations: Any = None
+    original: Any = None
 
     @property
     def index(self) -> int | None:
@@ -314,6 +319,10 @@ def _run_file(job: _Job, path: Path) -> FileResult:
         frames = []
         for frame in micrograph.frames():
             started = time.perf_counter()
+            annotations = find_annotations(frame.array, frame.metadata.get("data_bar_rows"))
+            original = frame.array if annotations.found else None
+            if annotations.found:
+                frame = Micrograph(annotations.cleaned(frame.array), frame.pixel_size_A, frame.metadata, frame.source)
             decision = choose_model(frame.array, frame.pixel_size_A, job.model.model if fixed is None else fixed,
                                     cards=job.cards)
             runner, card = _runner(job, decision.model)
@@ -323,8 +332,14 @@ def _run_file(job: _Job, path: Path) -> FileResult:
             plan.warnings[:0] = decision.warnings
             probability = predict_probability(runner, card, frame.array, frame.pixel_size_A, window_px=job.window_px,
                                               batch=job.batch, tta=job.tta, plan=plan)
-            frames.append(job.frame_function(FrameInput(path, frame, plan, probability, started,
-                                                        decision=decision.to_dict()), card))
+            record = decision.to_dict()
+            if annotations.found:
+                probability[annotations.mask] = 0.0
+                record["reason"] += f"; {annotations.sentence()}"
+                record["annotations"] = annotations.to_dict()
+            frames.append(job.frame_function(FrameInput(path, frame, plan, probability, started, decision=record,
+                                                        annotations=annotations if annotations.found else None,
+                                                        original=original), card))
         return FileResult(path, frames, engine=engine)
     except NanofindInputError as exc:
         return FileResult(path, error=str(exc), engine=engine)
