@@ -43,7 +43,7 @@ lint: $(STAMP)
 test: $(STAMP)
 	@command -v chromium >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "warning: could not install chromium; the report test will fail"
 	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/python -m pytest -n auto --maxprocesses 2
+	$(BIN)/python -m pytest -n auto --maxprocesses 2 --durations=15
 
 clean:
 	rm -rf $(VENV) $(DEMO_OUT) .pytest_cache .ruff_cache
