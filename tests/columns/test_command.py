@@ -214,3 +214,27 @@ def test_the_thickness_profile_measures_depth_from_the_particles_outline():
     two = np.concatenate([disc - 15, disc[np.hypot(*(disc - 30).T) <= 8] + 22])  # and a separate small one
     depth = _surface_distance(two, 1.0, 0.25, (300, 300))
     assert depth[len(disc):].max() == pytest.approx(8, abs=1.5)
+
+
+def test_burned_in_bars_give_no_columns_and_hide_none(lattice, tmp_path):
+    image, truth_px = lattice
+    image = image.astype(np.float32)
+    top = float(image.max()) * 1.5
+    bar = np.full((24, image.shape[1]), top, np.float32)  # a data bar below the image, with "text" in it
+    bar[6:14, 10:100:4] = 0.0
+    labelled = np.vstack([image, bar])
+    labelled[140:145, 20:70] = top  # and a scale bar drawn on the image
+    source = write_tif(tmp_path / "labelled.tif", labelled)
+    assert main(["columns", str(source), "-o", str(tmp_path / "out"), "--quiet"]) == 0
+    record = json.loads((tmp_path / "out" / "labelled_columns.json").read_text())
+    (left_out,) = record["annotations_left_out"]
+    assert left_out["bands_px"] == {"bottom": 24} and left_out["boxes_px"] == [[140, 20, 145, 70]]
+    xy_px = np.array([[float(r["x_px"]), float(r["y_px"])] for r in read_rows(tmp_path / "out" /
+                                                                                 "labelled_columns.csv")])
+    assert xy_px[:, 1].max() < 160  # nothing in the data bar
+    in_scale_bar = (xy_px[:, 0] >= 20) & (xy_px[:, 0] < 70) & (xy_px[:, 1] >= 140) & (xy_px[:, 1] < 145)
+    assert not in_scale_bar.any()
+    # every true column away from the scale bar is still found
+    clear = ~((truth_px[:, 0] > 14) & (truth_px[:, 0] < 76) & (truth_px[:, 1] > 134) & (truth_px[:, 1] < 151))
+    distance, _ = cKDTree(xy_px).query(truth_px[clear])
+    assert (distance < 1.5).mean() >= 0.98

@@ -45,6 +45,21 @@ def test_the_bundled_query_finds_cdte_110_first(matched):
     assert (matched / "cdte_110_matches.png").stat().st_size > 10_000
 
 
+def test_a_query_with_a_burned_in_scale_bar_still_finds_cdte_110_first(tmp_path):
+    with tifffile.TiffFile(EXAMPLES / "cdte_110.tif") as tif:
+        image = tif.asarray().astype(np.float32)
+        resolution = tif.pages[0].tags["XResolution"].value
+    image[-30:-24, 20:140] = image.max() * 1.2  # a scale bar as exports draw it, lower left
+    source = tmp_path / "labelled.tif"
+    tifffile.imwrite(source, image, imagej=True, resolution=(resolution, resolution), metadata={"unit": "nm"})
+    assert main(["match", str(source), "--library", str(LIBRARY), "-o", str(tmp_path / "out"), "--top", "3",
+                 "--quiet"]) == 0
+    record = json.loads((tmp_path / "out" / "labelled_match.json").read_text())
+    assert record["annotations_left_out"]["boxes_px"] == [[image.shape[0] - 30, 20, image.shape[0] - 24, 140]]
+    best = record["matches"][0]
+    assert (best["prototype"], best["zone"]) == ("zincblende", "[1 1 0]")
+
+
 def test_a_rerun_reuses_the_record(matched, capsys):
     before = (matched / "cdte_110_match.json").stat().st_mtime_ns
     assert main(["match", str(EXAMPLES / "cdte_110.tif"), "--library", str(LIBRARY), "-o", str(matched),

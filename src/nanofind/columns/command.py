@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 
 import numpy as np
 
 from nanofind._version import __version__
 from nanofind.errors import NanofindInputError
+from nanofind.io.annotations import find_annotations
 
 
 @dataclass(frozen=True)
@@ -100,6 +101,16 @@ class FrameColumns:
 
     def __len__(self) -> int:
         return len(self.x_px)
+
+    def outside(self, mask: np.ndarray) -> FrameColumns:
+        """The columns whose pixel is not in ``mask`` (bool, the frame's shape): burned-in annotations left out."""
+        h, w = mask.shape
+        rows = np.clip(np.floor(self.y_px).astype(int), 0, h - 1)
+        cols = np.clip(np.floor(self.x_px).astype(int), 0, w - 1)
+        keep = ~mask[rows, cols]
+        per_column = {f.name: getattr(self, f.name)[keep] for f in fields(self)
+                      if isinstance(getattr(self, f.name), np.ndarray) and f.name != "height_map"}
+        return replace(self, **per_column)
 
 
 def _network_frame(model, image: np.ndarray, pixel_A: float, settings: ColumnSettings) -> FrameColumns:
@@ -170,19 +181,26 @@ def columns_of_file(path: str | Path, out_dir: str | Path, settings: ColumnSetti
     spacing_px = None if settings.spacing_A is None else settings.spacing_A / pixel
     separation_px = None if settings.min_separation_A is None else settings.min_separation_A / pixel
     found, region_fraction = [], []
+    annotations_found = []
     for k, frame in enumerate(frames):
         where = f"{path}" + (f" frame {k}" if stack else "")
+        # data bars and scale bars burned into exported images: mirrored away, their columns dropped
+        annotations = find_annotations(frame.array, frame.metadata.get("data_bar_rows"))
+        image = annotations.cleaned(frame.array) if annotations.found else frame.array
         try:
             if network:
                 if k == 0 and spacing_px is None:
                     # a network answers even on noise or film: it runs only where the image repeats
-                    lattice_spacing_px(frame.array)
-                columns, fraction = _network_frame(model, frame.array, pixel, settings), 1.0
+                    lattice_spacing_px(image)
+                columns, fraction = _network_frame(model, image, pixel, settings), 1.0
             else:
-                columns, fraction = _peaks_frame(frame.array, spacing_px, separation_px, settings)
+                columns, fraction = _peaks_frame(image, spacing_px, separation_px, settings)
                 spacing_px = columns.spacing_px  # the first frame's measured spacing serves the whole stack
         except NanofindInputError as exc:
             raise NanofindInputError(exc.message, where) from None
+        if annotations.found:
+            columns = columns.outside(annotations.mask)
+            annotations_found.append({"frame": k, **annotations.to_dict()})
         region_fraction.append(fraction)
         if not len(columns):
             raise NanofindInputError("no atomic columns found (no peaks above the noise)" if not network else
@@ -234,7 +252,8 @@ def columns_of_file(path: str | Path, out_dir: str | Path, settings: ColumnSetti
               "tracks": int(max(int(t.max()) for t in track_ids if len(t)) + 1) if stack else None,
               "surface_columns_frame0": int(surface[0].sum()), "surface_tracks_plotted": surface_tracks,
               "drift_A": [[round(float(v), 4) for v in d] for d in drifts] if stack else None,
-              "finder": first.settings, "seconds": round(time.perf_counter() - start, 3)}
+              "finder": first.settings, "annotations_left_out": annotations_found,
+              "seconds": round(time.perf_counter() - start, 3)}
     if network:
         heights = np.concatenate([c.height for c in found[:1]])
         record["model"] = {"folder": settings.model, "task": model.card["task"],

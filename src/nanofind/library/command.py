@@ -94,6 +94,7 @@ def match_file(path: str | Path, out_dir: str | Path, library, settings: MatchSe
     """Match one micrograph (its first frame) and write its files; returns its record."""
     from nanofind._files import write_text_atomic
     from nanofind._per_file import finished_record
+    from nanofind.io.annotations import find_annotations
     from nanofind.io.micrograph import read_micrograph
     from nanofind.library.match import match_image
 
@@ -106,7 +107,9 @@ def match_file(path: str | Path, out_dir: str | Path, library, settings: MatchSe
         return done
     started = time.perf_counter()
     micrograph = read_micrograph(path, pixel_size_A=pixel_size_A)
-    image = np.asarray(micrograph.frames()[0].array, dtype=np.float64)
+    frame = micrograph.frames()[0]
+    annotations = find_annotations(frame.array, frame.metadata.get("data_bar_rows"))  # mirrored away
+    image = np.asarray(annotations.cleaned(frame.array) if annotations.found else frame.array, dtype=np.float64)
     pixel = micrograph.pixel_size_A
     try:
         if settings.window_px is not None:
@@ -124,7 +127,8 @@ def match_file(path: str | Path, out_dir: str | Path, library, settings: MatchSe
               "pixel_size_source": "file or --pixel-size" if pixel is not None else "fitted to each entry's lattice",
               "matches": [_match_record(library, m) for m in matches],
               "timing_s": {k: round(v, 4) for k, v in timing.items() if k.endswith("seconds")},
-              "library": {"file": library.source, "entries": len(library), "renderer": library.renderer}}
+              "library": {"file": library.source, "entries": len(library), "renderer": library.renderer},
+              "annotations_left_out": annotations.to_dict() if annotations.found else None}
     if settings.window_px is not None:
         record["motifs"] = _motif_map(path, out, image, pixel, library, settings)
     record["seconds"] = round(time.perf_counter() - started, 3)
