@@ -163,3 +163,52 @@ def test_real_micrographs_have_no_annotations():
     if not files:
         pytest.skip(f"no real micrographs in {REAL_DIR}")
     assert [f.name for f in files if find_annotations(read_micrograph(f).array).found] == []
+
+
+def beam_lit(image: np.ndarray, radius_px: float, floor: float = 0.06) -> np.ndarray:
+    """``image`` lit by a round beam of ``radius_px`` centred on it (soft edge); outside, ``floor`` of the light."""
+    h, w = image.shape
+    yy, xx = np.indices(image.shape)
+    r = np.hypot(yy + 0.5 - h / 2, xx + 0.5 - w / 2)
+    light = floor + (1 - floor) / (1 + np.exp((r - radius_px) / 2.0))
+    return np.clip(image * light, 0, 255).astype(np.uint8)
+
+
+def test_the_unlit_area_outside_the_beam():
+    image = micrograph((256, 320))
+    lit = beam_lit(image, 175.0)
+    assert not find_annotations(lit).found  # looked for only when asked (in HAADF, vacuum is dark)
+    found = find_annotations(lit, beam_edge=True)
+    cy, cx, radius = found.beam
+    assert abs(cy - 128) < 3 and abs(cx - 160) < 3 and 165 < radius < 178
+    yy, xx = np.indices(lit.shape)
+    r = np.hypot(yy + 0.5 - 128, xx + 0.5 - 160)
+    assert found.mask[r > 182].all() and not found.mask[r < 160].any()
+    assert "outside the beam" in found.sentence()
+    cleaned = found.cleaned(lit)  # the lit disc mirrored across its edge: no dark corner left for a particle
+    assert abs(np.median(cleaned[r > 182]) / np.median(lit[r < 150]) - 1) < 0.1
+    np.testing.assert_array_equal(cleaned[~found.mask], lit[~found.mask])
+    assert not find_annotations(micrograph((256, 320)), beam_edge=True).found
+
+
+def test_a_dark_particle_cut_by_the_border_is_no_beam_edge():
+    # a large, nearly black particle across the corner: dark and on the border, but convex, no circle
+    image = micrograph((256, 320), discs=((250, 310, 90), (80, 90, 20)))
+    darker = np.clip(image.astype(np.float64) * np.where(np.hypot(*np.indices(image.shape) - np.array(
+        [250, 310])[:, None, None]) < 90, 0.15, 1.0), 0, 255).astype(np.uint8)
+    assert not find_annotations(darker, beam_edge=True).found
+
+
+def test_analyze_finds_no_particles_outside_the_beam(tmp_path):
+    from nanofind.cli import main
+
+    image = micrograph((320, 320), discs=((110, 120, 22), (200, 210, 26), (160, 90, 18)))
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(image).save(folder / "plain.png")
+    Image.fromarray(beam_lit(image, 190.0)).save(folder / "beam.png")
+    out = tmp_path / "out"
+    assert main(["analyze", str(folder), "-o", str(out), "--model", "lowmag", "--quiet"]) == 0
+    by_name = {Path(i["file"]).name: i for i in json.loads((out / "summary.json").read_text())["per_image"]}
+    assert by_name["beam.png"]["model"]["annotations"]["beam_circle_px"] is not None
+    assert by_name["beam.png"]["n_particles"] == by_name["plain.png"]["n_particles"] == 3  # no dark corners

@@ -4,8 +4,8 @@ MRC, TIFF, PNG, JPEG, and through RosettaSciIO DigitalMicrograph DM3/DM4, TIA SE
 Velox or Berkeley EMD; see :mod:`nanofind.io.micrograph`. One reader per format, registered by file
 name suffix (:func:`register_reader`, :mod:`nanofind.io.formats`); the checks every file goes
 through are in :mod:`nanofind.io.files` and :mod:`nanofind.io.checks`. Data bars, scale bars and
-label boxes burned into exported images are found by :func:`find_annotations`
-(:mod:`nanofind.io.annotations`), and left out by ``segment`` and ``analyze``.
+label boxes burned into exported images, and the unlit area outside a beam, are found by
+:func:`find_annotations` (:mod:`nanofind.io.annotations`), and left out by ``segment`` and ``analyze``.
 """
 
 from nanofind.io.annotations import Annotations, find_annotations

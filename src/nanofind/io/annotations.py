@@ -11,6 +11,11 @@ of the Zeiss and FEI files 68-100 %).
 
 - **Edge bands**: the rows (columns) at an edge, within :data:`EDGE_SLACK_PX` of it, in which at
   least :data:`FLAT_FRACTION` of neighbouring pixels are equal; at most half the image.
+- **Outside the beam** (asked for by ``beam_edge=True``; bright-field images, where vacuum is
+  bright): an unlit area along the border, below :data:`BEAM_DARK_FRACTION` of the film's level,
+  whose edge is an arc of one circle at least :data:`MIN_BEAM_RADIUS_FRACTION` of the image wide,
+  as a condenser aperture or a beam not spread over the camera draws it at low magnification.
+  A dark particle cut by the border has a convex outline of its own and fits no such circle.
 - **Boxes and bars inside the image**: connected areas of drawn pixels (equal to their right and
   lower neighbours) that fill their bounding rectangle (:data:`BOX_FILL`, holes filled, so the text
   in a label box goes with it) and stand out from the image around them by a step (a quarter of
@@ -50,6 +55,16 @@ STEP_FRACTION = 0.25
 #: how far (px) from a box or bar pixels of its exact value count as its label
 LABEL_REACH_PX = 20
 
+#: outside the beam: smoothed intensity below this fraction of the film's (90th percentile) level
+BEAM_DARK_FRACTION = 0.3
+#: the beam's circle: radius at least this fraction of the image's shorter side, edge points within
+#: BEAM_FIT_TOLERANCE of it (fraction of the radius, median), and the dark area at least MIN_BEAM_AREA
+MIN_BEAM_RADIUS_FRACTION = 0.45
+BEAM_FIT_TOLERANCE = 0.02
+MIN_BEAM_AREA = 0.005
+#: where the light is soft, the lit disc ends where the film falls below this fraction of its level inside
+BEAM_LIT_FRACTION = 0.9
+
 _EDGES = ("top", "bottom", "left", "right")
 
 
@@ -61,11 +76,12 @@ class Annotations:
     bands: dict = field(default_factory=dict)  #: edge ("top", "bottom", "left", "right") -> thickness, px
     boxes: list = field(default_factory=list)  #: (row0, col0, row1, col1) of boxes and bars inside the image, px
     content: tuple = (0, 0, 0, 0)  #: (row0, col0, row1, col1): the image without its edge bands
+    beam: tuple | None = None  #: (row, col, radius) px of the lit disc when the area outside it was found
 
     @property
     def found(self) -> bool:
         """Whether there is any annotation."""
-        return bool(self.bands or self.boxes)
+        return bool(self.bands or self.boxes or self.beam)
 
     def cleaned(self, image: np.ndarray) -> np.ndarray:
         """``image`` (float32), edge bands and boxes replaced by the image beside them, mirrored."""
@@ -84,20 +100,34 @@ class Annotations:
             for k, (rows, cols) in enumerate(ndi.find_objects(labels), start=1):
                 inside = labels[rows, cols] == k
                 out[rows, cols][inside] = _mirrored_beside(out, rows, cols, (r0, c0, r1, c1))[inside]
+        if self.beam is not None:  # unlit: the lit disc mirrored across its edge, as bands are across theirs
+            from scipy import ndimage as ndi
+
+            unlit = _outside_circle(out.shape, self.beam)
+            cy, cx, radius = self.beam
+            rows, cols = np.nonzero(unlit)
+            dy, dx = rows + 0.5 - cy, cols + 0.5 - cx
+            r = np.maximum(np.hypot(dy, dx), 1e-9)
+            inward = np.clip(2 * radius - r, 0, None) / r
+            out[rows, cols] = ndi.map_coordinates(out, [cy + dy * inward - 0.5, cx + dx * inward - 0.5], order=1,
+                                                  mode="nearest")
         return out
 
     def to_dict(self) -> dict:
         """JSON-able record: edge bands (px) and boxes, and the share of the image they take."""
         return {"bands_px": dict(self.bands), "boxes_px": [list(map(int, b)) for b in self.boxes],
+                "beam_circle_px": None if self.beam is None else [round(float(v), 1) for v in self.beam],
                 "fraction": round(float(self.mask.mean()), 4)}
 
     def sentence(self) -> str:
         """What was left out, in words (empty when nothing was)."""
-        parts = [f"a {px}-pixel data bar at the {edge}" for edge, px in self.bands.items()]
+        parts = [f"a burned-in {px}-pixel data bar at the {edge}" for edge, px in self.bands.items()]
+        if self.beam is not None:
+            parts.insert(0, f"the unlit area outside the beam (a circle of radius {self.beam[2]:.0f} px)")
         if self.boxes:
-            parts.append(f"{len(self.boxes)} scale bar{'s' if len(self.boxes) > 1 else ''} or label box"
+            parts.append(f"{len(self.boxes)} burned-in scale bar{'s' if len(self.boxes) > 1 else ''} or label box"
                          f"{'es' if len(self.boxes) > 1 else ''}")
-        return ("burned-in " + " and ".join(parts) + " left out") if parts else ""
+        return (" and ".join(parts) + " left out") if parts else ""
 
 
 def _mirrored_beside(image: np.ndarray, rows: slice, cols: slice, content: tuple) -> np.ndarray:
@@ -117,6 +147,63 @@ def _mirrored_beside(image: np.ndarray, rows: slice, cols: slice, content: tuple
     if cols.stop + w <= c1:
         return image[rows, cols.stop:cols.stop + w][:, ::-1]
     return np.full((h, w), np.median(image[r0:r1, c0:c1]), np.float32)
+
+
+def _outside_circle(shape: tuple[int, int], circle: tuple) -> np.ndarray:
+    """Pixels whose centre lies outside ``circle`` (row, col, radius; px)."""
+    rows, cols = np.ogrid[:shape[0], :shape[1]]
+    cy, cx, radius = circle
+    return (rows + 0.5 - cy) ** 2 + (cols + 0.5 - cx) ** 2 > radius**2
+
+
+def _beam_circle(image: np.ndarray) -> tuple | None:
+    """(row, col, radius) px of the lit disc when the image has an unlit area outside it (module docstring)."""
+    from scipy import ndimage as ndi
+
+    h, w = image.shape
+    step = max(1, min(h, w) // 256)
+    small = ndi.gaussian_filter(np.asarray(image, np.float64)[::step, ::step], 2.0)
+    level = float(np.percentile(small, 90))
+    if not level > 0:
+        return None
+    dark = small < BEAM_DARK_FRACTION * level
+    labels, _ = ndi.label(dark)
+    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
+    unlit = np.isin(labels, border[border > 0])
+    if unlit.mean() < MIN_BEAM_AREA:
+        return None
+    edge = unlit & ~ndi.binary_erosion(unlit, border_value=1)
+    y, x = np.nonzero(edge)
+    if len(y) < 20:
+        return None
+    y, x = y + 0.5, x + 0.5
+    # algebraic circle fit: x² + y² + D x + E y + F = 0
+    design = np.column_stack([x, y, np.ones_like(x)])
+    (d, e, f), *_ = np.linalg.lstsq(design, -(x**2 + y**2), rcond=None)
+    cx, cy = -d / 2, -e / 2
+    radius2 = cx**2 + cy**2 - f
+    if not radius2 > 0:
+        return None
+    radius = float(np.sqrt(radius2))
+    sh, sw = small.shape
+    if radius < MIN_BEAM_RADIUS_FRACTION * min(sh, sw) or not (0 <= cy <= sh and 0 <= cx <= sw):
+        return None
+    if np.median(np.abs(np.hypot(x - cx, y - cy) - radius)) > BEAM_FIT_TOLERANCE * radius:
+        return None
+    outside = _outside_circle((sh, sw), (cy, cx, radius))
+    if unlit[~outside].mean() > 0.01 or dark[outside].mean() < 0.8:
+        return None
+    # the edge of the light is soft: the circle is drawn in to where the film is lit as it is inside
+    rows, cols = np.indices(small.shape)
+    distance = np.hypot(rows + 0.5 - cy, cols + 0.5 - cx)
+    inner = float(np.median(small[distance < 0.8 * radius]))
+    lit_to = radius
+    while lit_to > 0.8 * radius:
+        ring = (distance >= lit_to - 1) & (distance < lit_to)
+        if ring.any() and np.median(small[ring]) >= BEAM_LIT_FRACTION * inner:
+            break
+        lit_to -= 1.0
+    return cy * step, cx * step, (lit_to - 1.0) * step
 
 
 def _flat_fraction(image: np.ndarray, axis: int) -> np.ndarray:
@@ -196,14 +283,15 @@ def _boxes(image: np.ndarray, content: tuple) -> tuple[np.ndarray, list]:
     return mask, sorted(set(outer))
 
 
-def find_annotations(image: np.ndarray, data_bar_rows: int | None = None) -> Annotations:
+def find_annotations(image: np.ndarray, data_bar_rows: int | None = None, *, beam_edge: bool = False) -> Annotations:
     """The burned-in annotations of a 2D image (module docstring): edge bands, then boxes and bars inside.
 
     ``image`` is the micrograph as read (any dtype; exact equality of neighbours is what is looked
     for, so it must not have been resampled or filtered). ``data_bar_rows``: the rows of a data bar
     at the bottom that the file declares (FEI/Thermo Fisher TIFFs; the metadata's
-    ``data_bar_rows``), taken as a bottom band whatever its pixels. Returns :class:`Annotations`;
-    its ``mask`` is False everywhere on images without any.
+    ``data_bar_rows``), taken as a bottom band whatever its pixels. ``beam_edge``: look for an
+    unlit area outside the beam too (bright-field images only: in HAADF, vacuum is dark).
+    Returns :class:`Annotations`; its ``mask`` is False everywhere on images without any.
     """
     a = np.asarray(image)
     if a.ndim != 2:
@@ -226,4 +314,8 @@ def find_annotations(image: np.ndarray, data_bar_rows: int | None = None) -> Ann
         mask, boxes = np.zeros((h, w), bool), []
     r0, c0, r1, c1 = content
     mask[:r0], mask[r1:], mask[:, :c0], mask[:, c1:] = True, True, True, True
-    return Annotations(mask, {e: bands[e] for e in _EDGES if e in bands}, boxes, content)
+    beam = _beam_circle(a[r0:r1, c0:c1]) if beam_edge else None
+    if beam is not None:
+        beam = (beam[0] + r0, beam[1] + c0, beam[2])
+        mask |= _outside_circle((h, w), beam)
+    return Annotations(mask, {e: bands[e] for e in _EDGES if e in bands}, boxes, content, beam)

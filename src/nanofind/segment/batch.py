@@ -319,7 +319,7 @@ def _run_file(job: _Job, path: Path) -> FileResult:
         frames = []
         for frame in micrograph.frames():
             started = time.perf_counter()
-            annotations = find_annotations(frame.array, frame.metadata.get("data_bar_rows"))
+            annotations = find_annotations(frame.array, frame.metadata.get("data_bar_rows"), beam_edge=True)
             original = frame.array if annotations.found else None
             if annotations.found:
                 frame = Micrograph(annotations.cleaned(frame.array), frame.pixel_size_A, frame.metadata, frame.source)
