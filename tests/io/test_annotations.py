@@ -189,6 +189,11 @@ def test_the_unlit_area_outside_the_beam():
     assert abs(np.median(cleaned[r > 182]) / np.median(lit[r < 150]) - 1) < 0.1
     np.testing.assert_array_equal(cleaned[~found.mask], lit[~found.mask])
     assert not find_annotations(micrograph((256, 320)), beam_edge=True).found
+    # a scale bar inside the beam is found beside it
+    barred = beam_lit(draw(image, lambda d, f: d.rectangle([100, 120, 199, 125], fill=255)), 175.0)
+    both = find_annotations(barred, beam_edge=True)
+    assert both.boxes == [(120, 100, 126, 200)] and both.beam is not None
+    assert both.cleaned(barred)[120:126, 100:200].max() < 255
 
 
 def test_a_dark_particle_cut_by_the_border_is_no_beam_edge():

@@ -1,4 +1,4 @@
-"""Burned-in annotations: data bars, scale bars and label boxes that exported micrographs carry.
+"""Burned-in annotations (data bars, scale bars, label boxes) and the unlit area outside the beam.
 
 Images exported from microscope software (TIFF, PNG, JPEG) often carry a data bar along an edge
 (voltage, magnification, date, a scale bar) or a scale bar and its label drawn onto the image.
@@ -70,7 +70,7 @@ _EDGES = ("top", "bottom", "left", "right")
 
 @dataclass
 class Annotations:
-    """Burned-in annotations of one image (:func:`find_annotations`)."""
+    """Burned-in annotations of one image, and the unlit area outside its beam (:func:`find_annotations`)."""
 
     mask: np.ndarray  #: bool (rows, columns): True on annotation pixels
     bands: dict = field(default_factory=dict)  #: edge ("top", "bottom", "left", "right") -> thickness, px
@@ -93,6 +93,8 @@ class Annotations:
         out = np.pad(out[r0:r1, c0:c1], ((r0, h - r1), (c0, w - c1)), mode="symmetric")
         boxes = self.mask.copy()
         boxes[:r0], boxes[r1:], boxes[:, :c0], boxes[:, c1:] = False, False, False, False
+        if self.beam is not None:
+            boxes &= ~_outside_circle(out.shape, self.beam)
         if boxes.any():
             from scipy import ndimage as ndi
 
@@ -114,7 +116,7 @@ class Annotations:
         return out
 
     def to_dict(self) -> dict:
-        """JSON-able record: edge bands (px) and boxes, and the share of the image they take."""
+        """JSON-able record: edge bands (px), boxes, the beam's circle, and the share of the image they take."""
         return {"bands_px": dict(self.bands), "boxes_px": [list(map(int, b)) for b in self.boxes],
                 "beam_circle_px": None if self.beam is None else [round(float(v), 1) for v in self.beam],
                 "fraction": round(float(self.mask.mean()), 4)}
