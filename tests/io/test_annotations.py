@@ -124,18 +124,22 @@ def test_saturated_particles_are_not_drawings():
     assert not find_annotations(clipped).found
 
 
-def test_analyze_leaves_a_data_bar_out(tmp_path):
+def analyzed(tmp_path, images: dict) -> tuple[Path, dict]:
+    """``nanofind analyze --model lowmag`` on ``images`` (name -> 8-bit array); (output folder, per-image records)."""
     from nanofind.cli import main
 
-    image = micrograph((320, 320), discs=((80, 90, 22), (200, 220, 26), (306, 60, 24), (150, 260, 18)))
     folder = tmp_path / "in"
     folder.mkdir()
-    Image.fromarray(image).save(folder / "plain.png")
-    Image.fromarray(with_data_bar(image, 36)).save(folder / "barred.png")
+    for name, image in images.items():
+        Image.fromarray(image).save(folder / name)
     out = tmp_path / "out"
     assert main(["analyze", str(folder), "-o", str(out), "--model", "lowmag", "--quiet"]) == 0
-    summary = json.loads((out / "summary.json").read_text())
-    by_name = {Path(i["file"]).name: i for i in summary["per_image"]}
+    return out, {Path(i["file"]).name: i for i in json.loads((out / "summary.json").read_text())["per_image"]}
+
+
+def test_analyze_leaves_a_data_bar_out(tmp_path):
+    image = micrograph((320, 320), discs=((80, 90, 22), (200, 220, 26), (306, 60, 24), (150, 260, 18)))
+    out, by_name = analyzed(tmp_path, {"plain.png": image, "barred.png": with_data_bar(image, 36)})
     plain, barred = by_name["plain.png"], by_name["barred.png"]
     assert plain["model"].get("annotations") is None
     assert barred["model"]["annotations"]["bands_px"] == {"bottom": 36}
@@ -205,15 +209,7 @@ def test_a_dark_particle_cut_by_the_border_is_no_beam_edge():
 
 
 def test_analyze_finds_no_particles_outside_the_beam(tmp_path):
-    from nanofind.cli import main
-
     image = micrograph((320, 320), discs=((110, 120, 22), (200, 210, 26), (160, 90, 18)))
-    folder = tmp_path / "in"
-    folder.mkdir()
-    Image.fromarray(image).save(folder / "plain.png")
-    Image.fromarray(beam_lit(image, 190.0)).save(folder / "beam.png")
-    out = tmp_path / "out"
-    assert main(["analyze", str(folder), "-o", str(out), "--model", "lowmag", "--quiet"]) == 0
-    by_name = {Path(i["file"]).name: i for i in json.loads((out / "summary.json").read_text())["per_image"]}
+    _, by_name = analyzed(tmp_path, {"plain.png": image, "beam.png": beam_lit(image, 190.0)})
     assert by_name["beam.png"]["model"]["annotations"]["beam_circle_px"] is not None
     assert by_name["beam.png"]["n_particles"] == by_name["plain.png"]["n_particles"] == 3  # no dark corners
