@@ -90,22 +90,20 @@ class Annotations:
             return out
         r0, c0, r1, c1 = self.content
         h, w = out.shape
+        from scipy import ndimage as ndi
+
         out = np.pad(out[r0:r1, c0:c1], ((r0, h - r1), (c0, w - c1)), mode="symmetric")
+        unlit = _outside_circle(out.shape, self.beam) if self.beam is not None else None
         boxes = self.mask.copy()
         boxes[:r0], boxes[r1:], boxes[:, :c0], boxes[:, c1:] = False, False, False, False
-        if self.beam is not None:
-            boxes &= ~_outside_circle(out.shape, self.beam)
+        if unlit is not None:
+            boxes &= ~unlit
         if boxes.any():
-            from scipy import ndimage as ndi
-
             labels, _ = ndi.label(boxes, structure=np.ones((3, 3)))
             for k, (rows, cols) in enumerate(ndi.find_objects(labels), start=1):
                 inside = labels[rows, cols] == k
                 out[rows, cols][inside] = _mirrored_beside(out, rows, cols, (r0, c0, r1, c1))[inside]
-        if self.beam is not None:  # unlit: the lit disc mirrored across its edge, as bands are across theirs
-            from scipy import ndimage as ndi
-
-            unlit = _outside_circle(out.shape, self.beam)
+        if unlit is not None:  # the lit disc mirrored across its edge, as bands are across theirs
             cy, cx, radius = self.beam
             rows, cols = np.nonzero(unlit)
             dy, dx = rows + 0.5 - cy, cols + 0.5 - cx
@@ -192,12 +190,12 @@ def _beam_circle(image: np.ndarray) -> tuple | None:
         return None
     if np.median(np.abs(np.hypot(x - cx, y - cy) - radius)) > BEAM_FIT_TOLERANCE * radius:
         return None
-    outside = _outside_circle((sh, sw), (cy, cx, radius))
+    rows, cols = np.indices(small.shape)
+    distance = np.hypot(rows + 0.5 - cy, cols + 0.5 - cx)
+    outside = distance > radius
     if unlit[~outside].mean() > 0.01 or dark[outside].mean() < 0.8:
         return None
     # the edge of the light is soft: the circle is drawn in to where the film is lit as it is inside
-    rows, cols = np.indices(small.shape)
-    distance = np.hypot(rows + 0.5 - cy, cols + 0.5 - cx)
     inner = float(np.median(small[distance < 0.8 * radius]))
     lit_to = radius
     while lit_to > 0.8 * radius:
@@ -269,10 +267,9 @@ def _boxes(image: np.ndarray, content: tuple) -> tuple[np.ndarray, list]:
                 box = tuple(slice(c.start + s.start, min(c.start + s.stop + 1, n))
                             for c, s, n in zip(cluster, region, a.shape, strict=True))
                 grown = tuple(slice(max(s.start - 2, 0), min(s.stop + 2, n)) for s, n in zip(box, a.shape, strict=True))
-                ring = np.zeros(a.shape, bool)
-                ring[grown] = True
-                ring[box] = False
-                if not ring.any() or abs(float(np.median(a[ring])) - float(value)) < step:
+                ring = np.ones([g.stop - g.start for g in grown], bool)  # the 2 px around the box
+                ring[tuple(slice(b.start - g.start, b.stop - g.start) for b, g in zip(box, grown, strict=True))] = False
+                if not ring.any() or abs(float(np.median(a[grown][ring])) - float(value)) < step:
                     continue  # a blurred rim: a saturated particle, not a drawing
                 near = tuple(slice(max(s.start - LABEL_REACH_PX, 0), min(s.stop + LABEL_REACH_PX, n))
                              for s, n in zip(box, a.shape, strict=True))
