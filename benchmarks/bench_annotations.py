@@ -14,7 +14,10 @@ For each, ``analyze --model auto`` (unknown pixel size) runs once as shipped and
 off. Reported: particles found against the clean image's count, and pooled Dice of the particle mask against the
 hand-drawn labels over the pixels of the original image that no annotation covers.
 
-    python benchmarks/bench_annotations.py [--real DIR] [--work DIR]
+Then, with ``--check H5 ...``, the images of simulated datasets (``nanofind simulate`` files, which
+carry no annotation) are searched as ``analyze`` searches them: every one found is a false detection.
+
+    python benchmarks/bench_annotations.py [--real DIR] [--work DIR] [--check DATA.h5 ...]
 """
 
 from __future__ import annotations
@@ -70,6 +73,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--real", default=str(REAL), help="the 20 labelled real micrographs (img_*.png, mask_*.png)")
     parser.add_argument("--work", default="annotations-bench", help="scratch folder (emptied)")
+    parser.add_argument("--check", nargs="*", default=[], help="simulated datasets whose images must show none")
     args = parser.parse_args()
 
     import nanofind.segment.batch as batch
@@ -134,6 +138,13 @@ def main() -> None:
         print(f"{r['variant']:10s} {r['detector']:8s} {r['dice']:7.4f} {r['extra_particles_mean']:16.2f} "
               f"{r['images_with_extra_particles']:18d} {r['annotations_found']:6d} {r['seconds']:6.1f}")
     print(json.dumps(rows))
+    for data in args.check:
+        import h5py
+
+        with h5py.File(data, "r") as f:
+            images = f["image"]
+            false = [i for i in range(len(images)) if find_annotations(images[i], beam_edge=True).found]
+            print(f"{data}: {len(false)} of {len(images)} images with a (false) annotation {false}")
 
 
 if __name__ == "__main__":

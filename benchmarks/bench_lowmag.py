@@ -73,6 +73,30 @@ def visible_particles(image: np.ndarray, instance: np.ndarray) -> tuple[np.ndarr
     return lookup[instance], int(visible.sum()), len(ids)
 
 
+def _add_losses(losses: dict, mask: np.ndarray, truth: np.ndarray, instance: np.ndarray, hidden: np.ndarray) -> None:
+    """Add to ``losses`` the pixels ``mask`` gets wrong, by kind (docs/benchmarks.md, "Windows of enlarged ...").
+
+    Missed: in particles invisible by the Rose criterion; in visible particles of which under 20 %
+    was found ("whole"); within 2 px of a true outline ("rim"); else inside. False: within 2 px of
+    a true particle, or farther.
+    """
+    from scipy import ndimage as ndi
+
+    missed = truth & ~mask
+    ids = np.arange(int(instance.max()) + 1)
+    found = np.asarray(ndi.sum(mask, instance, ids)) / np.maximum(np.asarray(ndi.sum(np.ones_like(mask), instance,
+                                                                                         ids)), 1)
+    whole = found[instance] < 0.2
+    rim = truth & ~ndi.binary_erosion(truth, iterations=2)
+    false = mask & ~truth
+    near = ndi.binary_dilation(truth, iterations=2)
+    kinds = {"missed_invisible": missed & hidden, "missed_whole": missed & ~hidden & whole,
+             "missed_rim": missed & ~hidden & ~whole & rim, "missed_inside": missed & ~hidden & ~whole & ~rim,
+             "false_near": false & near, "false_far": false & ~near, "found": truth & mask}
+    for kind, pixels in kinds.items():
+        losses[kind] = losses.get(kind, 0) + int(pixels.sum())
+
+
 def _score(runner, card, items, name, per_field=False):
     from nanofind.analyze.measure import find_particles
     from nanofind.learn.metrics import confusion, pooled_scores
@@ -88,6 +112,7 @@ def _score(runner, card, items, name, per_field=False):
     seen = {"model": [], "otsu": []}  # confusions over the visible particles (simulated sets)
     visible = [0, 0]
     counts = {"model": [], "otsu": []}
+    losses: dict = {}  # the model's lost pixels by kind (simulated sets, :func:`_add_losses`)
     fringes, seconds, zooms = 0, [], []
     for x in items:
         raw = x.raw
@@ -104,7 +129,10 @@ def _score(runner, card, items, name, per_field=False):
             hidden, n_visible, n_all = visible_particles(raw, np.asarray(x.instance))
             visible[0] += n_visible
             visible[1] += n_all
-        for method, mask in (("model", outline_mask(card, prob, raw)), ("otsu", BASELINES["otsu"](raw, None))):
+        model_mask = outline_mask(card, prob, raw)
+        if hidden is not None:
+            _add_losses(losses, model_mask, truth, np.asarray(x.instance), hidden)
+        for method, mask in (("model", model_mask), ("otsu", BASELINES["otsu"](raw, None))):
             confs[method].append(confusion(mask, truth))
             if per_field and method == "model":
                 print(f"{name} field {len(zooms) - 1}: zoom {plan.zoom:.2f}, model Dice "
@@ -124,6 +152,7 @@ def _score(runner, card, items, name, per_field=False):
             row[method]["dice_visible"] = round(pooled_scores(seen[method])["dice"], 4)
     if visible[1]:
         row["visible_particles"] = visible
+        row["model_lost_px"] = losses
     row["model_minus_otsu"] = round(row["model"]["dice"] - row["otsu"]["dice"], 4)
     return row
 
@@ -188,6 +217,7 @@ def main() -> None:
             seen, placed = r["visible_particles"]
             print(f"{r['set']}: {seen} of {placed} particles visible by the Rose criterion; over them, model Dice "
                   f"{r['model']['dice_visible']:.4f}, Otsu {r['otsu']['dice_visible']:.4f}")
+            print(f"{r['set']}: model pixels by kind: {r['model_lost_px']}")
     print(json.dumps({"model": args.model, "fold": args.fold, "sets": rows}))
 
 
