@@ -215,4 +215,21 @@ def test_simulate_command_writes_a_trainable_dataset(tmp_path):
 
 
 def test_materials_table_covers_the_documented_set():
-    assert set(MATERIALS) == {"Au", "Ag", "Pt", "Pd", "Cu", "Fe3O4", "CeO2", "TiO2", "SiO2", "C"}
+    assert set(MATERIALS) == {"Au", "Ag", "Pt", "Pd", "Cu", "Fe3O4", "CeO2", "TiO2", "SiO2", "ZnO", "Al2O3",
+                              "polystyrene", "C"}
+
+
+def test_scattering_per_mass_follows_z_to_the_one_and_a_half_over_mass_of_each_formula():
+    from ase.data import atomic_masses, atomic_numbers
+    from ase.formula import Formula
+
+    from nanofind.simulate.brightfield import FORMULAS
+
+    def z_power_per_mass(name):
+        counts = Formula(FORMULAS.get(name, name)).count()
+        return (sum(n * atomic_numbers[e] ** 1.5 for e, n in counts.items())
+                / sum(n * atomic_masses[atomic_numbers[e]] for e, n in counts.items()))
+
+    gold = MATERIALS["Au"].scattering_per_g_cm3_A / z_power_per_mass("Au")
+    for name, material in MATERIALS.items():
+        assert material.scattering_per_g_cm3_A == pytest.approx(gold * z_power_per_mass(name), rel=0.005), name

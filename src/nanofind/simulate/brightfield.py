@@ -63,8 +63,14 @@ MATERIALS: dict[str, Material] = {
     "Fe3O4": Material(5.17, 1.66e-4, 18.0),
     "TiO2": Material(4.23, 1.46e-4, 17.0),
     "SiO2": Material(2.20, 1.28e-4, 11.0),
+    "ZnO": Material(5.61, 1.80e-4, 15.9),
+    "Al2O3": Material(3.95, 1.245e-4, 15.0),
+    "polystyrene": Material(1.05, 0.947e-4, 8.0),  # C8H8 latex spheres, the faintest particles people image
     "C": Material(2.00, 0.96e-4, 9.0),
 }
+
+#: Chemical formulas of the materials whose names are not formulas.
+FORMULAS: dict[str, str] = {"polystyrene": "C8H8"}
 
 
 def interaction_constant(energy_eV: float) -> float:
