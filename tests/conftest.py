@@ -33,3 +33,24 @@ def _onnx_cache_outside_home(tmp_path_factory):
         os.environ.pop("NANOFIND_CACHE_DIR", None)
     else:
         os.environ["NANOFIND_CACHE_DIR"] = before
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """An in-process Dask cluster (the same client/submit path as a remote one, without spawning
+    processes), one per test process.
+
+    distributed waits only 10 s for its event-loop thread to start; on two busy cores beside the
+    other xdist worker that wait has run out, so a start that fails that way is tried again.
+    """
+    from distributed import LocalCluster
+
+    for attempt in range(3):
+        try:
+            cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None)
+            break
+        except (AssertionError, TimeoutError):
+            if attempt == 2:
+                raise
+    with cluster:
+        yield cluster

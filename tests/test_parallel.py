@@ -26,22 +26,13 @@ def _threads_seen() -> tuple[str | None, int]:
     return os.environ.get("OMP_NUM_THREADS"), compute_threads()
 
 
-@pytest.fixture(scope="module")
-def cluster():
-    from distributed import LocalCluster
-
-    # in-process: the same client/submit path as a remote cluster, without spawning processes
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as c:
-        yield c
-
-
 @pytest.fixture(params=["here", "processes", "dask"])
 def mode(request):
     if request.param == "here":
         return {"workers": 1}
     if request.param == "processes":
         return {"workers": 2}
-    return {"scheduler": request.getfixturevalue("cluster").scheduler_address}
+    return {"scheduler": request.getfixturevalue("dask_cluster").scheduler_address}
 
 
 def test_every_task_once_whatever_the_order_of_finishing(mode):
@@ -109,10 +100,10 @@ def test_process_cache_is_made_once_per_key():
         forget_in_process("test-slot")
 
 
-def test_a_connected_client_is_used_and_left_open(cluster):
+def test_a_connected_client_is_used_and_left_open(dask_cluster):
     from distributed import Client
 
-    with Client(cluster) as client:
+    with Client(dask_cluster) as client:
         got = dict(run_tasks(_square_after, [(x, 0.0) for x in range(4)], scheduler=client))
         assert {i: r[0] for i, r in got.items()} == {0: 0, 1: 1, 2: 4, 3: 9}
         assert client.status == "running" and client.submit(abs, -2).result() == 2

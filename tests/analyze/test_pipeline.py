@@ -86,9 +86,7 @@ def _outputs(out):
     return {name: (out / name).read_bytes() for name in names}
 
 
-def test_workers_and_a_dask_cluster_give_the_serial_bytes(example_run, tmp_path):
-    from distributed import LocalCluster
-
+def test_workers_and_a_dask_cluster_give_the_serial_bytes(example_run, tmp_path, dask_cluster):
     serial = _outputs(example_run)
     examples = len(json.loads((EXAMPLES_DIR / "examples.json").read_text())["files"])
     assert len(serial) == 1 + 2 * examples  # the table, and a mask and a label image per example
@@ -98,12 +96,10 @@ def test_workers_and_a_dask_cluster_give_the_serial_bytes(example_run, tmp_path)
     summary = json.loads((two / "summary.json").read_text())
     assert summary["settings"]["workers"] == 2 and summary["settings"]["threads_per_worker"] >= 1
     assert [i["file"] for i in summary["per_image"]] == sorted(i["file"] for i in summary["per_image"])
-    # an in-process cluster: the same client/submit path as a remote one
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
-        dask = tmp_path / "dask"
-        assert main(["analyze", "--example", "-o", str(dask), "--scheduler", cluster.scheduler_address,
-                     "--quiet"]) == 0
-        assert json.loads((dask / "summary.json").read_text())["settings"]["scheduler"] == cluster.scheduler_address
+    dask = tmp_path / "dask"
+    address = dask_cluster.scheduler_address
+    assert main(["analyze", "--example", "-o", str(dask), "--scheduler", address, "--quiet"]) == 0
+    assert json.loads((dask / "summary.json").read_text())["settings"]["scheduler"] == address
     assert _outputs(dask) == serial
 
 

@@ -57,16 +57,12 @@ def test_worker_count_does_not_change_the_data(recipe_file, tmp_path):
     assert not parts_dir(one).exists()
 
 
-def test_dask_scheduler_gives_the_local_result(recipe_file, tmp_path):
-    from distributed import LocalCluster
-
+def test_dask_scheduler_gives_the_local_result(recipe_file, tmp_path, dask_cluster):
     local, remote = tmp_path / "local.h5", tmp_path / "dask.h5"
     assert main(["simulate", str(recipe_file), "-n", "4", "-o", str(local), "--seed", "5", "--workers", "1",
                  "--quiet"]) == 0
-    # an in-process cluster: the same client/submit path as a remote one, without spawning processes
-    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=None) as cluster:
-        assert main(["simulate", str(recipe_file), "-n", "4", "-o", str(remote), "--seed", "5",
-                     "--scheduler", cluster.scheduler_address, "--quiet"]) == 0
+    assert main(["simulate", str(recipe_file), "-n", "4", "-o", str(remote), "--seed", "5",
+                 "--scheduler", dask_cluster.scheduler_address, "--quiet"]) == 0
     _same(local, remote)
 
 
