@@ -209,7 +209,8 @@ def _build_parser() -> argparse.ArgumentParser:
                         description="nanofind classify IMAGES... -o OUT: the defect class of each image, one region "
                                     "around one particle or one empty area (fault, no_fault, misoriented, "
                                     "agglomerate, empty), written to OUT/classes.csv. nanofind classify train DIR... "
-                                    "--method rf|gbt|cnn -o MODEL_DIR: train from folders, one sub-folder per class; "
+                                    "--method rf|gbt|cnn|gbt+cnn -o MODEL_DIR: train from folders, one sub-folder "
+                                    "per class; "
                                     "nanofind classify train DATA... --labels labels.csv --method standard|two-step|"
                                     "coteaching|elr|relabel -o MODEL_DIR: an image classifier of any classes from "
                                     "labels that may be wrong (seed 004, ch. 5), used by nanofind classify IMAGES "
@@ -220,11 +221,12 @@ def _build_parser() -> argparse.ArgumentParser:
                     help="crops or folders (or: train DIR..., crops H5...)")
     cl.add_argument("-o", "--output", required=True, help="output folder (classes.csv), or the new model folder")
     cl.add_argument("--model", default="default", help="classifier folder, or default (the shipped one)")
-    cl.add_argument("--method", choices=["rf", "gbt", "cnn", "standard", "two-step", "coteaching", "elr",
+    cl.add_argument("--method", choices=["rf", "gbt", "cnn", "gbt+cnn", "standard", "two-step", "coteaching", "elr",
                                          "relabel"],
                     help="train: rf (seed 004's random forest: its 5 features, 500 trees, Gini), gbt (gradient-"
-                         "boosted trees on the richer features; the default for class folders) or cnn (a small "
-                         "network on the crop and its spectrum); with --labels: standard (the seed's CNN), "
+                         "boosted trees on the richer features; the default for class folders), cnn (a small "
+                         "network on the crop and its spectrum) or gbt+cnn (both, probabilities mixed: the "
+                         "shipped classifier); with --labels: standard (the seed's CNN), "
                          "two-step (a clean set first, needs --clean), coteaching (Han et al.), elr "
                          "(early-learning regularisation) or relabel (two-step, or standard without --clean, then "
                          "one round of a fresh network on its answers; the default)")
@@ -667,7 +669,7 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         from nanofind.classify.image_classifier import train_from_labels
 
         method = args.method or "relabel"
-        if method in ("rf", "gbt", "cnn"):
+        if method in ("rf", "gbt", "cnn", "gbt+cnn"):
             raise NanofindInputError(f"with --labels the method is standard, two-step, coteaching, elr or relabel, "
                                      f"got {method}", "--method")
         card = train_from_labels(rest, args.labels, args.output, method=method, clean_table=args.clean,
@@ -687,12 +689,12 @@ def _cmd_classify(args: argparse.Namespace) -> int:
         from nanofind.classify.training import train_from_folders
 
         method = args.method or "gbt"
-        if method not in ("rf", "gbt", "cnn"):
+        if method not in ("rf", "gbt", "cnn", "gbt+cnn"):
             raise NanofindInputError(f"{method} trains from a labels table: add --labels CSV", "--method")
         card = train_from_folders(rest, args.output, method=method, seed=args.seed, quiet=args.quiet)
         cv = card["training"].get("cross_validation") or {}
-        scored = (f"{cv['folds']}-fold balanced accuracy {cv['balanced_accuracy']:.3f}" if cv
-                  else "not cross-validated")
+        scored = (f"{cv['folds']}-fold balanced accuracy {cv['balanced_accuracy']:.3f}"
+                  + (" (the trees alone)" if method == "gbt+cnn" else "") if cv else "not cross-validated")
         print(f"{card['training']['crops']} crops {card['training']['per_class']}; {scored} -> {args.output}")
         return 0
     if action == "crops":

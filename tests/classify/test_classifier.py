@@ -146,3 +146,71 @@ def test_cnn_classifier_round_trips(tmp_path):
     p = loaded.predict_proba(crops)
     assert p.shape == (10, 5) and np.allclose(p.sum(axis=1), 1, atol=1e-5)
     assert np.allclose(p, DefectClassifier(net, card).predict_proba(crops), atol=1e-6)
+
+
+def test_trees_and_network_mix_their_probabilities(tmp_path):
+    """A gbt+cnn classifier gives (1 − w) · trees + w · network, and keeps doing so after a round trip."""
+    from nanofind.classify.cnn import crop_channels, train_network
+    from nanofind.classify.features import RICH_FEATURES, feature_matrix
+    from nanofind.classify.model import DefectClassifier, TreesAndNetwork
+
+    rng = np.random.default_rng(3)
+    crops = [rng.normal(size=(int(rng.integers(40, 120)),) * 2).astype(np.float32) for _ in range(10)]
+    labels = [CLASS_NAMES[k % 5] for k in range(10)]
+    features, separable_labels = _separable(60)
+    features = np.tile(features, (1, len(RICH_FEATURES) // 5 + 1))[:, :len(RICH_FEATURES)]
+    trees = train_classifier(features, separable_labels, method="gbt", seed=0)
+    net = train_network(np.stack([crop_channels(c) for c in crops]), labels, epochs=1)
+    card = {**trees.card, "method": "gbt+cnn", "features": "rich+cnn", "network_weight": 0.25}
+    mixed = DefectClassifier(TreesAndNetwork(trees.estimator, net, 0.25), card)
+    alone_trees = trees.predict_proba_features(feature_matrix(crops, "rich"))
+    alone_net = DefectClassifier(net, {"features": "cnn"}).predict_proba(crops)
+    assert not np.allclose(alone_trees, alone_net, atol=1e-3)
+    p = mixed.predict_proba(crops)
+    assert np.allclose(p, 0.75 * alone_trees + 0.25 * alone_net, atol=1e-6)
+    assert np.allclose(p.sum(axis=1), 1, atol=1e-5)
+    save_classifier(mixed, tmp_path / "mix")
+    assert {f.name for f in (tmp_path / "mix").iterdir()} == {"card.json", "classifier.skops",
+                                                              "classifier.safetensors"}
+    assert np.allclose(load_classifier(tmp_path / "mix").predict_proba(crops), p, atol=1e-6)
+    # a share outside 0..1 is refused with one clear error
+    card_path = tmp_path / "mix" / "card.json"
+    card_path.write_text(json.dumps({**json.loads(card_path.read_text()), "network_weight": 1.5}))
+    with pytest.raises(NanofindInputError, match="network_weight"):
+        load_classifier(tmp_path / "mix")
+    (tmp_path / "mix" / "classifier.safetensors").unlink()
+    with pytest.raises(NanofindInputError, match="unusable network weights"):
+        load_classifier(tmp_path / "mix")
+
+
+def test_training_from_folders_with_trees_and_network(tmp_path, monkeypatch):
+    import nanofind.classify.cnn as cnn
+    from nanofind.classify.model import TreesAndNetwork
+    from nanofind.classify.training import train_from_folders
+
+    monkeypatch.setattr(cnn, "EPOCHS", 1)
+    rng = np.random.default_rng(5)
+    for k, name in enumerate(("fault", "no_fault", "empty")):
+        (tmp_path / "crops" / name).mkdir(parents=True)
+        for j in range(4):  # the classes differ in their noise level
+            crop = rng.normal(0, 1 + 2 * k, size=(48 + 8 * j,) * 2).astype(np.float32)
+            tifffile.imwrite(tmp_path / "crops" / name / f"c{j}.tif", crop)
+    card = train_from_folders([str(tmp_path / "crops")], tmp_path / "m", method="gbt+cnn", quiet=True)
+    assert card["method"] == "gbt+cnn" and card["features"] == "rich+cnn" and card["training"]["epochs"] == 1
+    assert card["training"]["cross_validation"]["of"] == "the trees alone"
+    assert card["training"]["per_class"] == {"fault": 4, "no_fault": 4, "misoriented": 0, "agglomerate": 0,
+                                             "empty": 4}
+    loaded = load_classifier(tmp_path / "m")
+    assert isinstance(loaded.estimator, TreesAndNetwork) and loaded.estimator.network_weight == card["network_weight"]
+
+
+def test_network_gives_the_same_probabilities_in_onnx_runtime_and_pytorch(monkeypatch):
+    import nanofind.classify.cnn as cnn
+
+    rng = np.random.default_rng(1)
+    inputs = rng.normal(size=(6, 3, cnn.INPUT_PX, cnn.INPUT_PX)).astype(np.float32)
+    net = cnn.train_network(inputs, [CLASS_NAMES[k % 5] for k in range(6)], epochs=1)
+    fast = cnn.predict_network(net, inputs)
+    assert getattr(net, "_nanofind_onnx", None) is not None  # ONNX Runtime is a dependency: it was used
+    monkeypatch.setattr(cnn, "_onnx_session", lambda net: None)
+    assert np.allclose(cnn.predict_network(net, inputs), fast, atol=1e-5)

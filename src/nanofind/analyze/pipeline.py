@@ -280,11 +280,13 @@ def _defect_summary(particles: ParticleTable, settings: AnalysisSettings) -> dic
     classes = [c for c in particles["defect_class"] if c]
     # the card alone: loading the trees again would cost a second or more
     card = read_classifier_card(classifier_dir(settings.classifier))
+    cv = card.get("training", {}).get("cross_validation") or {}
+    about = {"directory": settings.classifier, "method": card.get("method"),
+             "cross_validated_balanced_accuracy": cv.get("balanced_accuracy")}
+    if cv.get("of"):  # a mixed classifier's folds score its trees only
+        about["cross_validated"] = cv["of"]
     return {**population_statistics(classes), "classified": len(classes),
-            "not_classified": len(particles) - len(classes),
-            "classifier": {"directory": settings.classifier, "method": card.get("method"),
-                           "cross_validated_balanced_accuracy":
-                               (card.get("training", {}).get("cross_validation") or {}).get("balanced_accuracy")}}
+            "not_classified": len(particles) - len(classes), "classifier": about}
 
 
 def _models_used(images: list[dict], cards: dict) -> dict:

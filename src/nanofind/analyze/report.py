@@ -327,10 +327,12 @@ def _defects(images: list[dict], summary: dict) -> dict | None:
         gallery.append({"name": name, "count": stats["counts"].get(name, 0), "examples": shown})
     method = (stats.get("classifier") or {}).get("method")
     accuracy = (stats.get("classifier") or {}).get("cross_validated_balanced_accuracy")
+    of = (stats.get("classifier") or {}).get("cross_validated")
     what = ("Every particle of an HRTEM image is classified from its crop (seed 004, ch. 3): fault (a planar "
             "defect edge-on), no_fault (on a zone axis), misoriented (lattice planes, no columns), agglomerate, "
             f"empty. Classifier: {method}" + (f", cross-validated balanced accuracy {_number(accuracy, 3)} on "
-                                              "simulated crops" if accuracy is not None else "") + ".")
+                                              "simulated crops" + (f" ({of})" if of else "")
+                                              if accuracy is not None else "") + ".")
     return {"cards": cards, "gallery": gallery, "what": what}
 
 

@@ -6,7 +6,7 @@
   p_agglomerate,p_empty``.
 - ``nanofind classify crops DATASET.h5... -o DIR``: labelled crops of simulated datasets, cut as
   ``nanofind analyze`` cuts particles (:mod:`nanofind.classify.training_data`).
-- ``nanofind classify train DIR... --method rf|gbt|cnn -o MODEL_DIR``: a classifier from folders
+- ``nanofind classify train DIR... --method rf|gbt|cnn|gbt+cnn -o MODEL_DIR``: a classifier from folders
   with one sub-folder per class (what ``classify crops`` writes, or crops of one's own).
 - ``nanofind classify train DATA... --labels labels.csv --method standard|two-step|coteaching|elr``:
   an image classifier of any classes from a ``file,label`` table whose labels may be wrong
@@ -50,7 +50,7 @@ def read_crop(path: Path) -> np.ndarray:
 def _load_any_classifier(model: str | None):
     """The classifier a ``--model`` names, its class names and its image reader.
 
-    Defect classifiers (``default`` and ``classify train --method rf|gbt|cnn``) read crops of at
+    Defect classifiers (``default`` and ``classify train --method rf|gbt|cnn|gbt+cnn``) read crops of at
     least 32 px; image classifiers (``classify train --labels``) read any image of 8 px or more.
     """
     from nanofind.classify import image_classifier as generic

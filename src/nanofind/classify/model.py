@@ -1,15 +1,18 @@
 """Defect classifiers: training, files (skops with an explicit trusted-type list, never pickle), use.
 
-Three methods:
+Four methods:
 
 - ``rf``: seed 004's random forest reproduced — its five features (:func:`seed_features`),
   500 trees, Gini splits; the baseline.
 - ``gbt``: gradient-boosted trees (scikit-learn's ``HistGradientBoostingClassifier``) on the
   richer features (:func:`rich_features`);
 - ``cnn``: a small convolutional network on the crop and its spectrum (:mod:`nanofind.classify.cnn`),
-  saved as safetensors.
+  saved as safetensors;
+- ``gbt+cnn``: both of the last two, their class probabilities mixed with the network's share
+  :data:`NETWORK_WEIGHT` (the shipped default: the two err on different crops, docs/benchmarks.md,
+  "Trees and network together").
 
-Both weigh the classes equally (class-balanced sample weights). A classifier directory holds
+All weigh the classes equally (class-balanced sample weights). A classifier directory holds
 ``classifier.skops`` and ``card.json`` (task, classes, features, method, what it was trained on
 and its scores). Loading refuses any type outside :data:`TRUSTED_TYPES` and any card of another
 task.
@@ -46,7 +49,19 @@ TRUSTED_TYPES = [
     "sklearn._loss.link.MultinomialLogit", "sklearn._loss.link.Interval", "sklearn._loss._loss.CyHalfMultinomialLoss",
     "sklearn.preprocessing._label.LabelEncoder",
 ]
-METHODS = {"rf": "seed", "gbt": "rich", "cnn": "cnn"}
+METHODS = {"rf": "seed", "gbt": "rich", "cnn": "cnn", "gbt+cnn": "rich+cnn"}
+#: The network's share of the mixed probabilities of ``gbt+cnn``: chosen on a grouped fifth of the training
+#: crops held out of both (0.3-0.7 tried; balanced accuracy 0.871 for the trees alone, 0.878-0.897 mixed)
+NETWORK_WEIGHT = 0.6
+
+
+@dataclass
+class TreesAndNetwork:
+    """The two estimators of a ``gbt+cnn`` classifier and the network's share of their mixed probabilities."""
+
+    trees: object
+    network: object
+    network_weight: float = NETWORK_WEIGHT
 
 
 @dataclass
@@ -64,20 +79,37 @@ class DefectClassifier:
     def predict_proba(self, crops) -> np.ndarray:
         """Class probabilities (n, 5) in :data:`CLASS_NAMES` order for a list of crops."""
         if self.features == "cnn":
-            from nanofind.classify.cnn import crop_channels, predict_network
-
-            inputs = np.stack([crop_channels(c) for c in crops]) if len(crops) else np.zeros((0, 3, 96, 96), np.float32)
-            return predict_network(self.estimator, inputs)
+            return _network_proba(self.estimator, crops)
+        if self.features == "rich+cnn":
+            trees = self._trees_proba(self.estimator.trees, feature_matrix(crops, "rich"))
+            w = float(self.estimator.network_weight)
+            return (1 - w) * trees + w * _network_proba(self.estimator.network, crops)
         return self.predict_proba_features(feature_matrix(crops, self.features))
 
     def predict_proba_features(self, features: np.ndarray) -> np.ndarray:
-        """Class probabilities (n, 5) from a feature matrix of this classifier's kind."""
+        """Class probabilities (n, 5) from a feature matrix of this classifier's kind.
+
+        For ``gbt+cnn`` these are the trees' alone: the network needs the crops.
+        """
+        trees = self.estimator.trees if isinstance(self.estimator, TreesAndNetwork) else self.estimator
+        return self._trees_proba(trees, features)
+
+    @staticmethod
+    def _trees_proba(estimator, features: np.ndarray) -> np.ndarray:
         out = np.zeros((len(features), len(CLASS_NAMES)))
         if len(features):
-            p = self.estimator.predict_proba(np.nan_to_num(features))
-            for k, name in enumerate(self.estimator.classes_):
+            p = estimator.predict_proba(np.nan_to_num(features))
+            for k, name in enumerate(estimator.classes_):
                 out[:, CLASS_NAMES.index(str(name))] = p[:, k]
         return out
+
+
+def _network_proba(network, crops) -> np.ndarray:
+    from nanofind.classify.cnn import INPUT_PX, crop_channels, predict_network
+
+    inputs = np.stack([crop_channels(c) for c in crops]) if len(crops) else np.zeros((0, 3, INPUT_PX, INPUT_PX),
+                                                                                       np.float32)
+    return predict_network(network, inputs)
 
 
 def _estimator(method: str, seed: int):
@@ -90,7 +122,7 @@ def _estimator(method: str, seed: int):
 
         return HistGradientBoostingClassifier(max_iter=400, learning_rate=0.08, max_leaf_nodes=31,
                                               l2_regularization=1.0, random_state=seed)
-    raise NanofindInputError(f"must be rf, gbt or cnn, got {method!r}", "--method")
+    raise NanofindInputError(f"must be rf, gbt, cnn or gbt+cnn, got {method!r}", "--method")
 
 
 def balanced_weights(labels: np.ndarray) -> np.ndarray:
@@ -134,16 +166,25 @@ def model_folder(directory: str | Path) -> Path:
 
 
 def save_classifier(classifier: DefectClassifier, directory: str | Path) -> Path:
-    """Write ``classifier.skops`` and ``card.json`` into ``directory`` (created)."""
+    """Write the classifier into ``directory`` (created).
+
+    Files: ``card.json``, and ``classifier.skops`` (trees, forests) and/or ``classifier.safetensors``
+    (networks).
+    """
     directory = model_folder(directory)
-    if classifier.features == "cnn":
+    estimator, network = classifier.estimator, None
+    if isinstance(estimator, TreesAndNetwork):
+        estimator, network = estimator.trees, estimator.network
+    elif classifier.features == "cnn":
+        estimator, network = None, estimator
+    if network is not None:
         from nanofind.classify.cnn import WEIGHTS_FILE, save_network
 
-        write_atomic(directory / WEIGHTS_FILE, lambda tmp: save_network(classifier.estimator, tmp))
-    else:
+        write_atomic(directory / WEIGHTS_FILE, lambda tmp: save_network(network, tmp))
+    if estimator is not None:
         import skops.io as sio
 
-        data = sio.dumps(classifier.estimator)
+        data = sio.dumps(estimator)
         write_atomic(directory / MODEL_FILE, lambda tmp: tmp.write_bytes(data))
     write_text_atomic(directory / CARD_FILE, json.dumps(classifier.card, indent=2) + "\n")
     return directory
@@ -177,14 +218,17 @@ def load_classifier(directory: str | Path | None = None) -> DefectClassifier:
     card = read_classifier_card(directory, f"{CARD_FILE} and {MODEL_FILE}")
     if card.get("task") != TASK:
         raise NanofindInputError(f"{directory}: a model for {card.get('task')!r}, not for {TASK!r}")
-    if card.get("features") == "cnn":
+    network = None
+    if card.get("features") in ("cnn", "rich+cnn"):
         from nanofind.classify.cnn import WEIGHTS_FILE, load_network
 
         try:
-            return DefectClassifier(load_network(directory / WEIGHTS_FILE), card)
+            network = load_network(directory / WEIGHTS_FILE)
         except Exception as exc:  # missing or mismatched weights
             raise NanofindInputError(f"{directory / WEIGHTS_FILE}: unusable network weights "
                                      f"({type(exc).__name__}: {exc})") from None
+        if card["features"] == "cnn":
+            return DefectClassifier(network, card)
     if not model_path.is_file():
         raise NanofindInputError(f"{directory}: not a classifier directory (needs {CARD_FILE} and {MODEL_FILE})")
     try:
@@ -200,6 +244,11 @@ def load_classifier(directory: str | Path | None = None) -> DefectClassifier:
     if type(estimator).__name__ not in ("RandomForestClassifier", "HistGradientBoostingClassifier"):
         raise NanofindInputError(f"{model_path}: holds a {type(estimator).__name__}, not one of nanofind's "
                                  "classifiers (random forest or gradient-boosted trees)")
-    if card.get("features") not in ("seed", "rich"):  # cnn returned above
+    if card.get("features") not in ("seed", "rich", "rich+cnn"):  # cnn returned above
         raise NanofindInputError(f"{card_path}: unknown features {card.get('features')!r}")
+    if network is not None:
+        weight = card.get("network_weight", NETWORK_WEIGHT)
+        if not isinstance(weight, (int, float)) or not 0 <= weight <= 1:
+            raise NanofindInputError(f"{card_path}: network_weight must be a number from 0 to 1, got {weight!r}")
+        return DefectClassifier(TreesAndNetwork(estimator, network, float(weight)), card)
     return DefectClassifier(estimator, card)

@@ -14,7 +14,15 @@ import numpy as np
 from nanofind.classify.classes import CLASS_NAMES
 from nanofind.classify.command import crop_metadata, read_crop_folders
 from nanofind.classify.features import feature_matrix
-from nanofind.classify.model import METHODS, DefectClassifier, classifier_card, save_classifier, train_classifier
+from nanofind.classify.model import (
+    METHODS,
+    NETWORK_WEIGHT,
+    DefectClassifier,
+    TreesAndNetwork,
+    classifier_card,
+    save_classifier,
+    train_classifier,
+)
 
 #: Folds of the cross-validation recorded in the card.
 CV_FOLDS = 5
@@ -53,8 +61,8 @@ def cross_validate(features: np.ndarray, labels: np.ndarray, groups: np.ndarray,
             "confusion": confusion(labels, predicted)}
 
 
-def _train_cnn(crops, labels, folders, out_dir, *, seed: int, quiet: bool) -> dict:
-    """The CNN method: inputs from the crops, training (no cross-validation: it would take folds × minutes)."""
+def _fit_network(crops, labels, *, seed: int, quiet: bool):
+    """The CNN trained on the crops, and the seconds it took."""
     from nanofind._progress import ProgressBar
     from nanofind.classify.cnn import EPOCHS, crop_channels, train_network
 
@@ -62,7 +70,15 @@ def _train_cnn(crops, labels, folders, out_dir, *, seed: int, quiet: bool) -> di
     start = time.perf_counter()
     with ProgressBar("epochs", EPOCHS, enabled=not quiet) as bar:
         net = train_network(inputs, labels, seed=seed, epochs=EPOCHS, progress=bar.advance)
-    card = classifier_card("cnn", labels, seed=seed, seconds=time.perf_counter() - start,
+    return net, time.perf_counter() - start
+
+
+def _train_cnn(crops, labels, folders, out_dir, *, seed: int, quiet: bool) -> dict:
+    """The CNN method: inputs from the crops, training (no cross-validation: it would take folds × minutes)."""
+    from nanofind.classify.cnn import EPOCHS
+
+    net, seconds = _fit_network(crops, labels, seed=seed, quiet=quiet)
+    card = classifier_card("cnn", labels, seed=seed, seconds=seconds,
                            record={"epochs": EPOCHS, "inputs": [str(f) for f in folders]})
     save_classifier(DefectClassifier(net, card), out_dir)
     return card
@@ -70,12 +86,17 @@ def _train_cnn(crops, labels, folders, out_dir, *, seed: int, quiet: bool) -> di
 
 def train_from_folders(folders: list[str], out_dir, *, method: str = "gbt", seed: int = 0, quiet: bool = False,
                        cross_validation: bool = True) -> dict:
-    """Train on crop folders (one sub-folder per class), cross-validate, save; returns the card."""
+    """Train on crop folders (one sub-folder per class), cross-validate, save; returns the card.
+
+    ``method``: rf, gbt, cnn or gbt+cnn (:data:`~nanofind.classify.model.METHODS`); ``seed`` fixes
+    the folds, the trees and the network's initial weights and batches.
+    """
     from nanofind._progress import ProgressBar
 
     crops, labels, files = read_crop_folders(folders)
     if method == "cnn":
         return _train_cnn(crops, labels, folders, out_dir, seed=seed, quiet=quiet)
+    trees_method = "gbt" if method == "gbt+cnn" else method
     meta = crop_metadata(folders)
     groups = np.array([f"{meta[f]['dataset']}#{meta[f].get('group', meta[f]['sample'])}" if f in meta else f
                        for f in files])
@@ -83,14 +104,23 @@ def train_from_folders(folders: list[str], out_dir, *, method: str = "gbt", seed
     with ProgressBar("features", len(crops), enabled=not quiet) as bar:
         rows = []
         for crop in crops:
-            rows.append(feature_matrix([crop], METHODS[method])[0])
+            rows.append(feature_matrix([crop], METHODS[trees_method])[0])
             bar.advance()
     features = np.array(rows)
     labels = np.asarray(labels)
     feature_seconds = time.perf_counter() - start
     record = {"inputs": [str(f) for f in folders], "feature_seconds": round(feature_seconds, 2)}
-    if cross_validation:
-        record["cross_validation"] = cross_validate(features, labels, groups, method=method, seed=seed)
-    classifier = train_classifier(features, labels, method=method, seed=seed, record=record)
+    if cross_validation:  # of the trees only for gbt+cnn: the network's folds would take folds × minutes
+        record["cross_validation"] = cross_validate(features, labels, groups, method=trees_method, seed=seed)
+    classifier = train_classifier(features, labels, method=trees_method, seed=seed, record=record)
+    if method == "gbt+cnn":
+        from nanofind.classify.cnn import EPOCHS
+
+        net, seconds = _fit_network(crops, labels, seed=seed, quiet=quiet)
+        card = {**classifier.card, "method": method, "features": METHODS[method], "network_weight": NETWORK_WEIGHT}
+        card["training"] = {**card["training"], "network_seconds": round(seconds, 2), "epochs": EPOCHS}
+        if cross_validation:
+            card["training"]["cross_validation"]["of"] = "the trees alone"
+        classifier = DefectClassifier(TreesAndNetwork(classifier.estimator, net), card)
     save_classifier(classifier, out_dir)
     return classifier.card
