@@ -13,8 +13,8 @@ Four methods:
   "Trees and network together").
 
 All weigh the classes equally (class-balanced sample weights). A classifier directory holds
-``classifier.skops`` and ``card.json`` (task, classes, features, method, what it was trained on
-and its scores). Loading refuses any type outside :data:`TRUSTED_TYPES` and any card of another
+``card.json`` (task, classes, features, method, what it was trained on and its scores) beside
+``classifier.skops`` (trees, forests) and/or ``classifier.safetensors`` (networks). Loading refuses any type outside :data:`TRUSTED_TYPES` and any card of another
 task.
 """
 
