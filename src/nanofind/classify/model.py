@@ -14,7 +14,8 @@ Four methods:
 
 All weigh the classes equally (class-balanced sample weights). A classifier directory holds
 ``card.json`` (task, classes, features, method, what it was trained on and its scores) beside
-``classifier.skops`` (trees, forests) and/or ``classifier.safetensors`` (networks). Loading refuses any type outside :data:`TRUSTED_TYPES` and any card of another
+``classifier.skops`` (trees, forests) and/or ``classifier.safetensors`` (networks).
+Loading refuses any type outside :data:`TRUSTED_TYPES` and any card of another
 task.
 """
 
