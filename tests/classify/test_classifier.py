@@ -204,13 +204,18 @@ def test_training_from_folders_with_trees_and_network(tmp_path, monkeypatch):
     assert isinstance(loaded.estimator, TreesAndNetwork) and loaded.estimator.network_weight == card["network_weight"]
 
 
-def test_network_gives_the_same_probabilities_in_onnx_runtime_and_pytorch(monkeypatch):
+def test_network_gives_the_same_probabilities_in_onnx_runtime_and_pytorch():
     import nanofind.classify.cnn as cnn
+    from nanofind.learn.engine import make_runner
+    from nanofind.learn.heads import OutputHead
 
     rng = np.random.default_rng(1)
-    inputs = rng.normal(size=(6, 3, cnn.INPUT_PX, cnn.INPUT_PX)).astype(np.float32)
-    net = cnn.train_network(inputs, [CLASS_NAMES[k % 5] for k in range(6)], epochs=1)
-    fast = cnn.predict_network(net, inputs)
-    assert getattr(net, "_nanofind_onnx", None) is not None  # ONNX Runtime is a dependency: it was used
-    monkeypatch.setattr(cnn, "_onnx_session", lambda net: None)
-    assert np.allclose(cnn.predict_network(net, inputs), fast, atol=1e-5)
+    inputs = rng.normal(size=(130, 3, cnn.INPUT_PX, cnn.INPUT_PX)).astype(np.float32)  # one batch of 128 and 2
+    net = cnn.train_network(inputs, [CLASS_NAMES[k % 5] for k in range(len(inputs))], epochs=1)
+    head = OutputHead("classification", 0)
+    fast = cnn.predict_network(net, inputs, make_runner(net, "fp32", "onnx", head=head))
+    plain = cnn.predict_network(net, inputs, make_runner(net, "fp32", "torch", head=head))
+    assert fast.shape == (130, 5) and np.allclose(fast.sum(axis=1), 1, atol=1e-5)
+    assert np.allclose(fast, plain, atol=1e-5)
+    # the default runner is the machine's engine, made once per network
+    assert cnn.network_runner(net) is cnn.network_runner(net)

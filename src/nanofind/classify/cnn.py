@@ -109,65 +109,37 @@ def train_network(inputs: np.ndarray, labels, *, seed: int = 0, epochs: int = EP
     return net
 
 
-def predict_network(net, inputs: np.ndarray) -> np.ndarray:
+def predict_network(net, inputs: np.ndarray, runner=None) -> np.ndarray:
     """Class probabilities (n, 5) of inputs (n, 3, 96, 96), averaged over :data:`TURNS` quarter turns.
 
-    Runs in ONNX Runtime when it is installed (:func:`_onnx_session`), else in PyTorch.
+    ``runner``: a :mod:`nanofind.learn.engine` runner of ``net`` with a classification head;
+    by default :func:`network_runner`'s, made once per network.
     """
-    import torch
-
-    logits_of = _onnx_session(net)
-    if logits_of is None:
-        def logits_of(x):
-            with torch.no_grad():
-                return net(torch.from_numpy(x)).numpy()
+    runner = runner or network_runner(net)
     out = np.zeros((len(inputs), len(CLASS_NAMES)))
     for start in range(0, len(inputs), 128):
         batch = np.asarray(inputs[start:start + 128], np.float32)
         for k in range(TURNS):
-            logits = logits_of(np.ascontiguousarray(np.rot90(batch, k, axes=(2, 3))))
-            e = np.exp(logits - logits.max(axis=1, keepdims=True))
-            out[start:start + len(batch)] += e / e.sum(axis=1, keepdims=True) / TURNS
+            out[start:start + len(batch)] += runner(np.ascontiguousarray(np.rot90(batch, k, axes=(2, 3)))) / TURNS
     return out
 
 
-def _onnx_session(net):
-    """A function of (n, 3, 96, 96) float32 inputs giving the network's logits in ONNX Runtime; None without it.
+def network_runner(net):
+    """The runner of ``net``'s class probabilities, made once per network.
 
-    For this small network ONNX Runtime at fp32 is about five times faster than PyTorch
-    (446 crops: 0.32 s against 1.7 s on an AMD EPYC, 2 threads), which keeps the mixed classifier
-    within 10 s per 1000 crops. The session is made once per network, in memory.
+    Its engine is the one :func:`~nanofind.learn.engine.choose_engine` picks for this machine; it
+    is kept on the network so that an ONNX export and session are made only once. For 446 crops
+    on an AMD EPYC with avx512_bf16 (2 threads): ONNX Runtime at fp32 0.37 s, PyTorch at fp32
+    1.56 s and at bf16 0.47 s (docs/benchmarks.md, "Trees and network together").
     """
-    session = getattr(net, "_nanofind_onnx", None)
-    if session is not None:
-        return session
-    try:
-        import io
-        import warnings
+    runner = getattr(net, "_nanofind_runner", None)
+    if runner is None:
+        from nanofind.learn.engine import make_runner
+        from nanofind.learn.heads import OutputHead
 
-        import onnxruntime
-        import torch
-
-        from nanofind.learn.engine import ONNX_OPSET, compute_threads
-
-        buffer = io.BytesIO()
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-            torch.onnx.export(net.eval(), (torch.zeros(1, 3, INPUT_PX, INPUT_PX),), buffer, dynamo=False,
-                              input_names=["x"], output_names=["logits"],
-                              dynamic_axes={"x": {0: "n"}, "logits": {0: "n"}}, opset_version=ONNX_OPSET)
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = compute_threads()
-        options.log_severity_level = 3
-        runner = onnxruntime.InferenceSession(buffer.getvalue(), options, providers=["CPUExecutionProvider"])
-    except Exception:  # no ONNX Runtime, or an export it cannot take: PyTorch does the job
-        return None
-
-    def session(x):
-        return runner.run(None, {"x": x})[0]
-
-    object.__setattr__(net, "_nanofind_onnx", session)
-    return session
+        runner = make_runner(net, head=OutputHead("classification", 0))
+        object.__setattr__(net, "_nanofind_runner", runner)  # not a submodule: no weights, not in state_dict
+    return runner
 
 
 def save_network(net, path) -> None:

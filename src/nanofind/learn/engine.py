@@ -362,7 +362,9 @@ class OnnxRunner:
         if pad_h or pad_w:
             array = np.pad(array, ((0, 0), (0, 0), (top, pad_h - top), (left, pad_w - left)), mode="reflect")
         out = self.session.run(None, {"image": array})[0]
-        return self.head.pooled(np.ascontiguousarray(out[..., top:top + h, left:left + w]))
+        if out.ndim == 4:  # per-pixel outputs lose the padding; a classifier's (N, classes) logits have none
+            out = np.ascontiguousarray(out[..., top:top + h, left:left + w])
+        return self.head.pooled(out)
 
 
 def _warm_up(runner, side: int | None, channels: int = 1):
@@ -374,15 +376,15 @@ def _warm_up(runner, side: int | None, channels: int = 1):
 
 
 def make_runner(model, precision: str = "auto", backend: str = "auto", warm_up_px: int | None = None,
-                card=None):
+                card=None, head: OutputHead | None = None):
     """A runner for the network ``model`` with the engine :func:`choose_engine` picks.
 
     ``card`` (a :class:`~nanofind.learn.card.ModelCard`) sets what the runner returns
-    (:class:`~nanofind.learn.heads.OutputHead`); without one, particle probabilities.
-    ``warm_up_px``: see :func:`load_runner`.
+    (:class:`~nanofind.learn.heads.OutputHead`), or ``head`` for networks without a card; without
+    either, particle probabilities. ``warm_up_px``: see :func:`load_runner`.
     """
     engine = choose_engine(precision, backend)
-    head = OutputHead.of(card) if card is not None else None
+    head = head or (OutputHead.of(card) if card is not None else None)
     channels = card.input_channels if card is not None else 1
     return _warm_up(_runner_for(model, engine, head), warm_up_px, channels)
 
