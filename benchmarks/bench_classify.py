@@ -92,10 +92,13 @@ def main() -> None:
     predicted = np.asarray(CLASS_NAMES)[probabilities.argmax(axis=1)]
     report(f"{args.model} ({model.card['method']})", truth, predicted, groups)
 
+    # population figures over the crops of single crystalline particles, as seed 004 counts them; analyze
+    # sums the probabilities (expected counts), the seed counts each particle's class
     single = np.isin(truth, ["fault", "no_fault", "misoriented"])
     true_stats = population_statistics(truth[single])
-    for name, guess in (("seed forest", seed_pred), ("model", predicted)):
-        stats = population_statistics(guess[single])
+    for name, guess, p_guess in (("seed forest, counts", seed_pred, None), ("model, counts", predicted, None),
+                                 ("model, expected counts (as analyze)", predicted, probabilities)):
+        stats = population_statistics(guess[single], None if p_guess is None else p_guess[single])
         t, p = true_stats["faulted_fraction_on_axis"], stats["faulted_fraction_on_axis"]
         o_t, o_p = true_stats["on_zone_axis_fraction"], stats["on_zone_axis_fraction"]
         print(f"\n{name}: faulted among on-axis {p['value']:.3f} (95 % CI {p['ci95'][0]:.3f}-{p['ci95'][1]:.3f}) "

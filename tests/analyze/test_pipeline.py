@@ -57,6 +57,19 @@ def test_example_run_finds_the_simulated_particles(example_run):
     # the 6 nm CeO2 sphere of example_01: its equivalent diameter is within 10% of the simulated one
     first = [float(r["equivalent_diameter_nm"]) for r in rows if r["file"].endswith("example_01.mrc")]
     assert any(abs(d - 6.0) < 0.6 for d in first), first
+    # every classified particle carries its five class probabilities; the population fractions are their sums
+    classified = [r for r in rows if r["defect_class"]]
+    assert classified
+    names = ("fault", "no_fault", "misoriented", "agglomerate", "empty")
+    p = np.array([[float(r[f"p_{c}"]) for c in names] for r in classified])
+    assert np.allclose(p.sum(axis=1), 1, atol=3e-4)
+    assert [r["defect_class"] for r in classified] == [names[k] for k in p.argmax(axis=1)]
+    assert np.allclose([float(r["defect_probability"]) for r in classified], p.max(axis=1))
+    defects = summary["defect_classes"]
+    assert defects["classified"] == len(classified) and defects["estimator"].startswith("expected counts")
+    on_axis = p[:, 0] + p[:, 1]
+    assert defects["on_zone_axis_fraction"]["value"] == pytest.approx(on_axis.sum() / (on_axis + p[:, 2]).sum(),
+                                                                      abs=2e-3)
 
 
 def test_pixel_units_when_the_pixel_size_is_unknown(tmp_path):

@@ -103,7 +103,8 @@ def test_extra_columns_reach_the_csv(measured, tmp_path):
     with open(path, newline="") as fh:
         header = next(csv.reader(fh))
     assert header == list(CSV_COLUMNS) + ["column_count"]  # defect columns are standard; later ones follow
-    assert header[-3:-1] == ["defect_class", "defect_probability"]
+    assert header[-8:-1] == ["defect_class", "defect_probability", "p_fault", "p_no_fault", "p_misoriented",
+                             "p_agglomerate", "p_empty"]
     rows = list(csv.DictReader(open(path, newline="")))
     assert [r["defect_class"] for r in rows] == ["fault", "no_fault", "misoriented", ""]
     assert [r["frame"] for r in rows] == ["", "", "", "2"]

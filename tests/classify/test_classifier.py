@@ -101,6 +101,27 @@ def test_population_statistics_match_counts_and_bracket_the_value():
     assert population_statistics([])["faulted_fraction_on_axis"] is None
 
 
+def test_population_fractions_from_probabilities_are_expected_counts():
+    # 40 unsure faults (p 0.45 fault, 0.55 no_fault): counting classes calls every one no_fault,
+    # expected counts keep 0.45 of each; 60 sure no_faults and 100 sure misoriented particles
+    unsure = [0.45, 0.55, 0.0, 0.0, 0.0]
+    probabilities = np.array([unsure] * 40 + [[0.0, 1.0, 0.0, 0.0, 0.0]] * 60 + [[0.0, 0.0, 1.0, 0.0, 0.0]] * 100)
+    classes = [CLASS_NAMES[k] for k in probabilities.argmax(axis=1)]
+    counted = population_statistics(classes, seed=1)["faulted_fraction_on_axis"]
+    expected = population_statistics(classes, probabilities, seed=1)
+    assert counted["value"] == 0.0
+    assert expected["faulted_fraction_on_axis"]["value"] == 0.18  # 40 × 0.45 / 100
+    assert expected["faulted_fraction_on_axis"]["n"] == 100
+    assert expected["on_zone_axis_fraction"]["value"] == 0.5
+    low, high = expected["faulted_fraction_on_axis"]["ci95"]
+    assert low < 0.18 < high
+    # every particle sure of its class: the two estimators agree
+    sure = np.eye(5)[[0] * 30 + [1] * 70 + [2] * 100]
+    names = [CLASS_NAMES[k] for k in sure.argmax(axis=1)]
+    assert population_statistics(names, sure, seed=2)["faulted_fraction_on_axis"] == \
+        population_statistics(names, seed=2)["faulted_fraction_on_axis"]
+
+
 def test_classify_command_writes_the_csv_and_refuses_bad_input(tmp_path):
     crops = tmp_path / "crops"
     crops.mkdir()

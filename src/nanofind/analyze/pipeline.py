@@ -41,6 +41,7 @@ from nanofind.analyze.outputs import write_histogram, write_label_images, write_
 from nanofind.analyze.report import write_report
 from nanofind.analyze.review import review_signals
 from nanofind.analyze.table import DEFECT_DTYPES, KNOWN_DTYPES, PARTICLE_DTYPES, SOURCE_DTYPES, ParticleTable
+from nanofind.classify.classes import CLASS_NAMES
 from nanofind.errors import NanofindInputError
 from nanofind.io.micrograph import array_and_pixel_size
 from nanofind.learn.card import ModelCard
@@ -166,23 +167,30 @@ def _cut_by_annotations(table: ParticleTable, labels: np.ndarray, annotation_mas
 
 def _defect_classes(table: ParticleTable, labels, image, pixel_size_A, decision, settings: AnalysisSettings,
                     folder: Path, stem: str) -> tuple[ParticleTable, list[dict]]:
-    """The table with ``defect_class`` and ``defect_probability``, and example crops for the report."""
+    """The table with ``defect_class``, ``defect_probability`` and ``p_<class>``, and example crops for the report."""
     from nanofind._parallel import cached_in_process
     from nanofind.classify.model import load_classifier
     from nanofind.classify.population import classify_particles, should_classify, write_examples
 
     model_name = (decision or {}).get("model") if isinstance(decision, dict) else None
     if not (settings.classify and len(table) and should_classify(model_name, pixel_size_A)):
-        return table.with_columns({"defect_class": [""] * len(table), "defect_probability": np.nan},
+        return table.with_columns({name: ("" if name == "defect_class" else np.nan) for name in DEFECT_DTYPES},
                                   dtypes=DEFECT_DTYPES), []
     classifier = cached_in_process("defect_classifier", settings.classifier,
                                    lambda: load_classifier(settings.classifier))
     names, probabilities, crops = classify_particles(image, labels, classifier)
-    by_label = {c.label: (n, float(p.max())) for c, n, p in zip(crops, names, probabilities, strict=True)}
-    ids = np.asarray(table["particle_id"], np.int64)
-    table = table.with_columns({"defect_class": [by_label.get(int(i), ("", np.nan))[0] for i in ids],
-                                "defect_probability": [round(by_label.get(int(i), ("", np.nan))[1], 4) for i in ids]},
-                               dtypes=DEFECT_DTYPES)
+    row_of = {c.label: k for k, c in enumerate(crops)}
+    rows = [row_of.get(int(i)) for i in np.asarray(table["particle_id"], np.int64)]
+    found = np.array([r is not None for r in rows], bool)
+    p = np.full((len(rows), len(CLASS_NAMES)), np.nan)
+    if found.any():
+        p[found] = probabilities[[r for r in rows if r is not None]]
+    best = np.full(len(rows), np.nan)
+    best[found] = p[found].max(axis=1)
+    columns = {"defect_class": [names[r] if r is not None else "" for r in rows],
+               "defect_probability": np.round(best, 4),
+               **{f"p_{name}": np.round(p[:, k], 4) for k, name in enumerate(CLASS_NAMES)}}
+    table = table.with_columns(columns, dtypes=DEFECT_DTYPES)
     return table, write_examples(crops, names, probabilities, folder, stem)
 
 
@@ -277,7 +285,15 @@ def _defect_summary(particles: ParticleTable, settings: AnalysisSettings) -> dic
     from nanofind.classify.model import classifier_dir, read_classifier_card
     from nanofind.classify.population import population_statistics
 
-    classes = [c for c in particles["defect_class"] if c]
+    classes = np.asarray([c or "" for c in particles["defect_class"]], dtype=str)
+    classified = classes != ""
+    probabilities = None
+    if all(f"p_{name}" in particles.columns for name in CLASS_NAMES):  # absent in records of older versions
+        probabilities = np.stack([np.asarray(particles[f"p_{name}"], float) for name in CLASS_NAMES], axis=1)
+        if np.isnan(probabilities[classified]).any():
+            probabilities = None
+        else:
+            probabilities = probabilities[classified]
     # the card alone: loading the trees again would cost a second or more
     card = read_classifier_card(classifier_dir(settings.classifier))
     cv = card.get("training", {}).get("cross_validation") or {}
@@ -285,8 +301,8 @@ def _defect_summary(particles: ParticleTable, settings: AnalysisSettings) -> dic
              "cross_validated_balanced_accuracy": cv.get("balanced_accuracy")}
     if cv.get("of"):  # a mixed classifier's folds score its trees only
         about["cross_validated"] = cv["of"]
-    return {**population_statistics(classes), "classified": len(classes),
-            "not_classified": len(particles) - len(classes), "classifier": about}
+    return {**population_statistics(classes[classified], probabilities), "classified": int(classified.sum()),
+            "not_classified": len(particles) - int(classified.sum()), "classifier": about}
 
 
 def _models_used(images: list[dict], cards: dict) -> dict:

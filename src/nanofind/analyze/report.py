@@ -332,7 +332,10 @@ def _defects(images: list[dict], summary: dict) -> dict | None:
             "defect edge-on), no_fault (on a zone axis), misoriented (lattice planes, no columns), agglomerate, "
             f"empty. Classifier: {method}" + (f", cross-validated balanced accuracy {_number(accuracy, 3)} on "
                                               "simulated crops" + (f" ({of})" if of else "")
-                                              if accuracy is not None else "") + ".")
+                                              if accuracy is not None else "") + "."
+            + (" The fractions are expected counts, the sums of the particles' class probabilities, so that "
+               "unsure particles count in proportion rather than all to their likelier class."
+               if str(stats.get("estimator", "")).startswith("expected") else ""))
     return {"cards": cards, "gallery": gallery, "what": what}
 
 

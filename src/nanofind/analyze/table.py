@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from nanofind._files import atomic_path
+from nanofind.classify.classes import CLASS_NAMES
 
 #: The measured columns, in the order of particles.csv, with their dtypes (see nanofind.analyze.measure).
 PARTICLE_DTYPES: dict[str, np.dtype] = {
@@ -36,9 +37,11 @@ PARTICLE_DTYPES: dict[str, np.dtype] = {
         ("touches_edge", "bool"), ("agglomerate", "bool"),
     ]
 }
-#: The defect class of a particle (``nanofind.classify``), and the classifier's probability of it; missing
-#: ("" and NaN) where an image is not classified (bright-field overview images).
-DEFECT_DTYPES: dict[str, np.dtype] = {"defect_class": np.dtype(object), "defect_probability": np.dtype("float64")}
+#: The defect class of a particle (``nanofind.classify``), the classifier's probability of it, and its
+#: probability of each class (``p_fault`` … ``p_empty``, as in ``classes.csv``; the population fractions
+#: are their sums); missing ("" and NaN) where an image is not classified (bright-field overview images).
+DEFECT_DTYPES: dict[str, np.dtype] = {"defect_class": np.dtype(object), "defect_probability": np.dtype("float64"),
+                                      **{f"p_{name}": np.dtype("float64") for name in CLASS_NAMES}}
 #: Where a particle comes from in a batch: the file and the frame of a stack (None for a 2D image).
 SOURCE_DTYPES: dict[str, np.dtype] = {"file": np.dtype(object), "frame": np.dtype(object)}
 #: Dtypes of every column whose type is known whatever its values (all missing, say).

@@ -5,6 +5,12 @@ and classifies it; :func:`population_statistics` gives the batch's figures in se
 (ch. 3): the fraction of particles on a zone axis (``fault`` or ``no_fault``, among particles that
 are ``fault``, ``no_fault`` or ``misoriented``), and the fraction faulted among those on axis, each
 with a 95 % bootstrap confidence interval over particles.
+
+Given the class probabilities, the fractions are expected counts (the sums of the particles'
+probabilities, "probabilistic classify and count") rather than counts of the most probable class.
+Counting the most probable class turns every unsure fault into a no_fault when faults are the less
+certain of the two, and the fraction follows the classifier's doubt; expected counts stay unbiased
+as far as the probabilities are calibrated (docs/benchmarks.md, "Defect classes of particles").
 """
 
 from __future__ import annotations
@@ -65,32 +71,54 @@ def write_examples(crops, names: list[str], probabilities: np.ndarray, folder: P
     return out
 
 
-def _fraction_ci(hits: np.ndarray, rng: np.random.Generator) -> dict | None:
-    """Fraction of True in ``hits`` with a 95 % bootstrap interval; None when empty."""
-    n = len(hits)
-    if n == 0:
+def _ratio_ci(part: np.ndarray, whole: np.ndarray, rng: np.random.Generator, n: int) -> dict | None:
+    """Σ part / Σ whole over particles with a 95 % bootstrap interval (particles resampled); None when empty.
+
+    ``n`` is the number of particles the fraction speaks of, as reported.
+    """
+    if len(part) == 0 or whole.sum() <= 0:
         return None
-    resampled = hits[rng.integers(0, n, size=(BOOTSTRAP, n))].mean(axis=1)
-    low, high = np.percentile(resampled, [2.5, 97.5])
-    return {"value": round(float(hits.mean()), 4), "ci95": [round(float(low), 4), round(float(high), 4)], "n": n}
+    pick = rng.integers(0, len(part), size=(BOOTSTRAP, len(part)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        resampled = part[pick].sum(axis=1) / whole[pick].sum(axis=1)
+    low, high = np.nanpercentile(resampled, [2.5, 97.5])
+    return {"value": round(float(part.sum() / whole.sum()), 4), "ci95": [round(float(low), 4), round(float(high), 4)],
+            "n": int(n)}
 
 
-def population_statistics(classes, seed: int = 0) -> dict:
+def population_statistics(classes, probabilities=None, seed: int = 0) -> dict:
     """Counts per class and seed 004's population fractions with 95 % bootstrap intervals.
 
     Parameters
     ----------
     classes : sequence of str
-        One defect class per particle (missing entries are skipped).
+        One defect class per particle (entries that are not class names, such as "", are skipped).
+    probabilities : array (n, 5), optional
+        The particles' class probabilities in :data:`CLASS_NAMES` order, one row per entry of
+        ``classes``. Given, the fractions are expected counts (sums of probabilities); otherwise
+        counts of ``classes``. ``n`` of a fraction is the number of particles counted in its
+        denominator by class.
     seed : int
         Seed of the bootstrap, so that the same particles give the same intervals.
     """
-    classes = np.asarray([c for c in classes if c in CLASS_NAMES], dtype=str)
+    names = np.asarray([str(c) for c in classes], dtype=str)
+    known = np.isin(names, CLASS_NAMES)
+    if probabilities is None:
+        shares = (names[known][:, None] == np.asarray(CLASS_NAMES)[None, :]).astype(float)
+        estimator = "counts of each particle's class"
+    else:
+        shares = np.asarray(probabilities, float).reshape(len(names), len(CLASS_NAMES))[known]
+        estimator = "expected counts: sums of the particles' class probabilities"
+    names = names[known]
     rng = np.random.default_rng(seed)
-    crystalline = classes[np.isin(classes, ["fault", "no_fault", "misoriented"])]
-    on_axis = crystalline[crystalline != "misoriented"]
-    return {"counts": {c: int(np.sum(classes == c)) for c in CLASS_NAMES},
-            "on_zone_axis_fraction": _fraction_ci(crystalline != "misoriented", rng),
-            "faulted_fraction_on_axis": _fraction_ci(on_axis == "fault", rng),
+    fault, no_fault, misoriented = (shares[:, CLASS_NAMES.index(c)] for c in ("fault", "no_fault", "misoriented"))
+    on_axis = fault + no_fault
+    n_crystalline = int(np.isin(names, ["fault", "no_fault", "misoriented"]).sum())
+    n_on_axis = int(np.isin(names, ["fault", "no_fault"]).sum())
+    return {"counts": {c: int(np.sum(names == c)) for c in CLASS_NAMES},
+            "on_zone_axis_fraction": _ratio_ci(on_axis, on_axis + misoriented, rng, n_crystalline),
+            "faulted_fraction_on_axis": _ratio_ci(fault, on_axis, rng, n_on_axis),
+            "estimator": estimator,
             "definition": "on zone axis: (fault + no_fault) / (fault + no_fault + misoriented); faulted: fault / "
-                          "(fault + no_fault); 95 % intervals from 2000 bootstrap resamples of particles"}
+                          f"(fault + no_fault), as {estimator}; 95 % intervals from {BOOTSTRAP} bootstrap resamples "
+                          "of particles"}
