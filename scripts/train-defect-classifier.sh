@@ -3,7 +3,7 @@
 # simulated micrographs of examples/recipes/classify-train.yaml, crops cut as `nanofind analyze`
 # cuts particles (the shipped segmentation model finds them), gradient-boosted trees on the rich
 # features and a small CNN on the crops, their probabilities mixed, then the held-out benchmarks.
-# About 30-45 min of simulation, 15 min of cropping and 10 min of training on 2 cores; a GPU is not
+# About 30-45 min of simulation, 15 min of cropping and 20 min of training on 2 cores; a GPU is not
 # used. Crops depend a little on the machine (the segmentation's precision and backend are chosen
 # per CPU), so the figures move by about 0.01-0.03 from one machine kind to another. Usage: scripts/train-defect-classifier.sh [WORK_DIR]
 set -euo pipefail
