@@ -180,15 +180,13 @@ def _defect_classes(table: ParticleTable, labels, image, pixel_size_A, decision,
                                    lambda: load_classifier(settings.classifier))
     names, probabilities, crops = classify_particles(image, labels, classifier)
     row_of = {c.label: k for k, c in enumerate(crops)}
-    rows = [row_of.get(int(i)) for i in np.asarray(table["particle_id"], np.int64)]
-    found = np.array([r is not None for r in rows], bool)
+    rows = np.array([row_of.get(int(i), -1) for i in np.asarray(table["particle_id"], np.int64)], np.int64)
+    found = rows >= 0
     p = np.full((len(rows), len(CLASS_NAMES)), np.nan)
-    if found.any():
-        p[found] = probabilities[[r for r in rows if r is not None]]
+    p[found] = probabilities[rows[found]]
     best = np.full(len(rows), np.nan)
     best[found] = p[found].max(axis=1)
-    columns = {"defect_class": [names[r] if r is not None else "" for r in rows],
-               "defect_probability": np.round(best, 4),
+    columns = {"defect_class": [names[r] if r >= 0 else "" for r in rows], "defect_probability": np.round(best, 4),
                **{f"p_{name}": np.round(p[:, k], 4) for k, name in enumerate(CLASS_NAMES)}}
     table = table.with_columns(columns, dtypes=DEFECT_DTYPES)
     return table, write_examples(crops, names, probabilities, folder, stem)

@@ -52,7 +52,9 @@ TRUSTED_TYPES = [
 ]
 METHODS = {"rf": "seed", "gbt": "rich", "cnn": "cnn", "gbt+cnn": "rich+cnn"}
 #: The network's share of the mixed probabilities of ``gbt+cnn``: chosen on a grouped fifth of the training
-#: crops held out of both (0.3-0.7 tried; balanced accuracy 0.871 for the trees alone, 0.878-0.897 mixed)
+#: crops held out of both (0.3-0.7 tried; balanced accuracy 0.871 for the trees alone, 0.878-0.897 mixed) and
+#: kept after out-of-fold probabilities of a 5-fold cross-validation on the shipped classifier's crops
+#: (trees 0.854, mixed 0.861-0.878, 0.877 at 0.6; docs/benchmarks.md)
 NETWORK_WEIGHT = 0.6
 
 
