@@ -26,6 +26,7 @@ import numpy as np
 
 from nanofind.classify.classes import CLASS_NAMES
 from nanofind.classify.command import read_crop_folders
+from nanofind.classify.crop_pool import WORKERS_ENV, crop_workers
 from nanofind.classify.features import feature_matrix
 from nanofind.classify.model import load_classifier, train_classifier
 from nanofind.classify.population import population_statistics
@@ -107,7 +108,8 @@ def main() -> None:
     mean_side = np.mean([c.shape[0] for c in test_crops])
     print(f"\nspeed: {len(test_crops)} crops (mean side {mean_side:.0f} px) in {seconds:.2f} s, "
           f"{1000 * seconds / len(test_crops):.2f} s per 1000 crops, features included; a second pass "
-          f"{1000 * warm_seconds / len(test_crops):.2f} s per 1000 crops; {cpu_name()}")
+          f"{1000 * warm_seconds / len(test_crops):.2f} s per 1000 crops; {crop_workers()} crop worker(s) "
+          f"(${WORKERS_ENV}=1 for none); {cpu_name()}")
 
 
 if __name__ == "__main__":

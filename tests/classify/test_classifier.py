@@ -240,3 +240,41 @@ def test_network_gives_the_same_probabilities_in_onnx_runtime_and_pytorch():
     assert np.allclose(fast, plain, atol=1e-5)
     # the default runner is the machine's engine, made once per network
     assert cnn.network_runner(net) is cnn.network_runner(net)
+
+
+def test_folded_batch_norm_gives_the_network_outputs():
+    import torch
+
+    import nanofind.classify.cnn as cnn
+
+    rng = np.random.default_rng(2)
+    inputs = rng.normal(size=(40, 3, cnn.INPUT_PX, cnn.INPUT_PX)).astype(np.float32)
+    net = cnn.train_network(inputs, [CLASS_NAMES[k % 5] for k in range(len(inputs))], epochs=1)
+    folded = cnn.fold_batch_norm(net)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in net.modules())  # the network itself is untouched
+    with torch.no_grad():
+        x = torch.from_numpy(inputs)
+        assert torch.allclose(folded(x), net(x), atol=1e-4)
+
+
+def test_crop_work_on_worker_processes_gives_the_same_rows_in_order(monkeypatch):
+    from nanofind.classify import crop_pool
+    from nanofind.classify.cnn import crop_channels
+    from nanofind.classify.features import rich_features
+
+    rng = np.random.default_rng(4)
+    crops = [rng.normal(size=(int(rng.integers(32, 90)),) * 2) for _ in range(crop_pool.MIN_CROPS + 5)]
+    here = crop_pool.map_crops(rich_features, crops, workers=1)
+    away = crop_pool.map_crops(rich_features, crops, workers=2)
+    assert len(away) == len(crops)
+    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(here, away, strict=True))
+    channels = crop_pool.map_crops(crop_channels, crops, workers=2)
+    assert np.array_equal(np.stack(channels), np.stack([crop_channels(c) for c in crops]))
+    # once the pool runs, small batches use it too, with the same results
+    crop_pool.warm_up(2)
+    assert crop_pool.map_crops(crop_channels, crops[:5], workers=2)[4].tobytes() == crop_channels(crops[4]).tobytes()
+    monkeypatch.setenv(crop_pool.WORKERS_ENV, "1")
+    assert crop_pool.crop_workers() == 1
+    monkeypatch.setenv(crop_pool.WORKERS_ENV, "3")
+    assert crop_pool.crop_workers() == 3

@@ -125,3 +125,26 @@ def test_a_stacking_fault_streaks_the_spots():
     faulted = inside * (np.cos(2 * np.pi * (xx + slip) / 5.0) + np.cos(2 * np.pi * yy / 7.0))
     faulted = faulted + rng.normal(0, 0.1, (side, side))
     assert _feature(rich_features(faulted), "relrod_max") > _feature(rich_features(perfect), "relrod_max") + 0.5
+
+
+def test_mask_shortcuts_match_their_scipy_and_skimage_definitions():
+    # the shape features use a one-labelling hole fill and moments instead of regionprops (speed):
+    # they must give what binary_fill_holes and regionprops define, on irregular masks with holes
+    from scipy import ndimage
+    from skimage.measure import regionprops
+
+    from nanofind.classify.features import _fill_holes, _solidity_and_eccentricity
+
+    rng = np.random.default_rng(3)
+    for k in range(20):
+        mask = ndimage.gaussian_filter(rng.normal(size=(40 + k, 57)), 2.5) > 0.05
+        assert np.array_equal(_fill_holes(mask), ndimage.binary_fill_holes(mask))
+        labelled, n = ndimage.label(mask, structure=np.ones((3, 3)))
+        region = labelled == 1 + int(np.argmax(np.bincount(labelled.ravel())[1:]))
+        (props,) = regionprops(region.astype(np.uint8))
+        assert _solidity_and_eccentricity(region) == pytest.approx((props.solidity, props.eccentricity), abs=1e-12)
+    ring = _disc((60, 60), (30, 30), 20) & ~_disc((60, 60), (30, 30), 8)
+    assert np.array_equal(_fill_holes(ring), _disc((60, 60), (30, 30), 20))
+    line = np.zeros((9, 30), bool)
+    line[4, 3:25] = True
+    assert _solidity_and_eccentricity(line) == pytest.approx((1.0, 1.0))

@@ -221,6 +221,10 @@ def analyze_batch(inputs: list[str | Path], out_dir: str | Path, settings: Analy
     except OSError as exc:
         raise NanofindInputError(f"cannot create ({exc.strerror or exc})", str(out)) from None
     start = time.perf_counter()
+    if settings.classify and workers == 1 and scheduler is None and len(inputs) > 1:
+        from nanofind.classify.crop_pool import warm_up
+
+        warm_up()  # the crop workers start while the first image is segmented
     run = segment_batch(
         inputs, partial(_analyze_frame, out=out, settings=settings),
         model=ModelChoice(settings.model, settings.precision, settings.backend, warm_up_px=settings.window_px),

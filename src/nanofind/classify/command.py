@@ -71,6 +71,7 @@ def classify_files(inputs: list[str], out_dir: str | Path, *, model: str | None 
     """
     from nanofind._files import write_text_atomic
     from nanofind._progress import ProgressBar
+    from nanofind.classify.crop_pool import MIN_CROPS, warm_up
     from nanofind.segment.batch import expand_inputs
 
     classifier, classes, read = _load_any_classifier(model)
@@ -80,6 +81,8 @@ def classify_files(inputs: list[str], out_dir: str | Path, *, model: str | None 
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise NanofindInputError(f"{out}: cannot create the folder ({exc.strerror or exc})") from None
+    if len(files) >= MIN_CROPS:
+        warm_up()  # the crop workers start while the files are read
     names, crops, failures = [], [], []
     with ProgressBar("classify", len(files), enabled=not quiet) as bar:
         for path in files:

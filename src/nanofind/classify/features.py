@@ -63,24 +63,42 @@ def _radius(shape: tuple[int, int]) -> np.ndarray:
     return np.hypot(yy - (shape[0] - 1) / 2, xx - (shape[1] - 1) / 2) / (min(shape) / 2)
 
 
+@lru_cache(maxsize=256)
+def _rings(shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    """Masks of the outer ring (r > 0.85), the inner disc (r < 0.5) and the inscribed disc (r < 1)."""
+    r = _radius(shape)
+    return _frozen(r > 0.85, r < 0.5, r < 1)
+
+
 def _normalised(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Crop minus its outer ring's median, over the ring's robust spread; radius map; inner disc."""
     crop = np.asarray(crop, dtype=np.float64)
     r = _radius(crop.shape)
-    outer = crop[r > 0.85]
+    ring, inner, _ = _rings(crop.shape)
+    outer = crop[ring]
     centre = np.median(outer) if outer.size else np.median(crop)
     spread = 1.4826 * np.median(np.abs(outer - centre)) if outer.size else 0.0
     if not spread > 0:
         spread = crop.std() or 1.0
-    return (crop - centre) / spread, r, r < 0.5
+    return (crop - centre) / spread, r, inner
 
 
 @lru_cache(maxsize=256)
-def _grid(shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
-    """Radial Hann window, and each Fourier pixel's |f| (cycles/px), angle (0–180°), ring, f_y and f_x."""
-    yy, xx = np.indices(shape)
-    r = np.hypot(yy - (shape[0] - 1) / 2, xx - (shape[1] - 1) / 2) / (min(shape) / 2)
+def _hann(shape: tuple[int, int]) -> tuple[np.ndarray, float]:
+    """Radial Hann window over the crop's inscribed disc, and its sum."""
+    r = _radius(shape)
     window = np.where(r < 1, 0.5 * (1 + np.cos(np.pi * np.minimum(r, 1))), 0.0)
+    return window, max(float(window.sum()), 1.0)
+
+
+@lru_cache(maxsize=64)
+def _grid(shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
+    """Radial Hann window, and each Fourier pixel's |f| (cycles/px), angle (0–180°), ring, f_y and f_x.
+
+    (Only the spectral features' windows come here, a few shapes; the network's whole-crop spectra,
+    one shape per crop, need the window alone: :func:`_hann`.)
+    """
+    window = _hann(shape)[0]
     fy = np.broadcast_to(np.fft.fftshift(np.fft.fftfreq(shape[0]))[:, None], shape)
     fx = np.broadcast_to(np.fft.fftshift(np.fft.fftfreq(shape[1]))[None, :], shape)
     freq = np.hypot(fy, fx)
@@ -89,12 +107,53 @@ def _grid(shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
     return window, freq, angle, ring, fy, fx
 
 
-def _power(x: np.ndarray, r: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Power spectrum under a radial Hann window (shifted), and each pixel's |f| and angle (0–180°)."""
-    window, freq, angle = _grid(x.shape)[:3]
-    f = np.fft.fftshift(np.fft.fft2((x - x[r < 1].mean()) * window))
-    power = (f.real**2 + f.imag**2) / max(window.sum(), 1.0)
-    return power, freq, angle
+def _spectrum(x: np.ndarray) -> np.ndarray:
+    """Power spectrum under a radial Hann window (shifted so that f = 0 is at the centre)."""
+    window, total = _hann(x.shape)
+    f = np.fft.fftshift(np.fft.fft2((x - x[_rings(x.shape)[2]].mean()) * window))
+    return (f.real**2 + f.imag**2) / total
+
+
+def _frozen(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
+    for a in arrays:
+        a.flags.writeable = False  # cached and shared between crops
+    return arrays
+
+
+@lru_cache(maxsize=64)
+def _band(shape: tuple[int, int], lo: float, hi: float, include_lo: bool = False) -> np.ndarray:
+    """Fourier pixels with lo < |f| < hi (lo ≤ |f| with ``include_lo``), cycles/px."""
+    freq = _grid(shape)[1]
+    return _frozen(((freq >= lo) if include_lo else (freq > lo)) & (freq < hi))[0]
+
+
+@lru_cache(maxsize=64)
+def _bins(shape: tuple[int, int], kind: str) -> tuple[np.ndarray, ...]:
+    """Per-shape bin indices of the spectral features, computed once per window shape.
+
+    ``profile``: 64 bins of |f| up to 0.5 (kept ones, and the mask); ``radial``: the bins of
+    :data:`_RADIAL_BINS` (kept ones, the mask, counts); ``angle5``: 5° bins (0–35); ``angle1``:
+    1° bins (0–179); ``ring``: each pixel's ring of :func:`_ring_level` and the rings' pixel counts.
+    """
+    freq, angle, ring = _grid(shape)[1:4]
+    if kind == "ring":
+        return _frozen(ring, np.maximum(np.bincount(ring.ravel()), 1))
+    if kind == "profile":
+        bins = np.minimum((freq / 0.5 * 64).astype(int), 64)
+        keep = (bins >= 1) & (bins < 64)
+        return _frozen(bins[keep], keep)
+    if kind == "radial":
+        which = np.digitize(freq, _RADIAL_BINS) - 1
+        inside = (which >= 0) & (which < len(_RADIAL_BINS) - 1)
+        return _frozen(which[inside], inside, np.bincount(which[inside], minlength=len(_RADIAL_BINS) - 1))
+    width, top = {"angle5": (5, 35), "angle1": (1, 179)}[kind]
+    return _frozen(np.minimum((angle / width).astype(int), top))
+
+
+def _power(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_spectrum`, and each Fourier pixel's |f| (cycles/px) and angle (0–180°)."""
+    freq, angle = _grid(x.shape)[1:3]
+    return _spectrum(x), freq, angle
 
 
 def _ring_level(power: np.ndarray) -> np.ndarray:
@@ -103,17 +162,14 @@ def _ring_level(power: np.ndarray) -> np.ndarray:
     (Speckle power is exponentially distributed, so a few Bragg spots barely move the geometric
     mean; it is a robust background, and far cheaper than a median per ring.)
     """
-    ring = _grid(power.shape)[3]
+    ring, counts = _bins(power.shape, "ring")
     log = np.log(np.maximum(power, 1e-30))
-    level = np.bincount(ring.ravel(), weights=log.ravel()) / np.maximum(np.bincount(ring.ravel()), 1)
-    return np.exp(level[ring])
+    return np.exp((np.bincount(ring.ravel(), weights=log.ravel()) / counts)[ring])
 
 
 def _seed_part(x: np.ndarray, inner: np.ndarray, power: np.ndarray, freq: np.ndarray) -> list[float]:
-    magnitude = np.sqrt(power)
-    bins = np.minimum((freq / 0.5 * 64).astype(int), 64)
-    keep = (bins >= 1) & (bins < 64)
-    profile = np.bincount(bins[keep], weights=magnitude[keep], minlength=64)[1:]
+    kept, keep = _bins(freq.shape, "profile")
+    profile = np.bincount(kept, weights=np.sqrt(power[keep]), minlength=64)[1:]
     f_mid = (np.arange(1, 64) + 0.5) / 64 * 0.5
     com = float((profile * f_mid).sum() / max(profile.sum(), 1e-12))
     region = x[inner]
@@ -122,15 +178,15 @@ def _seed_part(x: np.ndarray, inner: np.ndarray, power: np.ndarray, freq: np.nda
 
 def seed_features(crop: np.ndarray) -> np.ndarray:
     """The five features of seed 004, ch. 3 (:data:`SEED_FEATURES`) of one crop."""
-    x, r, inner = _normalised(crop)
-    power, freq, _ = _power(x, r)
+    x, _, inner = _normalised(crop)
+    power, freq, _ = _power(x)
     return np.array(_seed_part(x, inner, power, freq))
 
 
 def _spot_mask(ratio: np.ndarray, freq: np.ndarray) -> np.ndarray:
     """Fourier spots: local maxima (5 × 5) over :data:`SPOT_RATIO` in the spot band."""
     peak = (ratio == ndimage.maximum_filter(ratio, size=5)) & (ratio > SPOT_RATIO)
-    return peak & (freq > _SPOT_BAND[0]) & (freq < _SPOT_BAND[1])
+    return peak & _band(freq.shape, *_SPOT_BAND)
 
 
 def _spots(ratio: np.ndarray, freq: np.ndarray, angle: np.ndarray, peak: np.ndarray) -> list[float]:
@@ -158,9 +214,9 @@ def _spots(ratio: np.ndarray, freq: np.ndarray, angle: np.ndarray, peak: np.ndar
 
 def _harmonics(ratio: np.ndarray, freq: np.ndarray, angle: np.ndarray) -> list[float]:
     out = []
-    bins = np.minimum((angle / 5).astype(int), 35)
+    bins = _bins(angle.shape, "angle5")[0]
     for lo, hi in _BANDS:
-        band = (freq >= lo) & (freq < hi)
+        band = _band(freq.shape, lo, hi, include_lo=True)
         profile = np.bincount(bins[band], weights=np.log1p(ratio[band]), minlength=36)
         coefficients = np.abs(np.fft.rfft(profile))
         out += list(coefficients[1:_HARMONICS + 1] / max(coefficients[0], 1e-12))
@@ -174,14 +230,14 @@ def _streak(ratio: np.ndarray, freq: np.ndarray, angle: np.ndarray) -> list[floa
     direction of one of the lattice's spots; returned: the streak's excess mean log power over the
     median direction, and its angle to the strongest spot's direction (degrees).
     """
-    use = (freq > 0.03) & (freq < 0.35) & (ratio < SPOT_RATIO)
-    bins = np.minimum(angle[use].astype(int), 179)
+    use = _band(freq.shape, 0.03, 0.35) & (ratio < SPOT_RATIO)
+    bins = _bins(angle.shape, "angle1")[0][use]
     log = np.log(np.maximum(ratio[use], 1e-12))
     counts = np.bincount(bins, minlength=180)
     means = np.bincount(bins, weights=log, minlength=180) / np.maximum(counts, 1)
     smooth = np.convolve(np.concatenate([means[-2:], means, means[:2]]), np.ones(5) / 5, mode="valid")
     k = int(np.argmax(smooth))
-    strongest = angle.flat[int(np.argmax(np.where(freq > 0.05, ratio, 0)))]
+    strongest = angle.flat[int(np.argmax(np.where(_band(freq.shape, 0.05, np.inf), ratio, 0)))]
     d = abs(k + 0.5 - strongest) % 180
     return [float(smooth[k] - np.median(smooth)), float(min(d, 180 - d))]
 
@@ -205,7 +261,7 @@ def _relrods(ratio: np.ndarray, freq: np.ndarray, angle: np.ndarray, peak: np.nd
             directions.append(float(a))
         if len(directions) == 3:
             break
-    use = (ratio < SPOT_RATIO) & (freq > 0.03) & (freq < 0.45)
+    use = (ratio < SPOT_RATIO) & _band(freq.shape, 0.03, 0.45)
     log = np.log(np.maximum(ratio[use], 1e-12))
     excess = []
     for a in np.radians(directions):
@@ -224,8 +280,8 @@ def _tiles(x: np.ndarray) -> list[float]:
     for i in range(n):
         for j in range(n):
             tile = x[i * size:(i + 1) * size, j * size:(j + 1) * size]
-            power, freq, angle = _power(tile, _radius(tile.shape))
-            band = (freq > 0.08) & (freq < 0.48)
+            power, freq, angle = _power(tile)
+            band = _band(freq.shape, 0.08, 0.48)
             if not band.any():
                 continue
             ring = np.exp(np.mean(np.log(np.maximum(power[band], 1e-30))))  # geometric mean: no sort
@@ -242,9 +298,30 @@ def _tiles(x: np.ndarray) -> list[float]:
     return [float(fringes.mean()), float(spread), float(differences.max())]
 
 
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    """``ndimage.binary_fill_holes`` (4-connected background) by one labelling instead of repeated dilations."""
+    background, _ = ndimage.label(~mask)
+    edge = np.unique(np.concatenate([background[0], background[-1], background[:, 0], background[:, -1]]))
+    return ~np.isin(background, edge[edge > 0])
+
+
+def _solidity_and_eccentricity(region: np.ndarray) -> tuple[float, float]:
+    """As scikit-image's ``regionprops`` defines them, of a non-empty boolean region."""
+    from skimage.morphology import convex_hull_image
+
+    ys, xs = np.nonzero(region)
+    box = region[ys.min():ys.max() + 1, xs.min():xs.max() + 1]
+    solidity = len(ys) / np.count_nonzero(convex_hull_image(box))
+    # the eigenvalues of the inertia tensor are those of the pixels' covariance (population)
+    dy, dx = ys - ys.mean(), xs - xs.mean()
+    a, b, c = (dy * dy).mean(), (dx * dx).mean(), (dy * dx).mean()
+    root = np.sqrt(((a - b) / 2) ** 2 + c * c)
+    large, small = (a + b) / 2 + root, max((a + b) / 2 - root, 0.0)
+    return float(solidity), float(np.sqrt(1 - small / large)) if large > 0 else 0.0
+
+
 def _shape(crop: np.ndarray) -> list[float]:
     from skimage.filters import threshold_otsu
-    from skimage.measure import label, regionprops
 
     x = np.asarray(crop, dtype=np.float64)
     step = max(1, min(x.shape) // _SHAPE_PX)  # the outline needs no fine pixels: work on ~64 px
@@ -257,19 +334,19 @@ def _shape(crop: np.ndarray) -> list[float]:
         mask = smooth > threshold_otsu(smooth)
     except ValueError:  # a flat crop
         return [0.0, 1.0, 0.0, 0.0, 0.0]
-    mask = ndimage.binary_fill_holes(ndimage.binary_opening(mask, iterations=1))
-    labelled = label(mask)
+    mask = _fill_holes(ndimage.binary_opening(mask, iterations=1))
+    labelled, _ = ndimage.label(mask, structure=np.ones((3, 3), bool))
     areas = np.bincount(labelled.ravel())[1:]
     regions = int(np.count_nonzero(areas >= 0.02 * mask.size))
     if not regions:
         return [0.0, 1.0, 0.0, 0.0, 0.0]
     biggest = labelled == 1 + int(np.argmax(areas))
-    (big,) = regionprops(biggest.astype(np.uint8))
+    solidity, eccentricity = _solidity_and_eccentricity(biggest)
     distance = ndimage.distance_transform_edt(biggest)
     footprint = max(3, int(distance.max() * 0.8)) | 1
     peaks = (distance == ndimage.maximum_filter(distance, size=footprint)) & (distance > 0.5 * distance.max())
     lobes = ndimage.label(peaks)[1]
-    return [float(big.area / mask.size), float(big.solidity), float(big.eccentricity), float(regions), float(lobes)]
+    return [float(areas.max() / mask.size), solidity, eccentricity, float(regions), float(lobes)]
 
 
 def _central(crop: np.ndarray, size: int) -> np.ndarray:
@@ -285,20 +362,17 @@ def rich_features(crop: np.ndarray) -> np.ndarray:
     (the lattice is the same across a particle, and the cost stays bounded); the shape features
     at the whole crop.
     """
-    x, r, inner = _normalised(_central(np.asarray(crop), SPECTRAL_PX))
-    power, freq, angle = _power(x, r)
+    x, _, inner = _normalised(_central(np.asarray(crop), SPECTRAL_PX))
+    power, freq, angle = _power(x)
     ratio = power / np.maximum(_ring_level(power), 1e-12)
     region = x[inner]
     centred = region - region.mean()
     sd = max(region.std(), 1e-12)
     out = _seed_part(x, inner, power, freq)
     out += [float((centred**3).mean() / sd**3), float((centred**4).mean() / sd**4), float(np.abs(region.mean())),
-            float(x[r > 0.85].std()) if (r > 0.85).any() else 0.0]
-    log_power = np.log10(np.maximum(power, 1e-12))
-    which = np.digitize(freq, _RADIAL_BINS) - 1
-    inside = (which >= 0) & (which < len(_RADIAL_BINS) - 1)
-    counts = np.bincount(which[inside], minlength=len(_RADIAL_BINS) - 1)
-    sums = np.bincount(which[inside], weights=log_power[inside], minlength=len(_RADIAL_BINS) - 1)
+            float(x[_rings(x.shape)[0]].std()) if _rings(x.shape)[0].any() else 0.0]
+    which, inside, counts = _bins(freq.shape, "radial")
+    sums = np.bincount(which, weights=np.log10(np.maximum(power[inside], 1e-12)), minlength=len(_RADIAL_BINS) - 1)
     radial = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     radial = np.nan_to_num(radial - np.nanmean(radial))
     out += list(radial)
@@ -313,8 +387,13 @@ def rich_features(crop: np.ndarray) -> np.ndarray:
 
 
 def feature_matrix(crops, kind: str = "rich") -> np.ndarray:
-    """Features of many crops, one row each; ``kind`` "seed" or "rich"."""
+    """Features of many crops, one row each; ``kind`` "seed" or "rich".
+
+    Large batches are spread over worker processes (:mod:`nanofind.classify.crop_pool`).
+    """
+    from nanofind.classify.crop_pool import map_crops
+
     function = {"seed": seed_features, "rich": rich_features}[kind]
     width = len(SEED_FEATURES if kind == "seed" else RICH_FEATURES)
-    rows = [function(c) for c in crops]
+    rows = map_crops(function, list(crops))
     return np.array(rows, dtype=float).reshape(len(rows), width)

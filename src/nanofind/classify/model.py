@@ -108,11 +108,9 @@ class DefectClassifier:
 
 
 def _network_proba(network, crops) -> np.ndarray:
-    from nanofind.classify.cnn import INPUT_PX, crop_channels, predict_network
+    from nanofind.classify.cnn import network_inputs, predict_network
 
-    inputs = np.stack([crop_channels(c) for c in crops]) if len(crops) else np.zeros((0, 3, INPUT_PX, INPUT_PX),
-                                                                                       np.float32)
-    return predict_network(network, inputs)
+    return predict_network(network, network_inputs(crops))
 
 
 def _estimator(method: str, seed: int):

@@ -64,9 +64,9 @@ def cross_validate(features: np.ndarray, labels: np.ndarray, groups: np.ndarray,
 def _fit_network(crops, labels, *, seed: int, quiet: bool):
     """The CNN trained on the crops, and the seconds it took."""
     from nanofind._progress import ProgressBar
-    from nanofind.classify.cnn import EPOCHS, crop_channels, train_network
+    from nanofind.classify.cnn import EPOCHS, network_inputs, train_network
 
-    inputs = np.stack([crop_channels(c) for c in crops])
+    inputs = network_inputs(crops)
     start = time.perf_counter()
     with ProgressBar("epochs", EPOCHS, enabled=not quiet) as bar:
         net = train_network(inputs, labels, seed=seed, epochs=EPOCHS, progress=bar.advance)

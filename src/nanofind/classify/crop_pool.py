@@ -1,0 +1,111 @@
+"""Per-crop work (features, network inputs) of many crops on every CPU this process may use.
+
+A crop's features take a few milliseconds of many small NumPy and SciPy calls, which a second
+thread cannot overlap (the interpreter lock), so large batches go to worker processes: joblib's
+reusable loky pool, which starts fresh processes (never a fork of this one, whose thread pools a
+fork would copy), keeps them between batches (``analyze`` classifies image after image) and,
+unlike :mod:`multiprocessing`, does not run the caller's script again in its workers. On an AMD
+EPYC with two vCPUs the features and network inputs took 6.5–6.9 s per 1000 crops on two workers
+against 9.8–12.4 s in one process, after a start of 1–2.5 s at the first batch (docs/benchmarks.md,
+"Speed: crop work on two processes").
+
+- Batches of fewer than :data:`MIN_CROPS` crops run in this process, unless the pool is already
+  running: ``analyze`` starts it with :func:`warm_up` in the background when it will classify the
+  particles of several micrographs, so that images with a few dozen particles use it too.
+- One worker per CPU this process computes on (:func:`nanofind.learn.engine.compute_threads`): a
+  process that is itself one of ``--workers N`` local workers has its share only, and with one CPU
+  the crops are done here. ``$NANOFIND_CROP_WORKERS`` replaces that count (``1``: no workers).
+- Where no worker can start or one dies, the crops are done here.
+
+Results are the same numbers in the same order either way.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+#: Batches smaller than this run in this process (the pool's first start costs about 200 crops' work).
+MIN_CROPS = 64
+#: Crops per task sent to a worker.
+CHUNK = 32
+#: Environment variable: worker processes for crop work (``1``: none), replacing the CPU count.
+WORKERS_ENV = "NANOFIND_CROP_WORKERS"
+
+_STARTED: set[int] = set()  # worker counts whose pool has been started in this process
+_LOCK = threading.Lock()
+
+
+def crop_workers() -> int:
+    """Worker processes for crop work: ``$NANOFIND_CROP_WORKERS``, else the CPUs this process computes on."""
+    value = os.environ.get(WORKERS_ENV, "").strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    from nanofind._parallel import available_cpus
+    from nanofind.learn.engine import compute_threads
+
+    return max(1, min(compute_threads(), available_cpus()))
+
+
+def _noop(value):
+    return value
+
+
+def _run(function: Callable, chunks: list, workers: int) -> list:
+    from joblib import Parallel, delayed
+
+    parts = Parallel(n_jobs=workers, backend="loky")(delayed(_apply)(function, chunk) for chunk in chunks)
+    with _LOCK:
+        _STARTED.add(workers)
+    return parts
+
+
+def warm_up(workers: int | None = None) -> None:
+    """Start the worker pool in a background thread, so that it is ready when crops come (returns at once).
+
+    Nothing happens with fewer than two workers or when the pool was started already.
+    """
+    workers = crop_workers() if workers is None else workers
+    with _LOCK:
+        if workers < 2 or workers in _STARTED:
+            return
+        _STARTED.add(workers)
+
+    def start():
+        try:
+            _run(_noop, [[k] for k in range(workers)], workers)
+        except Exception:  # no pool here: map_crops finds out again and works in this process
+            with _LOCK:
+                _STARTED.discard(workers)
+
+    threading.Thread(target=start, daemon=True, name="nanofind-crop-pool").start()
+
+
+def _apply(function: Callable, crops: Sequence) -> list:
+    return [function(c) for c in crops]
+
+
+def map_crops(function: Callable[[np.ndarray], object], crops: Sequence, *, workers: int | None = None) -> list:
+    """``[function(c) for c in crops]``, on worker processes for large batches (see the module docstring).
+
+    ``function`` must be a module-level function (it reaches the workers by reference).
+    """
+    workers = crop_workers() if workers is None else workers
+    with _LOCK:
+        running = workers in _STARTED
+    if workers < 2 or len(crops) < (2 * workers if running else MIN_CROPS):
+        return _apply(function, crops)
+    from concurrent.futures.process import BrokenProcessPool
+
+    from joblib.externals.loky.process_executor import TerminatedWorkerError
+
+    size = min(CHUNK, -(-len(crops) // workers))
+    chunks = [crops[k:k + size] for k in range(0, len(crops), size)]
+    try:
+        parts = _run(function, chunks, workers)
+    except (TerminatedWorkerError, BrokenProcessPool, OSError):  # a worker died or could not start
+        return _apply(function, crops)
+    return [value for part in parts for value in part]
