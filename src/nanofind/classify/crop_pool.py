@@ -14,7 +14,8 @@ against 9.8–12.4 s in one process, after a start of 1–2.5 s at the first bat
   particles of several micrographs, so that images with a few dozen particles use it too.
 - One worker per CPU this process computes on (:func:`nanofind.learn.engine.compute_threads`): a
   process that is itself one of ``--workers N`` local workers has its share only, and with one CPU
-  the crops are done here. ``$NANOFIND_CROP_WORKERS`` replaces that count (``1``: no workers).
+  the crops are done here, as in a daemonic process (a Dask worker's, by default).
+  ``$NANOFIND_CROP_WORKERS`` replaces that count (``1``: no workers).
 - Where no worker can start or one dies, the crops are done here.
 
 Results are the same numbers in the same order either way.
@@ -44,9 +45,13 @@ def crop_workers() -> int:
     value = os.environ.get(WORKERS_ENV, "").strip()
     if value.isdigit() and int(value) > 0:
         return int(value)
+    import multiprocessing
+
     from nanofind._parallel import available_cpus
     from nanofind.learn.engine import compute_threads
 
+    if multiprocessing.current_process().daemon:  # a daemonic worker (Dask's, by default) may not have children
+        return 1
     return max(1, min(compute_threads(), available_cpus()))
 
 
