@@ -263,8 +263,9 @@ def test_crop_work_on_worker_processes_gives_the_same_rows_in_order(monkeypatch)
     from nanofind.classify.cnn import crop_channels
     from nanofind.classify.features import rich_features
 
+    monkeypatch.setattr(crop_pool, "MIN_CROPS", 16)
     rng = np.random.default_rng(4)
-    crops = [rng.normal(size=(int(rng.integers(32, 90)),) * 2) for _ in range(crop_pool.MIN_CROPS + 5)]
+    crops = [rng.normal(size=(int(rng.integers(32, 90)),) * 2) for _ in range(21)]
     here = crop_pool.map_crops(rich_features, crops, workers=1)
     away = crop_pool.map_crops(rich_features, crops, workers=2)
     assert len(away) == len(crops)

@@ -29,8 +29,9 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-#: Batches smaller than this run in this process (the pool's first start costs about 200 crops' work).
-MIN_CROPS = 64
+#: Batches smaller than this run in this process while no pool runs: starting one costs 1–2.5 s, and two
+#: workers save about 4 ms a crop (AMD EPYC, docs/benchmarks.md), so it pays from about 400 crops on.
+MIN_CROPS = 400
 #: Crops per task sent to a worker.
 CHUNK = 32
 #: Environment variable: worker processes for crop work (``1``: none), replacing the CPU count.
