@@ -279,3 +279,24 @@ def test_crop_work_on_worker_processes_gives_the_same_rows_in_order(monkeypatch)
     assert crop_pool.crop_workers() == 1
     monkeypatch.setenv(crop_pool.WORKERS_ENV, "3")
     assert crop_pool.crop_workers() == 3
+
+
+def test_classify_in_blocks_gives_the_one_call_numbers(monkeypatch):
+    from nanofind.classify import command
+
+    class Counting:
+        """A stand-in whose probabilities depend on each crop alone, counting its calls."""
+
+        calls = 0
+
+        def predict_proba(self, crops):
+            self.calls += 1
+            means = np.array([c.mean() for c in crops]).reshape(-1, 1)
+            return np.hstack([means, 1 - means])
+
+    rng = np.random.default_rng(0)
+    crops = [rng.uniform(size=(4, 4)) for _ in range(23)]
+    monkeypatch.setattr(command, "PREDICT_BLOCK", 5)
+    model = Counting()
+    blocks = command._predict_in_blocks(model, crops, quiet=True)
+    assert model.calls == 5 and np.array_equal(blocks, Counting().predict_proba(crops))

@@ -74,15 +74,15 @@ def classify_files(inputs: list[str], out_dir: str | Path, *, model: str | None 
     from nanofind.classify.crop_pool import MIN_CROPS, warm_up
     from nanofind.segment.batch import expand_inputs
 
-    classifier, classes, read = _load_any_classifier(model)
     files = expand_inputs(inputs)
+    if len(files) >= MIN_CROPS:
+        warm_up()  # the crop workers start while the classifier loads and the files are read
+    classifier, classes, read = _load_any_classifier(model)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise NanofindInputError(f"{out}: cannot create the folder ({exc.strerror or exc})") from None
-    if len(files) >= MIN_CROPS:
-        warm_up()  # the crop workers start while the files are read
     names, crops, failures = [], [], []
     with ProgressBar("classify", len(files), enabled=not quiet) as bar:
         for path in files:
@@ -93,7 +93,7 @@ def classify_files(inputs: list[str], out_dir: str | Path, *, model: str | None 
                 failures.append(str(exc))
                 report(f"nanofind: error: {exc}")
             bar.advance()
-    probabilities = classifier.predict_proba(crops)
+    probabilities = _predict_in_blocks(classifier, crops, quiet=quiet)
     text = io.StringIO()
     writer = csv.writer(text, lineterminator="\n")
     writer.writerow(("file", "class", "probability", *(f"p_{c}" for c in classes)))
@@ -103,6 +103,25 @@ def classify_files(inputs: list[str], out_dir: str | Path, *, model: str | None 
     target = out / "classes.csv"
     write_text_atomic(target, text.getvalue())
     return target, failures
+
+
+#: Crops per call of the classifier in ``nanofind classify`` (a multiple of the networks' batches), so
+#: that a long run shows its progress.
+PREDICT_BLOCK = 1024
+
+
+def _predict_in_blocks(classifier, crops: list, *, quiet: bool) -> np.ndarray:
+    """``classifier.predict_proba(crops)`` block by block under a progress bar (the same numbers)."""
+    from nanofind._progress import ProgressBar
+
+    if len(crops) <= PREDICT_BLOCK:
+        return classifier.predict_proba(crops)
+    parts = []
+    with ProgressBar("classifying", len(crops), enabled=not quiet) as bar:
+        for start in range(0, len(crops), PREDICT_BLOCK):
+            parts.append(classifier.predict_proba(crops[start:start + PREDICT_BLOCK]))
+            bar.advance(len(parts[-1]))
+    return np.concatenate(parts)
 
 
 def read_crop_folders(folders: list[str]) -> tuple[list[np.ndarray], list[str], list[str]]:
