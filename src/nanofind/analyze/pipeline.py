@@ -197,15 +197,6 @@ def _overlays_exist(frames: list) -> bool:
     return all(Path(f["image"]["overlay_png"]).is_file() for f in frames)
 
 
-def _several_files(inputs) -> bool:
-    try:
-        from nanofind.segment.batch import expand_inputs
-
-        return len(expand_inputs(inputs)) > 1
-    except OSError:  # an unreadable folder: segment_batch reports it
-        return False
-
-
 def analyze_batch(inputs: list[str | Path], out_dir: str | Path, settings: AnalysisSettings | None = None,
                   progress: bool = True, resume: bool = False, workers: int = 1, scheduler: Any = None) -> dict:
     """Analyse micrographs into ``out_dir`` (see the module docstring); returns the summary.
@@ -230,10 +221,6 @@ def analyze_batch(inputs: list[str | Path], out_dir: str | Path, settings: Analy
     except OSError as exc:
         raise NanofindInputError(f"cannot create ({exc.strerror or exc})", str(out)) from None
     start = time.perf_counter()
-    if settings.classify and workers == 1 and scheduler is None and _several_files(inputs):
-        from nanofind.classify.crop_pool import warm_up
-
-        warm_up()  # the crop workers start while the first image is segmented
     run = segment_batch(
         inputs, partial(_analyze_frame, out=out, settings=settings),
         model=ModelChoice(settings.model, settings.precision, settings.backend, warm_up_px=settings.window_px),

@@ -3,15 +3,16 @@
 A crop's features take a few milliseconds of many small NumPy and SciPy calls, which a second
 thread cannot overlap (the interpreter lock), so large batches go to worker processes: joblib's
 reusable loky pool, which starts fresh processes (never a fork of this one, whose thread pools a
-fork would copy), keeps them between batches (``analyze`` classifies image after image) and,
+fork would copy), keeps them between batches and,
 unlike :mod:`multiprocessing`, does not run the caller's script again in its workers. On an AMD
 EPYC with two vCPUs the features and network inputs took 6.5–6.9 s per 1000 crops on two workers
 against 9.8–12.4 s in one process, after a start of 1–2.5 s at the first batch (docs/benchmarks.md,
 "Speed: crop work on two processes").
 
 - Batches of fewer than :data:`MIN_CROPS` crops run in this process, unless the pool is already
-  running: ``analyze`` starts it with :func:`warm_up` in the background when it will classify the
-  particles of several micrographs, so that images with a few dozen particles use it too.
+  running (``nanofind classify`` starts it with :func:`warm_up` while it loads the classifier).
+  ``analyze`` classifies image by image, a few particles each, and keeps to its own process: on 40
+  HRTEM fields of 1–3 particles a pool started ahead saved nothing.
 - One worker per CPU this process computes on (:func:`nanofind.learn.engine.compute_threads`): a
   process that is itself one of ``--workers N`` local workers has its share only, and with one CPU
   the crops are done here, as in a daemonic process (a Dask worker's, by default).
