@@ -70,17 +70,16 @@ def _rings(shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
     return _frozen(r > 0.85, r < 0.5, r < 1)
 
 
-def _normalised(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Crop minus its outer ring's median, over the ring's robust spread; radius map; inner disc."""
+def _normalised(crop: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Crop minus its outer ring's median, over the ring's robust spread; and the inner disc (r < 0.5)."""
     crop = np.asarray(crop, dtype=np.float64)
-    r = _radius(crop.shape)
     ring, inner, _ = _rings(crop.shape)
     outer = crop[ring]
     centre = np.median(outer) if outer.size else np.median(crop)
     spread = 1.4826 * np.median(np.abs(outer - centre)) if outer.size else 0.0
     if not spread > 0:
         spread = crop.std() or 1.0
-    return (crop - centre) / spread, r, inner
+    return (crop - centre) / spread, inner
 
 
 @lru_cache(maxsize=256)
@@ -93,18 +92,17 @@ def _hann(shape: tuple[int, int]) -> tuple[np.ndarray, float]:
 
 @lru_cache(maxsize=64)
 def _grid(shape: tuple[int, int]) -> tuple[np.ndarray, ...]:
-    """Radial Hann window, and each Fourier pixel's |f| (cycles/px), angle (0–180°), ring, f_y and f_x.
+    """Each Fourier pixel's |f| (cycles/px), angle (0–180°), ring, f_y and f_x.
 
     (Only the spectral features' windows come here, a few shapes; the network's whole-crop spectra,
     one shape per crop, need the window alone: :func:`_hann`.)
     """
-    window = _hann(shape)[0]
     fy = np.broadcast_to(np.fft.fftshift(np.fft.fftfreq(shape[0]))[:, None], shape)
     fx = np.broadcast_to(np.fft.fftshift(np.fft.fftfreq(shape[1]))[None, :], shape)
     freq = np.hypot(fy, fx)
     angle = np.degrees(np.arctan2(fy, fx)) % 180.0
     ring = np.round(freq * min(shape)).astype(int)
-    return window, freq, angle, ring, fy, fx
+    return freq, angle, ring, fy, fx
 
 
 def _spectrum(x: np.ndarray) -> np.ndarray:
@@ -123,7 +121,7 @@ def _frozen(*arrays: np.ndarray) -> tuple[np.ndarray, ...]:
 @lru_cache(maxsize=64)
 def _band(shape: tuple[int, int], lo: float, hi: float, include_lo: bool = False) -> np.ndarray:
     """Fourier pixels with lo < |f| < hi (lo ≤ |f| with ``include_lo``), cycles/px."""
-    freq = _grid(shape)[1]
+    freq = _grid(shape)[0]
     return _frozen(((freq >= lo) if include_lo else (freq > lo)) & (freq < hi))[0]
 
 
@@ -135,7 +133,7 @@ def _bins(shape: tuple[int, int], kind: str) -> tuple[np.ndarray, ...]:
     :data:`_RADIAL_BINS` (kept ones, the mask, counts); ``angle5``: 5° bins (0–35); ``angle1``:
     1° bins (0–179); ``ring``: each pixel's ring of :func:`_ring_level` and the rings' pixel counts.
     """
-    freq, angle, ring = _grid(shape)[1:4]
+    freq, angle, ring = _grid(shape)[:3]
     if kind == "ring":
         return _frozen(ring, np.maximum(np.bincount(ring.ravel()), 1))
     if kind == "profile":
@@ -152,7 +150,7 @@ def _bins(shape: tuple[int, int], kind: str) -> tuple[np.ndarray, ...]:
 
 def _power(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`_spectrum`, and each Fourier pixel's |f| (cycles/px) and angle (0–180°)."""
-    freq, angle = _grid(x.shape)[1:3]
+    freq, angle = _grid(x.shape)[:2]
     return _spectrum(x), freq, angle
 
 
@@ -178,7 +176,7 @@ def _seed_part(x: np.ndarray, inner: np.ndarray, power: np.ndarray, freq: np.nda
 
 def seed_features(crop: np.ndarray) -> np.ndarray:
     """The five features of seed 004, ch. 3 (:data:`SEED_FEATURES`) of one crop."""
-    x, _, inner = _normalised(crop)
+    x, inner = _normalised(crop)
     power, freq, _ = _power(x)
     return np.array(_seed_part(x, inner, power, freq))
 
@@ -251,7 +249,7 @@ def _relrods(ratio: np.ndarray, freq: np.ndarray, angle: np.ndarray, peak: np.nd
     median line, and how much that excess differs between the directions.
     """
     n = ratio.shape[0]
-    fy, fx = _grid(ratio.shape)[4:]
+    fy, fx = _grid(ratio.shape)[3:]
     if not peak.any():
         return [0.0, 0.0]
     order = np.argsort(ratio[peak])[::-1]
@@ -362,15 +360,15 @@ def rich_features(crop: np.ndarray) -> np.ndarray:
     (the lattice is the same across a particle, and the cost stays bounded); the shape features
     at the whole crop.
     """
-    x, _, inner = _normalised(_central(np.asarray(crop), SPECTRAL_PX))
+    x, inner = _normalised(_central(np.asarray(crop), SPECTRAL_PX))
     power, freq, angle = _power(x)
     ratio = power / np.maximum(_ring_level(power), 1e-12)
-    region = x[inner]
+    region, outer = x[inner], _rings(x.shape)[0]
     centred = region - region.mean()
     sd = max(region.std(), 1e-12)
     out = _seed_part(x, inner, power, freq)
     out += [float((centred**3).mean() / sd**3), float((centred**4).mean() / sd**4), float(np.abs(region.mean())),
-            float(x[_rings(x.shape)[0]].std()) if _rings(x.shape)[0].any() else 0.0]
+            float(x[outer].std()) if outer.any() else 0.0]
     which, inside, counts = _bins(freq.shape, "radial")
     sums = np.bincount(which, weights=np.log10(np.maximum(power[inside], 1e-12)), minlength=len(_RADIAL_BINS) - 1)
     radial = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
