@@ -71,13 +71,10 @@ def classify_files(inputs: list[str], out_dir: str | Path, *, model: str | None 
     """
     from nanofind._files import write_text_atomic
     from nanofind._progress import ProgressBar
-    from nanofind.classify.crop_pool import MIN_CROPS, warm_up
     from nanofind.segment.batch import expand_inputs
 
-    files = expand_inputs(inputs)
-    if len(files) >= MIN_CROPS:
-        warm_up()  # the crop workers start while the classifier loads and the files are read
     classifier, classes, read = _load_any_classifier(model)
+    files = expand_inputs(inputs)
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)

@@ -9,10 +9,9 @@ EPYC with two vCPUs the features and network inputs took 6.5–6.9 s per 1000 cr
 against 9.8–12.4 s in one process, after a start of 1–2.5 s at the first batch (docs/benchmarks.md,
 "Speed: crop work on two processes").
 
-- Batches of fewer than :data:`MIN_CROPS` crops run in this process, unless the pool is already
-  running (``nanofind classify`` starts it with :func:`warm_up` while it loads the classifier).
-  ``analyze`` classifies image by image, a few particles each, and keeps to its own process: on 40
-  HRTEM fields of 1–3 particles a pool started ahead saved nothing.
+- Batches of fewer than :data:`MIN_CROPS` crops run in this process. ``analyze`` classifies image
+  by image, a few particles each, so it keeps to its own process: on 40 HRTEM fields of 1–3
+  particles a pool started ahead saved nothing.
 - One worker per CPU this process computes on (:func:`nanofind.learn.engine.compute_threads`): a
   process that is itself one of ``--workers N`` local workers has its share only, and with one CPU
   the crops are done here, as in a daemonic process (a Dask worker's, by default).
@@ -25,7 +24,6 @@ Results are the same numbers in the same order either way.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -37,9 +35,6 @@ MIN_CROPS = 400
 CHUNK = 32
 #: Environment variable: worker processes for crop work (``1``: none), replacing the CPU count.
 WORKERS_ENV = "NANOFIND_CROP_WORKERS"
-
-_STARTED: set[int] = set()  # worker counts whose pool has been started in this process
-_LOCK = threading.Lock()
 
 
 def crop_workers() -> int:
@@ -57,40 +52,6 @@ def crop_workers() -> int:
     return max(1, min(compute_threads(), available_cpus()))
 
 
-def _noop(value):
-    return value
-
-
-def _run(function: Callable, chunks: list, workers: int) -> list:
-    from joblib import Parallel, delayed
-
-    parts = Parallel(n_jobs=workers, backend="loky")(delayed(_apply)(function, chunk) for chunk in chunks)
-    with _LOCK:
-        _STARTED.add(workers)
-    return parts
-
-
-def warm_up(workers: int | None = None) -> None:
-    """Start the worker pool in a background thread, so that it is ready when crops come (returns at once).
-
-    Nothing happens with fewer than two workers or when the pool was started already.
-    """
-    workers = crop_workers() if workers is None else workers
-    with _LOCK:
-        if workers < 2 or workers in _STARTED:
-            return
-        _STARTED.add(workers)
-
-    def start():
-        try:
-            _run(_noop, [[k] for k in range(workers)], workers)
-        except Exception:  # no pool here: map_crops finds out again and works in this process
-            with _LOCK:
-                _STARTED.discard(workers)
-
-    threading.Thread(target=start, daemon=True, name="nanofind-crop-pool").start()
-
-
 def _apply(function: Callable, crops: Sequence) -> list:
     return [function(c) for c in crops]
 
@@ -101,18 +62,17 @@ def map_crops(function: Callable[[np.ndarray], object], crops: Sequence, *, work
     ``function`` must be a module-level function (it reaches the workers by reference).
     """
     workers = crop_workers() if workers is None else workers
-    with _LOCK:
-        running = workers in _STARTED
-    if workers < 2 or len(crops) < (2 * workers if running else MIN_CROPS):
+    if workers < 2 or len(crops) < MIN_CROPS:
         return _apply(function, crops)
     from concurrent.futures.process import BrokenProcessPool
 
+    from joblib import Parallel, delayed
     from joblib.externals.loky.process_executor import TerminatedWorkerError
 
     size = min(CHUNK, -(-len(crops) // workers))
     chunks = [crops[k:k + size] for k in range(0, len(crops), size)]
     try:
-        parts = _run(function, chunks, workers)
+        parts = Parallel(n_jobs=workers, backend="loky")(delayed(_apply)(function, chunk) for chunk in chunks)
     except (TerminatedWorkerError, BrokenProcessPool, OSError):  # a worker died or could not start
         return _apply(function, crops)
     return [value for part in parts for value in part]
