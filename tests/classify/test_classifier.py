@@ -267,10 +267,15 @@ def test_crop_work_on_worker_processes_gives_the_same_rows_in_order(monkeypatch)
     rng = np.random.default_rng(4)
     crops = [rng.normal(size=(int(rng.integers(32, 90)),) * 2) for _ in range(21)]
     here = crop_pool.map_crops(rich_features, crops, workers=1)
-    away = crop_pool.map_crops(rich_features, crops, workers=2)
+    try:
+        away = crop_pool.map_crops(rich_features, crops, workers=2)
+        channels = crop_pool.map_crops(crop_channels, crops, workers=2)
+    finally:  # the pool's idle workers would otherwise outlive this test inside the test process
+        from joblib.externals.loky import get_reusable_executor
+
+        get_reusable_executor().shutdown(wait=True)
     assert len(away) == len(crops)
     assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(here, away, strict=True))
-    channels = crop_pool.map_crops(crop_channels, crops, workers=2)
     assert np.array_equal(np.stack(channels), np.stack([crop_channels(c) for c in crops]))
     monkeypatch.setenv(crop_pool.WORKERS_ENV, "1")
     assert crop_pool.crop_workers() == 1
