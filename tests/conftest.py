@@ -15,6 +15,11 @@ if _XDIST_WORKERS > 1:
     for _name in THREAD_ENV:
         os.environ.setdefault(_name, str(threads_for(_XDIST_WORKERS)))
 
+# Crop work stays in the test processes (and the commands they run): a clean-clone CI run stalled
+# twice in an xdist worker that had used joblib's process pool. The pool itself is tested in a fresh
+# interpreter with a time limit (tests/classify/test_classifier.py).
+os.environ["NANOFIND_CROP_WORKERS"] = "1"
+
 
 @pytest.fixture
 def recipes_dir() -> Path:

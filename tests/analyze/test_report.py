@@ -1,6 +1,8 @@
 import json
+import os
 import re
 import shutil
+import signal
 import subprocess
 from html import unescape
 from pathlib import Path
@@ -195,7 +197,20 @@ def _run_chromium(exe: str, tmp_path: Path, name: str, *args: str) -> subprocess
     cmd = [exe, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
            "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
            f"--user-data-dir={profile}", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=60, check=False)
+    # its own process group, all killed on timeout: chromium's helper processes keep the output pipes
+    # open, so killing chromium alone could leave the read of its output waiting for ever
+    with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          start_new_session=True) as process:
+        try:
+            out, err = process.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            try:
+                out, err = process.communicate(timeout=10)
+            except subprocess.TimeoutExpired:  # a helper outside the group still holds a pipe
+                out, err = "", ""
+            err += "\n(chromium ran past 60 s and was killed)"
+    return subprocess.CompletedProcess(cmd, process.returncode, out, err)
 
 
 @pytest.mark.slow

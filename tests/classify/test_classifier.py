@@ -2,6 +2,7 @@
 
 import csv
 import json
+import os
 import subprocess
 import sys
 
@@ -258,25 +259,50 @@ def test_folded_batch_norm_gives_the_network_outputs():
         assert torch.allclose(folded(x), net(x), atol=1e-4)
 
 
+_POOL_SCRIPT = """
+import sys
+import numpy as np
+from nanofind.classify import crop_pool
+from nanofind.classify.cnn import crop_channels
+from nanofind.classify.features import rich_features
+
+crop_pool.MIN_CROPS = 16
+rng = np.random.default_rng(4)
+crops = [rng.normal(size=(int(rng.integers(32, 90)),) * 2) for _ in range(21)]
+here = crop_pool.map_crops(rich_features, crops, workers=1)
+away = crop_pool.map_crops(rich_features, crops, workers=2)
+channels = crop_pool.map_crops(crop_channels, crops, workers=2)
+assert len(away) == len(crops)
+assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(here, away, strict=True))
+assert np.array_equal(np.stack(channels), np.stack([crop_channels(c) for c in crops]))
+import os
+def process_of(crop):
+    return os.getpid()
+print("crop processes:", len(set(crop_pool.map_crops(process_of, crops, workers=2)) - {os.getpid()}))
+
+import time
+CALLER = os.getpid()
+def stuck_away(crop):
+    if os.getpid() != CALLER:
+        time.sleep(60)
+    return crop.shape
+crop_pool.TASK_TIMEOUT_S = 1.0
+start = time.monotonic()
+assert crop_pool.map_crops(stuck_away, crops, workers=2) == [c.shape for c in crops]
+assert time.monotonic() - start < 30, "a stuck worker held the batch"
+"""
+
+
 def test_crop_work_on_worker_processes_gives_the_same_rows_in_order(monkeypatch):
+    """Run in a fresh interpreter: the pool's processes never live inside the test process (conftest
+    turns the pool off there), and a stuck pool fails this test instead of stalling the run."""
     from nanofind.classify import crop_pool
-    from nanofind.classify.cnn import crop_channels
-    from nanofind.classify.features import rich_features
 
-    monkeypatch.setattr(crop_pool, "MIN_CROPS", 16)
-    rng = np.random.default_rng(4)
-    crops = [rng.normal(size=(int(rng.integers(32, 90)),) * 2) for _ in range(21)]
-    here = crop_pool.map_crops(rich_features, crops, workers=1)
-    try:
-        away = crop_pool.map_crops(rich_features, crops, workers=2)
-        channels = crop_pool.map_crops(crop_channels, crops, workers=2)
-    finally:  # the pool's idle workers would otherwise outlive this test inside the test process
-        from joblib.externals.loky import get_reusable_executor
-
-        get_reusable_executor().shutdown(wait=True)
-    assert len(away) == len(crops)
-    assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(here, away, strict=True))
-    assert np.array_equal(np.stack(channels), np.stack([crop_channels(c) for c in crops]))
+    env = {k: v for k, v in os.environ.items() if k != crop_pool.WORKERS_ENV}
+    done = subprocess.run([sys.executable, "-c", _POOL_SCRIPT], env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    others = int(done.stdout.rsplit("crop processes:", 1)[1])
+    assert 1 <= others <= 2  # the rows came from worker processes, not the calling one
     monkeypatch.setenv(crop_pool.WORKERS_ENV, "1")
     assert crop_pool.crop_workers() == 1
     monkeypatch.setenv(crop_pool.WORKERS_ENV, "3")

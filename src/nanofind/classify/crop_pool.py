@@ -16,7 +16,8 @@ against 9.8–12.4 s in one process, after a start of 1–2.5 s at the first bat
   process that is itself one of ``--workers N`` local workers has its share only, and with one CPU
   the crops are done here, as in a daemonic process (a Dask worker's, by default).
   ``$NANOFIND_CROP_WORKERS`` replaces that count (``1``: no workers).
-- Where no worker can start or one dies, the crops are done here.
+- Where no worker can start, one dies or one takes over :data:`TASK_TIMEOUT_S` on a task, the
+  crops are done here.
 
 Results are the same numbers in the same order either way.
 """
@@ -33,6 +34,9 @@ import numpy as np
 MIN_CROPS = 400
 #: Crops per task sent to a worker.
 CHUNK = 32
+#: Seconds a worker may take over one task (32 crops take well under one) before the whole batch is
+#: done in this process instead: a stuck worker must not stall a command.
+TASK_TIMEOUT_S = 120.0
 #: Environment variable: worker processes for crop work (``1``: none), replacing the CPU count.
 WORKERS_ENV = "NANOFIND_CROP_WORKERS"
 
@@ -65,6 +69,7 @@ def map_crops(function: Callable[[np.ndarray], object], crops: Sequence, *, work
     if workers < 2 or len(crops) < MIN_CROPS:
         return _apply(function, crops)
     from concurrent.futures.process import BrokenProcessPool
+    from multiprocessing import TimeoutError as TaskTimeout  # what joblib raises past its timeout
 
     from joblib import Parallel, delayed
     from joblib.externals.loky.process_executor import TerminatedWorkerError
@@ -72,7 +77,9 @@ def map_crops(function: Callable[[np.ndarray], object], crops: Sequence, *, work
     size = min(CHUNK, -(-len(crops) // workers))
     chunks = [crops[k:k + size] for k in range(0, len(crops), size)]
     try:
-        parts = Parallel(n_jobs=workers, backend="loky")(delayed(_apply)(function, chunk) for chunk in chunks)
-    except (TerminatedWorkerError, BrokenProcessPool, OSError):  # a worker died or could not start
+        parts = Parallel(n_jobs=workers, backend="loky", timeout=TASK_TIMEOUT_S)(
+            delayed(_apply)(function, chunk) for chunk in chunks
+        )
+    except (TerminatedWorkerError, BrokenProcessPool, OSError, TaskTimeout):  # a worker died, hung or never started
         return _apply(function, crops)
     return [value for part in parts for value in part]
