@@ -107,3 +107,33 @@ def test_a_connected_client_is_used_and_left_open(dask_cluster):
         got = dict(run_tasks(_square_after, [(x, 0.0) for x in range(4)], scheduler=client))
         assert {i: r[0] for i, r in got.items()} == {0: 0, 1: 1, 2: 4, 3: 9}
         assert client.status == "running" and client.submit(abs, -2).result() == 2
+
+
+def test_a_client_whose_event_loop_was_slow_to_start_is_started_again(monkeypatch):
+    import distributed
+
+    from nanofind import _parallel
+
+    starts = []
+
+    class SlowFirstClient:
+        """Fails as distributed does when its event-loop thread misses the 10 s start, the first time only."""
+
+        def __init__(self, address, timeout):
+            starts.append(address)
+            assert len(starts) > 1
+
+    monkeypatch.setattr(distributed, "Client", SlowFirstClient)
+    client, opened = _parallel._connect("tcp://127.0.0.1:1", 5.0)
+    assert isinstance(client, SlowFirstClient) and opened and len(starts) == 2
+
+    class NeverClient:
+        def __init__(self, address, timeout):
+            starts.append(address)
+            raise AssertionError
+
+    starts.clear()
+    monkeypatch.setattr(distributed, "Client", NeverClient)
+    with pytest.raises(NanofindInputError, match="event loop did not start"):
+        _parallel._connect("tcp://127.0.0.1:1", 5.0)
+    assert len(starts) == _parallel.CLIENT_START_ATTEMPTS

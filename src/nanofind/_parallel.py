@@ -199,6 +199,10 @@ def _start_worker(parent_pid: int, threads: int) -> None:
     threading.Thread(target=watch, daemon=True, name="nanofind-exit-with-parent").start()
 
 
+#: Tries at starting a Dask client whose event loop did not come up in time.
+CLIENT_START_ATTEMPTS = 3
+
+
 def _connect(scheduler, timeout_s: float):
     """A client for ``scheduler`` and whether this call opened it (and so must close it)."""
     try:
@@ -207,11 +211,18 @@ def _connect(scheduler, timeout_s: float):
         raise NanofindInputError("needs dask.distributed installed", "--scheduler") from None
     if not isinstance(scheduler, str):
         return scheduler, False
-    try:
-        return Client(scheduler, timeout=f"{timeout_s}s"), True
-    except (OSError, TimeoutError, ValueError) as exc:
-        message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise NanofindInputError(f"cannot connect to {scheduler} ({message})", "--scheduler") from None
+    for attempt in range(CLIENT_START_ATTEMPTS):
+        try:
+            return Client(scheduler, timeout=f"{timeout_s}s"), True
+        except AssertionError:
+            # distributed gives the client's event-loop thread 10 s to start and asserts that it did; on a
+            # loaded machine (a CI run on 2 cores) that wait has run out, and a second start went through
+            if attempt == CLIENT_START_ATTEMPTS - 1:
+                raise NanofindInputError(f"cannot connect to {scheduler} (the Dask client's event loop did not "
+                                         f"start in {CLIENT_START_ATTEMPTS} tries)", "--scheduler") from None
+        except (OSError, TimeoutError, ValueError) as exc:
+            message = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise NanofindInputError(f"cannot connect to {scheduler} ({message})", "--scheduler") from None
 
 
 def _run_dask(function, tasks, scheduler, return_exceptions, timeout_s):
