@@ -260,7 +260,9 @@ def test_folded_batch_norm_gives_the_network_outputs():
 
 
 _POOL_SCRIPT = """
-import sys
+import os
+import time
+
 import numpy as np
 from nanofind.classify import crop_pool
 from nanofind.classify.cnn import crop_channels
@@ -275,12 +277,10 @@ channels = crop_pool.map_crops(crop_channels, crops, workers=2)
 assert len(away) == len(crops)
 assert all(np.array_equal(a, b, equal_nan=True) for a, b in zip(here, away, strict=True))
 assert np.array_equal(np.stack(channels), np.stack([crop_channels(c) for c in crops]))
-import os
 def process_of(crop):
     return os.getpid()
 print("crop processes:", len(set(crop_pool.map_crops(process_of, crops, workers=2)) - {os.getpid()}))
 
-import time
 CALLER = os.getpid()
 def stuck_away(crop):
     if os.getpid() != CALLER:

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-#: Batches smaller than this run in this process while no pool runs: starting one costs 1–2.5 s, and two
+#: Batches smaller than this run in this process: starting the pool costs 1–2.5 s, and two
 #: workers save about 4 ms a crop (AMD EPYC, docs/benchmarks.md), so it pays from about 400 crops on.
 MIN_CROPS = 400
 #: Crops per task sent to a worker.
